@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Release build of the worker into build/ with local binaries only. This is also
+# wrangler.toml's [build] command, so `npx wrangler dev|deploy` work on their own
+# once `npm run setup` has run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen)}"
+export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
+export ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/@esbuild/linux-x64/bin/esbuild}"
+export WRANGLER_SEND_METRICS=false
+exec worker-build --release
