@@ -1,1 +1,15 @@
+//! cio-edge: a first-party identity edge, as a Cloudflare Worker.
+//!
+//! `core` and `config` are pure and build natively (`cargo test`); `edge`
+//! (HTTP) and `store` (Durable Objects, KV) exist only in the wasm build.
+
+pub mod config;
 pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
+#[cfg(target_arch = "wasm32")]
+mod store;
+
+#[cfg(target_arch = "wasm32")]
+pub use store::{IdentityIndex, Person, Visitor};

@@ -1,1 +1,12 @@
+//! Pure identity logic: no `worker` import, no I/O. Every decision the edge
+//! makes about cookies, identifiers, profiles and events lives here, tested
+//! natively with `cargo test`.
 
+pub mod body;
+pub mod cookies;
+pub mod error;
+pub mod event;
+pub mod identifier;
+pub mod profile;
+
+pub use error::Error;

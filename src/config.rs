@@ -1,0 +1,213 @@
+//! Settings, read once into a typed struct. A bad value is an error that names
+//! the setting; the edge answers every request with it rather than guess.
+
+use url::Url;
+
+use crate::core::cookies::{CookiePolicy, SecureMode};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("setting {setting}: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The site the edge sits in front of (`ORIGIN_URL`, required).
+    pub origin: Url,
+    /// How long to wait for the origin's response headers (`ORIGIN_TIMEOUT_MS`).
+    pub origin_timeout_ms: u32,
+    pub cookies: CookiePolicy,
+    /// `USE_ARRAY_PARAMS` (default true): false reshapes arrays (rule 8).
+    pub use_array_params: bool,
+    /// `AUTO_IDENTIFY_LINKS` (default true): honour `_cio_id` on page URLs.
+    pub auto_identify_links: bool,
+    /// `EDGE_PAGE_VIEWS` (default false): record HTML navigations at the edge.
+    pub edge_page_views: bool,
+    /// Secret `ADMIN_TOKEN`; without it the admin API answers 404.
+    pub admin_token: Option<String>,
+    /// Secrets `SITE_ID` and `API_KEY` for the Track API.
+    pub site_id: Option<String>,
+    pub api_key: Option<String>,
+}
+
+pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 15_000;
+
+impl Config {
+    /// Builds the config from a lookup of settings by name (the worker's `Env`
+    /// in production, a map in tests). Empty values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let flag = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => parse_bool(&v).ok_or_else(|| ConfigError {
+                    setting: name,
+                    reason: format!("{v:?} is not true or false"),
+                }),
+            }
+        };
+
+        let origin = match get("ORIGIN_URL") {
+            None => {
+                return Err(ConfigError {
+                    setting: "ORIGIN_URL",
+                    reason: "is not set; set it to the URL of the site behind the edge".into(),
+                })
+            }
+            Some(raw) => parse_origin(&raw)?,
+        };
+        let origin_timeout_ms = match get("ORIGIN_TIMEOUT_MS") {
+            None => DEFAULT_ORIGIN_TIMEOUT_MS,
+            Some(v) => v.parse::<u32>().ok().filter(|ms| (100..=600_000).contains(ms)).ok_or_else(|| {
+                ConfigError {
+                    setting: "ORIGIN_TIMEOUT_MS",
+                    reason: format!("{v:?} is not a number of milliseconds from 100 to 600000"),
+                }
+            })?,
+        };
+        let secure = match get("COOKIE_SECURE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("auto") => SecureMode::Auto,
+            Some(v) => match parse_bool(v) {
+                Some(true) => SecureMode::Always,
+                Some(false) => SecureMode::Never,
+                None => {
+                    return Err(ConfigError {
+                        setting: "COOKIE_SECURE",
+                        reason: format!("{v:?} is not auto, true or false"),
+                    })
+                }
+            },
+        };
+        let domain = match get("COOKIE_DOMAIN") {
+            None => None,
+            Some(d) => Some(parse_cookie_domain(&d)?),
+        };
+        let cookies = CookiePolicy {
+            domain,
+            secure,
+            http_only: flag("COOKIE_HTTPONLY", false)?,
+            cross_site: flag("CROSS_SITE_COOKIES", false)?,
+        };
+
+        Ok(Config {
+            origin,
+            origin_timeout_ms,
+            cookies,
+            use_array_params: flag("USE_ARRAY_PARAMS", true)?,
+            auto_identify_links: flag("AUTO_IDENTIFY_LINKS", true)?,
+            edge_page_views: flag("EDGE_PAGE_VIEWS", false)?,
+            admin_token: get("ADMIN_TOKEN"),
+            site_id: get("SITE_ID"),
+            api_key: get("API_KEY"),
+        })
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_origin(raw: &str) -> Result<Url, ConfigError> {
+    let err = |reason: String| ConfigError { setting: "ORIGIN_URL", reason };
+    let url = Url::parse(raw).map_err(|e| err(format!("{raw:?} is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(err(format!("{raw:?} is not an http(s) URL with a host")));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(err(format!("{raw:?} must not carry a query or fragment")));
+    }
+    Ok(url)
+}
+
+fn parse_cookie_domain(raw: &str) -> Result<String, ConfigError> {
+    let domain = raw.trim_start_matches('.').to_ascii_lowercase();
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(domain)
+    } else {
+        Err(ConfigError { setting: "COOKIE_DOMAIN", reason: format!("{raw:?} is not a domain name") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[("ORIGIN_URL", "http://127.0.0.1:8788")]).unwrap();
+        assert_eq!(c.origin.as_str(), "http://127.0.0.1:8788/");
+        assert_eq!(c.origin_timeout_ms, DEFAULT_ORIGIN_TIMEOUT_MS);
+        assert_eq!(c.cookies, CookiePolicy::default());
+        assert!(c.use_array_params && c.auto_identify_links && !c.edge_page_views);
+        assert_eq!((c.admin_token, c.site_id, c.api_key), (None, None, None));
+    }
+
+    #[test]
+    fn every_setting() {
+        let c = config(&[
+            ("ORIGIN_URL", "https://www.example.com/base"),
+            ("ORIGIN_TIMEOUT_MS", "2500"),
+            ("COOKIE_DOMAIN", ".Example.com"),
+            ("COOKIE_SECURE", "true"),
+            ("COOKIE_HTTPONLY", "yes"),
+            ("CROSS_SITE_COOKIES", "1"),
+            ("USE_ARRAY_PARAMS", "false"),
+            ("AUTO_IDENTIFY_LINKS", "off"),
+            ("EDGE_PAGE_VIEWS", "TRUE"),
+            ("ADMIN_TOKEN", "t"),
+            ("SITE_ID", "s"),
+            ("API_KEY", "k"),
+        ])
+        .unwrap();
+        assert_eq!(c.origin_timeout_ms, 2500);
+        assert_eq!(c.cookies.domain.as_deref(), Some("example.com"));
+        assert_eq!(c.cookies.secure, SecureMode::Always);
+        assert!(c.cookies.http_only && c.cookies.cross_site && c.edge_page_views);
+        assert!(!c.use_array_params && !c.auto_identify_links);
+        assert_eq!(c.admin_token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cases: [(&[(&str, &str)], &str); 9] = [
+            (&[], "ORIGIN_URL"),
+            (&[("ORIGIN_URL", "not a url")], "ORIGIN_URL"),
+            (&[("ORIGIN_URL", "ftp://x.com")], "ORIGIN_URL"),
+            (&[("ORIGIN_URL", "http://x.com/?a=1")], "ORIGIN_URL"),
+            (&[("ORIGIN_URL", "http://x.com"), ("COOKIE_SECURE", "maybe")], "COOKIE_SECURE"),
+            (&[("ORIGIN_URL", "http://x.com"), ("COOKIE_DOMAIN", "a b;c")], "COOKIE_DOMAIN"),
+            (&[("ORIGIN_URL", "http://x.com"), ("EDGE_PAGE_VIEWS", "sometimes")], "EDGE_PAGE_VIEWS"),
+            (&[("ORIGIN_URL", "http://x.com"), ("USE_ARRAY_PARAMS", "2")], "USE_ARRAY_PARAMS"),
+            (&[("ORIGIN_URL", "http://x.com"), ("ORIGIN_TIMEOUT_MS", "soon")], "ORIGIN_TIMEOUT_MS"),
+        ];
+        for (pairs, setting) in cases {
+            let err = config(pairs).unwrap_err();
+            assert_eq!(err.setting, setting, "{pairs:?}");
+            assert!(err.to_string().contains(setting));
+        }
+    }
+
+    #[test]
+    fn empty_values_are_unset() {
+        let c = config(&[("ORIGIN_URL", "http://x.com"), ("COOKIE_DOMAIN", ""), ("ADMIN_TOKEN", " ")]).unwrap();
+        assert_eq!((c.cookies.domain, c.admin_token), (None, None));
+    }
+}

@@ -1,0 +1,66 @@
+//! The one error type of the pure core: a client's mistake, with the field it
+//! concerns. The edge maps it to HTTP in one place (`edge::error`).
+
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// 400: the input is malformed or breaks a rule.
+    #[error("{message}")]
+    Invalid { field: Option<Cow<'static, str>>, message: String },
+    /// 413: the request body is over the limit.
+    #[error("{message}")]
+    TooLarge { message: String },
+    /// 409: the input is valid but clashes with what is stored.
+    #[error("{message}")]
+    Conflict { field: Cow<'static, str>, message: String },
+    /// 404: the thing asked about does not exist.
+    #[error("{message}")]
+    NotFound { message: String },
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let message = message.into();
+        Error::Invalid { message: format!("{field}: {message}"), field: Some(field) }
+    }
+
+    pub fn bad_body(message: impl Into<String>) -> Self {
+        Error::Invalid { field: None, message: message.into() }
+    }
+
+    pub fn conflict(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Error::Conflict { field: field.into(), message: message.into() }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Error::NotFound { message: message.into() }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Invalid { .. } => 400,
+            Error::TooLarge { .. } => 413,
+            Error::Conflict { .. } => 409,
+            Error::NotFound { .. } => 404,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Invalid { .. } => "invalid",
+            Error::TooLarge { .. } => "too_large",
+            Error::Conflict { .. } => "conflict",
+            Error::NotFound { .. } => "not_found",
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { field, .. } => field.as_deref(),
+            Error::Conflict { field, .. } => Some(field),
+            Error::TooLarge { .. } | Error::NotFound { .. } => None,
+        }
+    }
+}
