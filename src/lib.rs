@@ -2,6 +2,7 @@
 //!
 //! `core` and `config` are pure and build natively (`cargo test`); `edge`
 //! (HTTP) and `store` (Durable Objects, KV) exist only in the wasm build.
+//! Dependencies point one way: edge -> store -> core, edge -> core.
 
 pub mod config;
 pub mod core;

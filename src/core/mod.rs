@@ -2,6 +2,7 @@
 //! makes about cookies, identifiers, profiles and events lives here, tested
 //! natively with `cargo test`.
 
+pub mod auth;
 pub mod body;
 pub mod cookies;
 pub mod error;

@@ -293,11 +293,14 @@ impl Profile {
     /// The value of the `_cioid` cookie for this person when identified by a
     /// tracked link: the id, else the email, else `cio_<cio_id>`.
     pub fn cookie_identifier(&self) -> String {
-        self.id
-            .clone()
-            .or_else(|| self.email.clone())
-            .unwrap_or_else(|| format!("cio_{}", self.cio_id))
+        cookie_identifier(self.id.as_deref(), self.email.as_deref(), &self.cio_id)
     }
+}
+
+/// The `_cioid` value for a person reached by cio_id: the id, else the email,
+/// else `cio_<cio_id>` (API section 1).
+pub fn cookie_identifier(id: Option<&str>, email: Option<&str>, cio_id: &str) -> String {
+    id.or(email).map(str::to_owned).unwrap_or_else(|| Identifier::CioId(cio_id.to_owned()).as_written())
 }
 
 #[cfg(test)]

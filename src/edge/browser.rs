@@ -1,0 +1,88 @@
+//! Browser endpoints (`/_cio/identify`, `track`, `page`, `reset`): identity
+//! from the cookies, no key, and never any profile data in the answer.
+
+use serde_json::json;
+use worker::{Request, Response};
+
+use super::error::{json_response, EdgeError};
+use super::visit::{new_anon_id, now_secs, Visit};
+use super::Edge;
+use crate::core::body::{parse_object, MAX_BODY_BYTES};
+use crate::core::event::{parse_event, EventContext, EventType};
+use crate::core::profile::parse_identify;
+use crate::core::Error as ClientError;
+use crate::store::identity;
+
+/// Reads a request body, refusing one over the limit (413) before reading it
+/// when its length is declared.
+pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
+    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(ClientError::TooLarge { message: format!("request body is over {MAX_BODY_BYTES} bytes") }.into());
+    }
+    req.bytes().await.map_err(|_| ClientError::bad_body("could not read the request body").into())
+}
+
+/// `{"ok":true}` with the cookies to set, each its own header.
+fn ok_with_cookies(cookies: &[String]) -> Response {
+    let mut response = json_response(&json!({ "ok": true }), 200);
+    for cookie in cookies {
+        let _ = response.headers_mut().append("set-cookie", cookie);
+    }
+    response
+}
+
+/// The visitor's anonymous id, or a new one (then also a cookie to set).
+fn anon_id(visit: &Visit, edge: &Edge, cookies: &mut Vec<String>) -> String {
+    match &visit.cookies.anon_id {
+        Some(anon) => anon.clone(),
+        None => {
+            let anon = new_anon_id();
+            cookies.push(edge.config.cookies.anon_cookie(visit.https, &anon));
+            anon
+        }
+    }
+}
+
+pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Response, EdgeError> {
+    let body = read_body(&mut req).await?;
+    let identify = parse_identify(&parse_object(&body, false)?, edge.config.use_array_params)?;
+    let mut cookies = Vec::new();
+    let anon = anon_id(&visit, edge, &mut cookies);
+    let done = identity::identify(&edge.env, &edge.cache, &identify, Some(&anon), now_secs()).await?;
+
+    let policy = &edge.config.cookies;
+    cookies.push(policy.id_cookie(visit.https, &identify.identifier.as_written()));
+    if done.rotate_anon {
+        // Already merged into someone else: this browser starts a new visitor.
+        cookies.retain(|c| !c.starts_with("_cioanonid="));
+        cookies.push(policy.anon_cookie(visit.https, &new_anon_id()));
+    }
+    let env = edge.env.clone();
+    edge.ctx.wait_until(async move {
+        crate::store::cache::Cache::new(&env).remember_person(&done.person).await;
+    });
+    Ok(ok_with_cookies(&cookies))
+}
+
+pub async fn track(mut req: Request, edge: &Edge, visit: Visit, kind: EventType) -> Result<Response, EdgeError> {
+    let body = read_body(&mut req).await?;
+    let referer = req.headers().get("referer").ok().flatten();
+    let ctx = EventContext {
+        kind,
+        type_in_body: false,
+        default_name: referer.as_deref().filter(|_| kind == EventType::Page),
+        now: now_secs(),
+        use_array_params: edge.config.use_array_params,
+    };
+    let event = parse_event(&parse_object(&body, false)?, &ctx, || uuid::Uuid::new_v4().to_string())?;
+    let mut cookies = Vec::new();
+    let anon = anon_id(&visit, edge, &mut cookies);
+    identity::record(&edge.env, &edge.cache, visit.cookies.identifier.as_ref(), &anon, event).await?;
+    Ok(ok_with_cookies(&cookies))
+}
+
+pub fn reset(edge: &Edge, visit: &Visit) -> Response {
+    let policy = &edge.config.cookies;
+    ok_with_cookies(&[policy.clear_id_cookie(visit.https), policy.anon_cookie(visit.https, &new_anon_id())])
+}

@@ -1,0 +1,194 @@
+//! The pass-through: every request outside `/_cio/` goes to the origin with
+//! method, path, query, headers and body intact (streamed), and the origin's
+//! answer comes back the same way, redirects unfollowed. The edge only adds its
+//! cookies and, toward the origin, `X-Cio-Anon-Id` / `X-Cio-Id`.
+
+use futures_util::future::{select, Either};
+use std::time::Duration;
+use url::Url;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use worker::{console_warn, Delay, Request, Response};
+
+use super::visit::{is_html_navigation, new_anon_id, now_secs, Visit};
+use super::Edge;
+use crate::core::event::{Event, EventType};
+use crate::core::identifier::{is_cio_id, Identifier};
+use crate::core::profile::cookie_identifier;
+use crate::store::identity;
+
+pub const ANON_HEADER: &str = "x-cio-anon-id";
+pub const ID_HEADER: &str = "x-cio-id";
+const LINK_PARAM: &str = "_cio_id";
+
+pub async fn handle(req: Request, edge: &Edge, url: Url) -> Response {
+    let visit = Visit::read(&req, &url);
+    let policy = &edge.config.cookies;
+    let html_navigation = is_html_navigation(&req.method(), req.headers());
+
+    let (mut anon_id, mut anon_changed) = match &visit.cookies.anon_id {
+        Some(anon) => (anon.clone(), false),
+        None => (new_anon_id(), true),
+    };
+    let mut identifier = visit.cookies.identifier.clone();
+    let mut set_cookies = Vec::new();
+
+    if edge.config.auto_identify_links {
+        if let Some(cio_id) = link_param(&url) {
+            match identity::link(&edge.env, &cio_id, &anon_id, now_secs()).await {
+                Ok(Some(found)) => {
+                    let p = &found.person;
+                    let written = cookie_identifier(p.id.as_deref(), p.email.as_deref(), &p.cio_id);
+                    set_cookies.push(policy.id_cookie(visit.https, &written));
+                    identifier = Identifier::parse(&written).ok();
+                    if found.rotate_anon {
+                        anon_id = new_anon_id();
+                        anon_changed = true;
+                    }
+                }
+                Ok(None) => {}
+                // Tracking never breaks the site: the page is served anyway.
+                Err(e) => console_warn!("_cio_id link not applied: {e}"),
+            }
+        }
+    }
+    if anon_changed || html_navigation {
+        set_cookies.insert(0, policy.anon_cookie(visit.https, &anon_id));
+    }
+    if edge.config.edge_page_views && html_navigation {
+        record_page_view(edge, &url, identifier.clone(), anon_id.clone());
+    }
+
+    let written = identifier.as_ref().map(Identifier::as_written);
+    match forward(req, edge, &url, &anon_id, written.as_deref(), &set_cookies).await {
+        Ok(response) => response,
+        Err(failure) => bad_gateway(&failure, &set_cookies),
+    }
+}
+
+fn link_param(url: &Url) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == LINK_PARAM)
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| is_cio_id(v))
+}
+
+/// `EDGE_PAGE_VIEWS`: record the navigation off the response path.
+fn record_page_view(edge: &Edge, url: &Url, identifier: Option<Identifier>, anon_id: String) {
+    let env = edge.env.clone();
+    let event = Event {
+        kind: EventType::Page,
+        name: url.as_str().chars().take(100).collect(),
+        data: Default::default(),
+        timestamp: now_secs(),
+        anonymous_id: None,
+        id: uuid::Uuid::new_v4().to_string(),
+    };
+    edge.ctx.wait_until(async move {
+        let cache = crate::store::cache::Cache::new(&env);
+        if let Err(e) = identity::record(&env, &cache, identifier.as_ref(), &anon_id, event).await {
+            console_warn!("edge page view not recorded: {e}");
+        }
+    });
+}
+
+/// The origin URL for a request: the origin's scheme, host and port, its path
+/// as a prefix, then the request's own path and query, untouched.
+fn origin_url(origin: &Url, url: &Url) -> Url {
+    let mut target = origin.clone();
+    let prefix = origin.path().trim_end_matches('/');
+    target.set_path(&format!("{prefix}{}", url.path()));
+    target.set_query(url.query());
+    target
+}
+
+enum Failure {
+    Unreachable(String),
+    TimedOut(u32),
+}
+
+async fn forward(
+    req: Request,
+    edge: &Edge,
+    url: &Url,
+    anon_id: &str,
+    identifier: Option<&str>,
+    set_cookies: &[String],
+) -> Result<Response, Failure> {
+    let js = |e: wasm_bindgen::JsValue| Failure::Unreachable(format!("{e:?}"));
+    let incoming = req.inner();
+    let target = origin_url(&edge.config.origin, url);
+
+    // Copy the headers (the incoming ones are immutable), then set ours; a
+    // client-sent X-Cio-* header never reaches the origin.
+    let headers = web_sys::Headers::new_with_headers(&incoming.headers()).map_err(js)?;
+    let _ = headers.delete("host");
+    let _ = headers.set("x-forwarded-host", url.host_str().unwrap_or_default());
+    let _ = headers.set("x-forwarded-proto", url.scheme());
+    let _ = headers.set(ANON_HEADER, anon_id);
+    let _ = headers.delete(ID_HEADER);
+    if let Some(identifier) = identifier {
+        let _ = headers.set(ID_HEADER, identifier);
+    }
+
+    let init = web_sys::RequestInit::new();
+    let method = incoming.method();
+    init.set_method(&method);
+    init.set_headers(&headers);
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    if method != "GET" && method != "HEAD" {
+        if let Some(body) = incoming.body() {
+            init.set_body(&body);
+        }
+    }
+    let controller = web_sys::AbortController::new().map_err(js)?;
+    init.set_signal(Some(&controller.signal()));
+
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let fetch = JsFuture::from(global.fetch_with_str_and_init(target.as_str(), &init));
+    let timeout = Delay::from(Duration::from_millis(u64::from(edge.config.origin_timeout_ms)));
+    let fetched = match select(fetch, timeout).await {
+        Either::Left((result, _)) => result.map_err(js)?,
+        Either::Right(_) => {
+            controller.abort();
+            return Err(Failure::TimedOut(edge.config.origin_timeout_ms));
+        }
+    };
+    let fetched: web_sys::Response = fetched.dyn_into().map_err(js)?;
+
+    // One copy of the origin's headers (each Set-Cookie kept as its own), then
+    // our cookies appended, each its own header; the body stays a stream.
+    let out_headers = web_sys::Headers::new_with_headers(&fetched.headers()).map_err(js)?;
+    for cookie in set_cookies {
+        let _ = out_headers.append("set-cookie", cookie);
+    }
+    let out = web_sys::ResponseInit::new();
+    out.set_status(fetched.status());
+    out.set_status_text(&fetched.status_text());
+    out.set_headers(&out_headers);
+    let response =
+        web_sys::Response::new_with_opt_readable_stream_and_init(fetched.body().as_ref(), &out).map_err(js)?;
+    Ok(Response::from(response))
+}
+
+fn bad_gateway(failure: &Failure, set_cookies: &[String]) -> Response {
+    let detail = match failure {
+        Failure::Unreachable(e) => {
+            console_warn!("origin unreachable: {e}");
+            "could not reach the origin server".to_owned()
+        }
+        Failure::TimedOut(ms) => format!("the origin server did not answer within {ms} ms"),
+    };
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>502 Bad Gateway</title></head>\
+         <body><h1>502 Bad Gateway</h1><p>The edge is up, but {detail} (origin unreachable). \
+         Check that ORIGIN_URL points at a running site.</p></body></html>"
+    );
+    let headers = worker::Headers::new();
+    let _ = headers.set("content-type", "text/html; charset=utf-8");
+    let _ = headers.set("cache-control", "no-store");
+    for cookie in set_cookies {
+        let _ = headers.append("set-cookie", cookie);
+    }
+    Response::builder().with_status(502).with_headers(headers).fixed(html.into_bytes())
+}
