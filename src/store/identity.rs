@@ -93,6 +93,7 @@ async fn identify_with(
     let fresh = new_cio_id();
     let mut target = claims.claim(&primary, &fresh).await?;
     let mut email_claimed = matches!(identify.identifier, Identifier::Email(_));
+    let mut adopting_lead = false;
 
     // A new id with an email that someone already has: that person (a lead
     // identified by email) gets the id, unless it has another one (then the
@@ -107,6 +108,7 @@ async fn identify_with(
                     return Err(ClientError::conflict("id", "this id belongs to another person").into());
                 }
                 target = email_owner;
+                adopting_lead = true;
             }
             email_claimed = true;
         }
@@ -122,7 +124,14 @@ async fn identify_with(
             anonymous_id: anonymous_id.map(str::to_owned),
             now,
         };
-        match people.identify(call).await? {
+        let reply = match people.identify(call).await {
+            // The email's person has an id of its own: the email is taken.
+            Err(StoreError::Client(ClientError::Conflict { .. })) if adopting_lead => {
+                return Err(ClientError::conflict("email", "this email belongs to another person").into())
+            }
+            other => other?,
+        };
+        match reply {
             IdentifyReply::NeedsEmailClaim if !email_claimed => {
                 let email = update.email.as_deref().unwrap_or_default();
                 if claims.claim(&format!("email:{email}"), &target).await? != target {

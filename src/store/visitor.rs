@@ -67,14 +67,15 @@ impl Visitor {
         Ok(rows.into_iter().next().map(|r| r.merged_into))
     }
 
-    fn events(&self, limit: u32) -> worker::Result<Vec<Event>> {
-        let rows: Vec<BodyRow> = self
-            .sql
-            .exec(
-                "SELECT body FROM events ORDER BY ts DESC, seq DESC LIMIT ?",
-                vec![i64::from(limit).into()],
-            )?
-            .to_array()?;
+    /// Events newest first (activity) or in the order they happened (merge,
+    /// so the person stores them in that order).
+    fn events(&self, limit: u32, newest_first: bool) -> worker::Result<Vec<Event>> {
+        let query = if newest_first {
+            "SELECT body FROM events ORDER BY ts DESC, seq DESC LIMIT ?"
+        } else {
+            "SELECT body FROM events ORDER BY ts, seq LIMIT ?"
+        };
+        let rows: Vec<BodyRow> = self.sql.exec(query, vec![i64::from(limit).into()])?.to_array()?;
         Ok(rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect())
     }
 
@@ -102,7 +103,7 @@ impl Visitor {
                         cio_id.clone()
                     }
                 };
-                let events = if owner == cio_id { self.events(u32::MAX)? } else { Vec::new() };
+                let events = if owner == cio_id { self.events(u32::MAX, false)? } else { Vec::new() };
                 reply(Ok(MergeReply { merged_into: owner, events }))
             }
             VisitorCall::Ack { cio_id } => {
@@ -113,7 +114,7 @@ impl Visitor {
             }
             VisitorCall::Activity { limit } => {
                 let merged_into = self.merged_into()?;
-                let events = if merged_into.is_some() { Vec::new() } else { self.events(limit)? };
+                let events = if merged_into.is_some() { Vec::new() } else { self.events(limit, true)? };
                 reply(Ok(VisitorActivity { merged_into, events }))
             }
         }
