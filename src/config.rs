@@ -30,6 +30,9 @@ pub struct Config {
     /// Secrets `SITE_ID` and `API_KEY` for the Track API.
     pub site_id: Option<String>,
     pub api_key: Option<String>,
+    /// `TRACK_API_HOST`: a host (routed to this worker) that serves the Track
+    /// API at `/api/v1` and `/api/v2`, like Customer.io's track host.
+    pub track_api_host: Option<String>,
 }
 
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 15_000;
@@ -101,6 +104,13 @@ impl Config {
             admin_token: get("ADMIN_TOKEN"),
             site_id: get("SITE_ID"),
             api_key: get("API_KEY"),
+            track_api_host: match get("TRACK_API_HOST") {
+                None => None,
+                Some(host) => Some(parse_cookie_domain(&host).map_err(|_| ConfigError {
+                    setting: "TRACK_API_HOST",
+                    reason: format!("{host:?} is not a host name"),
+                })?),
+            },
         })
     }
 }
@@ -175,6 +185,7 @@ mod tests {
             ("ADMIN_TOKEN", "t"),
             ("SITE_ID", "s"),
             ("API_KEY", "k"),
+            ("TRACK_API_HOST", "Track.Example.com"),
         ])
         .unwrap();
         assert_eq!(c.origin_timeout_ms, 2500);
@@ -183,11 +194,13 @@ mod tests {
         assert!(c.cookies.http_only && c.cookies.cross_site && c.edge_page_views);
         assert!(!c.use_array_params && !c.auto_identify_links);
         assert_eq!(c.admin_token.as_deref(), Some("t"));
+        assert_eq!(c.track_api_host.as_deref(), Some("track.example.com"));
     }
 
     #[test]
     fn bad_settings_are_named() {
-        let cases: [(&[(&str, &str)], &str); 9] = [
+        let cases: [(&[(&str, &str)], &str); 10] = [
+            (&[("ORIGIN_URL", "http://x.com"), ("TRACK_API_HOST", "http://x")], "TRACK_API_HOST"),
             (&[], "ORIGIN_URL"),
             (&[("ORIGIN_URL", "not a url")], "ORIGIN_URL"),
             (&[("ORIGIN_URL", "ftp://x.com")], "ORIGIN_URL"),

@@ -9,5 +9,6 @@ pub mod error;
 pub mod event;
 pub mod identifier;
 pub mod profile;
+pub mod track_api;
 
 pub use error::Error;

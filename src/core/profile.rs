@@ -15,7 +15,7 @@ pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1000;
 pub const MAX_ATTRIBUTES: usize = 300;
 
 /// Keys of an identify body that are not attributes.
-const RESERVED: [&str; 5] = ["id", "email", "created_at", "cio_relationships", "anonymous_id"];
+const RESERVED: [&str; 6] = ["id", "email", "created_at", "cio_relationships", "anonymous_id", "_update"];
 
 /// What an identify asks to change, validated; travels to the person object.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -290,6 +290,18 @@ impl Profile {
         Ok(applied)
     }
 
+    /// Merge (Track API `merge_customers`): attributes this person lacks come
+    /// from the secondary; its own stay. `created_at` becomes the earlier one.
+    pub fn absorb(&mut self, secondary: &Profile, now: i64) {
+        for (name, value) in &secondary.attributes {
+            if !self.attributes.contains_key(name) && self.attributes.len() < MAX_ATTRIBUTES {
+                self.attributes.insert(name.clone(), value.clone());
+            }
+        }
+        self.created_at = self.created_at.min(secondary.created_at);
+        self.updated_at = now;
+    }
+
     /// The value of the `_cioid` cookie for this person when identified by a
     /// tracked link: the id, else the email, else `cio_<cio_id>`.
     pub fn cookie_identifier(&self) -> String {
@@ -441,6 +453,17 @@ mod tests {
         assert_eq!(p.apply(&one_more, 400).unwrap_err().field(), Some("attributes"));
         assert_eq!(p, snapshot);
         assert_ne!(before, snapshot);
+    }
+
+    #[test]
+    fn absorb_takes_only_missing_attributes() {
+        let mut primary = Profile::new("p", Some(50), 100);
+        primary.attributes = obj(json!({"a": 1, "b": 2}));
+        let mut secondary = Profile::new("s", Some(10), 100);
+        secondary.attributes = obj(json!({"b": 9, "c": 3}));
+        primary.absorb(&secondary, 200);
+        assert_eq!(Value::Object(primary.attributes.clone()), json!({"a": 1, "b": 2, "c": 3}));
+        assert_eq!((primary.cio_id.as_str(), primary.created_at, primary.updated_at), ("p", 10, 200));
     }
 
     #[test]

@@ -9,10 +9,10 @@ use worker::{Method, Request, Response};
 use super::error::{json_response, EdgeError};
 use super::Edge;
 use crate::core::auth::bearer_matches;
-use crate::core::cookies::is_anon_id;
+use crate::core::track_api::parse_anonymous_id;
 use crate::core::identifier::Identifier;
 use crate::core::Error as ClientError;
-use crate::store::index::Index;
+use crate::store::identity;
 use crate::store::person::People;
 use crate::store::visitor::VisitorStore;
 
@@ -45,26 +45,65 @@ pub async fn handle(req: Request, edge: &Edge, url: &Url, route: &str) -> Result
             let activity = People { env: &edge.env }.activity(&cio_id, limit).await?;
             Ok(json_response(&json!({ "events": activity.events }), 200))
         }
+        ["people"] => list_people(edge, url).await,
+        ["export"] => export(edge),
         ["visitors", anon_id, "activity"] => {
-            if !is_anon_id(anon_id) {
-                return Err(ClientError::invalid("anonymous_id", "is not an anonymous id").into());
-            }
-            let activity = VisitorStore { env: &edge.env }.activity(anon_id, limit(url)?).await?;
+            let anon_id = parse_anonymous_id(Some(&serde_json::Value::String(anon_id.to_string())), "anonymous_id")?
+                .unwrap_or_default();
+            let activity = VisitorStore { env: &edge.env }.activity(&anon_id, limit(url)?).await?;
             Ok(json_response(&serde_json::to_value(activity).unwrap_or_default(), 200))
         }
         _ => Err(EdgeError::NoRoute),
     }
 }
 
+/// `GET /_cio/admin/people?limit=&cursor=`: a page of people from the KV
+/// cache (eventually consistent: a person appears once its first write has
+/// propagated).
+async fn list_people(edge: &Edge, url: &Url) -> Result<Response, EdgeError> {
+    let cursor = url.query_pairs().find(|(k, _)| k == "cursor").map(|(_, v)| v.into_owned());
+    let (ids, next) = edge.cache.list_people(u64::from(limit(url)?), cursor).await;
+    let mut people = Vec::with_capacity(ids.len());
+    for cio_id in ids {
+        if let Some(person) = edge.cache.person(&cio_id).await {
+            people.push(person);
+        }
+    }
+    Ok(json_response(&json!({ "people": people, "cursor": next }), 200))
+}
+
+/// `GET /_cio/admin/export`: every person as NDJSON, streamed page by page,
+/// each read from its Durable Object (the listing comes from KV).
+fn export(edge: &Edge) -> Result<Response, EdgeError> {
+    use futures_util::stream;
+    let env = edge.env.clone();
+    let pages = stream::unfold(Some(None::<String>), move |state| {
+        let env = env.clone();
+        async move {
+            let cursor = state?;
+            let cache = crate::store::cache::Cache::new(&env);
+            let (ids, next) = cache.list_people(100, cursor).await;
+            let mut chunk = Vec::new();
+            for cio_id in ids {
+                if let Ok(person) = (People { env: &env }).profile(&cio_id).await {
+                    if let Ok(line) = serde_json::to_vec(&person) {
+                        chunk.extend_from_slice(&line);
+                        chunk.push(b'\n');
+                    }
+                }
+            }
+            Some((Ok::<Vec<u8>, worker::Error>(chunk), next.map(Some)))
+        }
+    });
+    let mut response = Response::from_stream(pages)?;
+    let _ = response.headers_mut().set("content-type", "application/x-ndjson");
+    Ok(response)
+}
+
 /// The person an identifier names, from the index (never the cache).
 async fn person_cio_id(edge: &Edge, raw: &str) -> Result<String, EdgeError> {
     let identifier = Identifier::parse(raw)?;
-    let found = match (&identifier, identifier.index_key()) {
-        (Identifier::CioId(cio), _) => Some(cio.clone()),
-        (_, Some(key)) => Index { env: &edge.env }.owner(&key).await?,
-        (_, None) => None,
-    };
-    found.ok_or_else(|| ClientError::not_found("no such person").into())
+    identity::find(&edge.env, &identifier).await?.ok_or_else(|| ClientError::not_found("no such person").into())
 }
 
 fn limit(url: &Url) -> Result<u32, EdgeError> {

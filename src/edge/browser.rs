@@ -11,7 +11,7 @@ use crate::core::body::{parse_object, MAX_BODY_BYTES};
 use crate::core::event::{parse_event, EventContext, EventType};
 use crate::core::profile::parse_identify;
 use crate::core::Error as ClientError;
-use crate::store::identity;
+use crate::store::identity::{self, IdentifyOptions};
 
 /// Reads a request body, refusing one over the limit (413) before reading it
 /// when its length is declared.
@@ -49,7 +49,8 @@ pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Res
     let identify = parse_identify(&parse_object(&body, false)?, edge.config.use_array_params)?;
     let mut cookies = Vec::new();
     let anon = anon_id(&visit, edge, &mut cookies);
-    let done = identity::identify(&edge.env, &edge.cache, &identify, Some(&anon), now_secs()).await?;
+    let options = IdentifyOptions { create: true, anonymous_id: Some(&anon), now: now_secs() };
+    let done = identity::identify(&edge.env, &edge.cache, &identify, options).await?;
 
     let policy = &edge.config.cookies;
     cookies.push(policy.id_cookie(visit.https, &identify.identifier.as_written()));

@@ -47,7 +47,7 @@ impl EdgeError {
         }
     }
 
-    fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &'static str {
         match self {
             EdgeError::Client(e) => e.reason(),
             EdgeError::Unauthorized => "unauthorized",

@@ -5,6 +5,7 @@ mod admin;
 mod browser;
 mod error;
 mod proxy;
+mod track_api;
 mod visit;
 
 use std::rc::Rc;
@@ -59,6 +60,12 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let url = req.url()?;
     let cache = Cache::new(&env);
     let edge = Edge { config, env, ctx, cache };
+    let on_track_host = edge.config.track_api_host.as_deref().is_some_and(|h| url.host_str() == Some(h));
+    if on_track_host {
+        if let Some(route) = url.path().strip_prefix("/api/") {
+            return Ok(track_api::handle(req, &edge, &route.to_owned()).await);
+        }
+    }
     match url.path().strip_prefix(PREFIX) {
         None => Ok(proxy::handle(req, &edge, url).await),
         Some(route) => {
@@ -77,9 +84,14 @@ async fn endpoint(req: Request, edge: &Edge, url: &url::Url, route: &str) -> Res
         "page" if post => browser::track(req, edge, visit, EventType::Page).await,
         "reset" if post => Ok(browser::reset(edge, &visit)),
         "identify" | "track" | "page" | "reset" => Err(EdgeError::MethodNotAllowed),
-        _ => match route.strip_prefix("admin/") {
-            Some(admin_route) => admin::handle(req, edge, url, admin_route).await,
-            None => Err(EdgeError::NoRoute),
-        },
+        _ => {
+            if let Some(api_route) = route.strip_prefix("api/") {
+                Ok(track_api::handle(req, edge, api_route).await)
+            } else if let Some(admin_route) = route.strip_prefix("admin/") {
+                admin::handle(req, edge, url, admin_route).await
+            } else {
+                Err(EdgeError::NoRoute)
+            }
+        }
     }
 }

@@ -45,6 +45,35 @@ impl Cache {
         }
     }
 
+    pub async fn forget_person(&self, cio_id: &str) {
+        if let Some(kv) = &self.kv {
+            let _ = kv.delete(&person_key(cio_id)).await;
+        }
+    }
+
+    /// One page of the cached people's cio_ids, and the cursor of the next
+    /// page. Eventually consistent, as KV is.
+    pub async fn list_people(&self, limit: u64, cursor: Option<String>) -> (Vec<String>, Option<String>) {
+        let Some(kv) = &self.kv else { return (Vec::new(), None) };
+        let mut list = kv.list().prefix(person_key("")).limit(limit);
+        if let Some(cursor) = cursor {
+            list = list.cursor(cursor);
+        }
+        match list.execute().await {
+            Ok(page) => {
+                let ids = page.keys.into_iter().filter_map(|k| k.name.strip_prefix("person:").map(str::to_owned)).collect();
+                (ids, if page.list_complete { None } else { page.cursor })
+            }
+            Err(_) => (Vec::new(), None),
+        }
+    }
+
+    /// A cached person snapshot.
+    pub async fn person(&self, cio_id: &str) -> Option<PersonView> {
+        let kv = self.kv.as_ref()?;
+        kv.get(&person_key(cio_id)).json::<PersonView>().await.ok().flatten()
+    }
+
     /// Caches a person's identifiers and snapshot after a committed change.
     pub async fn remember_person(&self, person: &PersonView) {
         let Some(kv) = &self.kv else { return };

@@ -59,6 +59,16 @@ impl Claims<'_> {
     }
 }
 
+/// How an identify may act.
+#[derive(Clone, Copy)]
+pub struct IdentifyOptions<'a> {
+    /// Create the person when none has the identifier (`_update` turns it off).
+    pub create: bool,
+    /// The visitor whose anonymous activity merges into the person.
+    pub anonymous_id: Option<&'a str>,
+    pub now: i64,
+}
+
 /// Identify (API rules 6.2-6.6): create or update the person the identifier
 /// names and merge the visitor's anonymous activity into it. Nothing is
 /// applied when the call is rejected.
@@ -66,11 +76,10 @@ pub async fn identify(
     env: &Env,
     cache: &Cache,
     identify: &Identify,
-    anonymous_id: Option<&str>,
-    now: i64,
+    options: IdentifyOptions<'_>,
 ) -> Result<Identified, StoreError> {
     let mut claims = Claims { index: Index { env }, made: Vec::new() };
-    let result = identify_with(env, cache, &mut claims, identify, anonymous_id, now).await;
+    let result = identify_with(env, cache, &mut claims, identify, options).await;
     if result.is_err() {
         claims.roll_back().await;
     }
@@ -82,28 +91,36 @@ async fn identify_with(
     cache: &Cache,
     claims: &mut Claims<'_>,
     identify: &Identify,
-    anonymous_id: Option<&str>,
-    now: i64,
+    options: IdentifyOptions<'_>,
 ) -> Result<Identified, StoreError> {
     let update = &identify.update;
-    let primary = identify
-        .identifier
-        .index_key()
-        .ok_or_else(|| ClientError::invalid("id", "a cio_id cannot create a person"))?;
-    let fresh = new_cio_id();
-    let mut target = claims.claim(&primary, &fresh).await?;
+    let not_found = || StoreError::Client(ClientError::not_found("no such person"));
+
+    // Who: the cio_id itself, or the owner of the identifier, claimed for a
+    // fresh cio_id when creating (the claim decides any race).
+    let (mut target, created) = match (&identify.identifier, identify.identifier.index_key()) {
+        (Identifier::CioId(cio_id), _) => (cio_id.clone(), false),
+        (_, Some(key)) if options.create => {
+            let fresh = new_cio_id();
+            let owner = claims.claim(&key, &fresh).await?;
+            let created = owner == fresh;
+            (owner, created)
+        }
+        (_, Some(key)) => (claims.index.owner(&key).await?.ok_or_else(not_found)?, false),
+        (_, None) => return Err(not_found()),
+    };
     let mut email_claimed = matches!(identify.identifier, Identifier::Email(_));
     let mut adopting_lead = false;
 
     // A new id with an email that someone already has: that person (a lead
     // identified by email) gets the id, unless it has another one (then the
-    // person object answers 409 and the claim is rolled back).
-    if target == fresh && !email_claimed {
+    // person object answers 409 and the claims are rolled back).
+    if created && matches!(identify.identifier, Identifier::Id(_)) {
         if let Some(email) = &update.email {
-            let email_key = format!("email:{email}");
-            let email_owner = claims.claim(&email_key, &target).await?;
+            let email_owner = claims.claim(&format!("email:{email}"), &target).await?;
             if email_owner != target {
                 claims.roll_back().await;
+                let primary = identify.identifier.index_key().unwrap_or_default();
                 if claims.claim(&primary, &email_owner).await? != email_owner {
                     return Err(ClientError::conflict("id", "this id belongs to another person").into());
                 }
@@ -113,16 +130,22 @@ async fn identify_with(
             email_claimed = true;
         }
     }
+    // An id given beside another identifier (Track API): claim it for the target.
+    if let (Some(id), false) = (&update.id, matches!(identify.identifier, Identifier::Id(_))) {
+        if claims.claim(&format!("id:{id}"), &target).await? != target {
+            return Err(ClientError::conflict("id", "this id belongs to another person").into());
+        }
+    }
 
     let people = People { env };
     loop {
         let call = IdentifyCall {
             cio_id: target.clone(),
             update: update.clone(),
-            create: true,
+            create: options.create,
             email_claimed,
-            anonymous_id: anonymous_id.map(str::to_owned),
-            now,
+            anonymous_id: options.anonymous_id.map(str::to_owned),
+            now: options.now,
         };
         let reply = match people.identify(call).await {
             // The email's person has an id of its own: the email is taken.
@@ -152,6 +175,104 @@ async fn identify_with(
             }
         }
     }
+}
+
+/// The person an identifier names, from the index (the truth, never KV).
+pub async fn find(env: &Env, identifier: &Identifier) -> Result<Option<String>, StoreError> {
+    match (identifier, identifier.index_key()) {
+        (Identifier::CioId(cio_id), _) => Ok(Some(cio_id.clone())),
+        (_, Some(key)) => Index { env }.owner(&key).await,
+        (_, None) => Ok(None),
+    }
+}
+
+/// Removes a person found by `cio_id` and frees its identifiers; its former
+/// visitors follow `successor` (a merge) or become anonymous again.
+async fn remove(env: &Env, cache: &Cache, cio_id: &str, successor: Option<&str>) -> Result<bool, StoreError> {
+    let person = match (People { env }).delete(cio_id).await {
+        Ok(person) => person,
+        Err(StoreError::Client(ClientError::NotFound { .. })) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let index = Index { env };
+    let keys = person.id.iter().map(|id| format!("id:{id}")).chain(person.email.iter().map(|e| format!("email:{e}")));
+    for key in keys {
+        index.release(&key, cio_id).await?;
+        cache.forget_owner(&key).await;
+    }
+    cache.forget_person(cio_id).await;
+    let visitors = VisitorStore { env };
+    for anon in &person.anonymous_ids {
+        visitors.repoint(anon, cio_id, successor).await?;
+    }
+    Ok(true)
+}
+
+/// `DELETE /customers/{identifier}`: the person, its events and relationships
+/// are gone and its identifiers free. Answers whether someone was deleted.
+pub async fn delete(env: &Env, cache: &Cache, identifier: &Identifier) -> Result<bool, StoreError> {
+    match find(env, identifier).await? {
+        Some(cio_id) => remove(env, cache, &cio_id, None).await,
+        None => Ok(false),
+    }
+}
+
+/// `merge_customers`: the secondary's attributes the primary lacks, its
+/// events, anonymous ids and relationships move to the primary; then the
+/// secondary is deleted. Missing people make it a no-op, so it is idempotent.
+pub async fn merge(
+    env: &Env,
+    cache: &Cache,
+    primary: &Identifier,
+    secondary: &Identifier,
+    now: i64,
+) -> Result<(), StoreError> {
+    let (Some(primary), Some(secondary)) = (find(env, primary).await?, find(env, secondary).await?) else {
+        return Ok(());
+    };
+    if primary == secondary {
+        return Ok(());
+    }
+    let people = People { env };
+    let dump = match people.dump(&secondary).await {
+        Ok(dump) => dump,
+        Err(StoreError::Client(ClientError::NotFound { .. })) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match people.absorb(&primary, dump, now).await {
+        Ok(view) => cache.remember_person(&view).await,
+        Err(StoreError::Client(ClientError::NotFound { .. })) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    remove(env, cache, &secondary, Some(&primary)).await?;
+    Ok(())
+}
+
+/// An event for a person named by the Track API; an id or email that names
+/// nobody yet creates the person, as Customer.io does.
+pub async fn track_person(
+    env: &Env,
+    cache: &Cache,
+    identifier: &Identifier,
+    event: &Event,
+    now: i64,
+) -> Result<(), StoreError> {
+    let cio_id = match find(env, identifier).await? {
+        Some(cio_id) => cio_id,
+        None if !matches!(identifier, Identifier::CioId(_)) => {
+            let mut create = Identify { identifier: identifier.clone(), update: ProfileUpdate::default() };
+            match identifier {
+                Identifier::Id(id) => create.update.id = Some(id.clone()),
+                Identifier::Email(email) => create.update.email = Some(email.clone()),
+                Identifier::CioId(_) => {}
+            }
+            let options = IdentifyOptions { create: true, anonymous_id: None, now };
+            let done = self::identify(env, cache, &create, options).await?;
+            done.person.cio_id
+        }
+        None => return Err(ClientError::not_found("no such person").into()),
+    };
+    People { env }.track(&cio_id, event).await
 }
 
 /// A tracked-link click (`_cio_id`): identifies the visitor as that person and

@@ -22,6 +22,21 @@ enum PersonCall {
     Track { event: Event },
     Profile,
     Activity { limit: u32 },
+    /// Everything this person holds, for a merge into another person.
+    Dump,
+    /// Take in a merged secondary person.
+    Absorb { dump: Box<PersonDump>, now: i64 },
+    /// Forget everything; answers the person as it was.
+    Delete,
+}
+
+/// A whole person, as a merge moves it.
+#[derive(Serialize, Deserialize)]
+pub struct PersonDump {
+    pub profile: Profile,
+    pub relationships: Vec<Relationship>,
+    pub anonymous_ids: Vec<String>,
+    pub events: Vec<Event>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,6 +101,8 @@ struct IdRow {
     id: String,
 }
 
+const TABLES: [&str; 4] = ["profile", "relationships", "anonymous_ids", "events"];
+
 const SCHEMA: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS profile (k INTEGER PRIMARY KEY CHECK (k = 1), body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS relationships (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)",
@@ -126,6 +143,52 @@ impl Person {
         })
     }
 
+    fn all_events(&self) -> worker::Result<Vec<Event>> {
+        let rows: Vec<BodyRow> = self.sql.exec("SELECT body FROM events ORDER BY seq", None)?.to_array()?;
+        Ok(rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect())
+    }
+
+    fn save_profile(&self, profile: &Profile) -> worker::Result<()> {
+        self.sql.exec(
+            "INSERT OR REPLACE INTO profile (k, body) VALUES (1, ?)",
+            vec![serde_json::to_string(profile)?.into()],
+        )?;
+        Ok(())
+    }
+
+    fn save_relationships(&self, relationships: &[Relationship]) -> worker::Result<()> {
+        self.sql.exec("DELETE FROM relationships", None)?;
+        for rel in relationships {
+            self.sql.exec("INSERT INTO relationships (body) VALUES (?)", vec![serde_json::to_string(rel)?.into()])?;
+        }
+        Ok(())
+    }
+
+    /// Merge: missing attributes, relationships, anonymous ids and events of
+    /// the secondary move here (events deduplicated by id, so a repeated merge
+    /// changes nothing).
+    fn absorb(&self, dump: &PersonDump, now: i64) -> worker::Result<Result<PersonView, ClientError>> {
+        let Some(mut profile) = self.profile()? else {
+            return Ok(Err(ClientError::not_found("no such person")));
+        };
+        profile.absorb(&dump.profile, now);
+        let mut relationships = self.relationships()?;
+        for rel in &dump.relationships {
+            if !relationships.iter().any(|r| r.object_type_id == rel.object_type_id && r.object_id == rel.object_id) {
+                relationships.push(rel.clone());
+            }
+        }
+        self.save_relationships(&relationships)?;
+        for anon in &dump.anonymous_ids {
+            self.sql.exec("INSERT OR IGNORE INTO anonymous_ids (id) VALUES (?)", vec![anon.clone().into()])?;
+        }
+        for event in &dump.events {
+            self.insert_event(event)?;
+        }
+        self.save_profile(&profile)?;
+        Ok(Ok(self.view(profile)?))
+    }
+
     fn insert_event(&self, event: &Event) -> worker::Result<()> {
         let body = serde_json::to_string(event)?;
         self.sql.exec(
@@ -160,18 +223,9 @@ impl Person {
         if let Some(change) = &call.update.relationships {
             let mut relationships = self.relationships()?;
             change.apply_to(&mut relationships);
-            self.sql.exec("DELETE FROM relationships", None)?;
-            for rel in &relationships {
-                self.sql.exec(
-                    "INSERT INTO relationships (body) VALUES (?)",
-                    vec![serde_json::to_string(rel)?.into()],
-                )?;
-            }
+            self.save_relationships(&relationships)?;
         }
-        self.sql.exec(
-            "INSERT OR REPLACE INTO profile (k, body) VALUES (1, ?)",
-            vec![serde_json::to_string(&profile)?.into()],
-        )?;
+        self.save_profile(&profile)?;
         Ok(Ok(applied.released_email))
     }
 
@@ -261,6 +315,26 @@ impl DurableObject for Person {
                 let events = rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
                 reply(Ok(Activity { events }))
             }
+            PersonCall::Dump => match self.profile()? {
+                Some(profile) => reply(Ok(PersonDump {
+                    profile,
+                    relationships: self.relationships()?,
+                    anonymous_ids: self.anonymous_ids()?,
+                    events: self.all_events()?,
+                })),
+                None => reply::<PersonDump>(Err(ClientError::not_found("no such person"))),
+            },
+            PersonCall::Absorb { dump, now } => reply(self.absorb(&dump, now)?),
+            PersonCall::Delete => match self.profile()? {
+                Some(profile) => {
+                    let view = self.view(profile)?;
+                    for table in TABLES {
+                        self.sql.exec(&format!("DELETE FROM {table}"), None)?;
+                    }
+                    reply(Ok(view))
+                }
+                None => reply::<PersonView>(Err(ClientError::not_found("no such person"))),
+            },
         }
     }
 }
@@ -288,6 +362,19 @@ impl People<'_> {
 
     pub async fn activity(&self, cio_id: &str, limit: u32) -> Result<Activity, StoreError> {
         self.call(cio_id, &PersonCall::Activity { limit }).await
+    }
+
+    pub async fn dump(&self, cio_id: &str) -> Result<PersonDump, StoreError> {
+        self.call(cio_id, &PersonCall::Dump).await
+    }
+
+    pub async fn absorb(&self, cio_id: &str, dump: PersonDump, now: i64) -> Result<PersonView, StoreError> {
+        self.call(cio_id, &PersonCall::Absorb { dump: Box::new(dump), now }).await
+    }
+
+    /// Deletes the person; answers it as it was (`NotFound` if none).
+    pub async fn delete(&self, cio_id: &str) -> Result<PersonView, StoreError> {
+        self.call(cio_id, &PersonCall::Delete).await
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&self, cio_id: &str, c: &PersonCall) -> Result<T, StoreError> {

@@ -20,6 +20,9 @@ pub(super) enum VisitorCall {
     /// The person stored the handed-over events: drop them here.
     Ack { cio_id: String },
     Activity { limit: u32 },
+    /// The person `from` was merged into another (`to`) or deleted (`None`):
+    /// follow it, or become anonymous again.
+    Repoint { from: String, to: Option<String> },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -112,6 +115,16 @@ impl Visitor {
                 }
                 reply(Ok(Done {}))
             }
+            VisitorCall::Repoint { from, to } => {
+                match to {
+                    Some(to) => self.sql.exec(
+                        "UPDATE marker SET merged_into = ? WHERE k = 1 AND merged_into = ?",
+                        vec![to.into(), from.into()],
+                    )?,
+                    None => self.sql.exec("DELETE FROM marker WHERE k = 1 AND merged_into = ?", vec![from.into()])?,
+                };
+                reply(Ok(Done {}))
+            }
             VisitorCall::Activity { limit } => {
                 let merged_into = self.merged_into()?;
                 let events = if merged_into.is_some() { Vec::new() } else { self.events(limit, true)? };
@@ -157,6 +170,12 @@ impl VisitorStore<'_> {
 
     pub(super) async fn ack(&self, anon_id: &str, cio_id: &str) -> Result<(), StoreError> {
         let _: Done = call(self.env, BINDING, anon_id, &VisitorCall::Ack { cio_id: cio_id.to_owned() }).await?;
+        Ok(())
+    }
+
+    pub async fn repoint(&self, anon_id: &str, from: &str, to: Option<&str>) -> Result<(), StoreError> {
+        let request = VisitorCall::Repoint { from: from.to_owned(), to: to.map(str::to_owned) };
+        let _: Done = call(self.env, BINDING, anon_id, &request).await?;
         Ok(())
     }
 

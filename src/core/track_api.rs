@@ -1,0 +1,280 @@
+//! Customer.io Track API wire formats (v1 and v2 person operations), parsed
+//! into the same identify and event rules the browser endpoints use.
+
+use serde_json::{json, Value};
+
+use super::body::{json_kind, Object};
+use super::error::Error;
+use super::identifier::{is_cio_id, Identifier};
+use super::profile::{parse_update, Identify, RelationshipChange};
+
+/// Longest anonymous id accepted from a backend (the browser's are UUIDs).
+pub const MAX_ANON_ID_BYTES: usize = 150;
+
+/// One person operation, whichever API version carried it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PersonOp {
+    Identify {
+        identify: Identify,
+        /// `_update: true`: never create.
+        create: bool,
+        anonymous_id: Option<String>,
+    },
+    Delete { identifier: Identifier },
+    /// An event body in v1 shape (`name`, `data`, `id`, `timestamp`, `type`).
+    Event { identifier: Identifier, body: Object },
+    Merge { primary: Identifier, secondary: Identifier },
+}
+
+/// A backend-supplied anonymous id: any non-empty string without control
+/// characters, at most 150 bytes.
+pub fn parse_anonymous_id(value: Option<&Value>, field: &'static str) -> Result<Option<String>, Error> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.is_empty() || s.len() > MAX_ANON_ID_BYTES || s.chars().any(char::is_control) {
+                Err(Error::invalid(field, format!("must be 1 to {MAX_ANON_ID_BYTES} bytes")))
+            } else {
+                Ok(Some(s.to_owned()))
+            }
+        }
+        Some(other) => Err(Error::invalid(field, format!("must be a string, not {}", json_kind(other)))),
+    }
+}
+
+/// `{"id"|"email"|"cio_id": value}` with exactly one key (merge sides, v2
+/// identifiers).
+pub fn parse_identifier_object(value: Option<&Value>, field: &'static str) -> Result<Identifier, Error> {
+    let obj = value
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::invalid(field, "must be an object with one of id, email, cio_id"))?;
+    if obj.len() != 1 {
+        return Err(Error::invalid(field, "must hold exactly one of id, email, cio_id"));
+    }
+    let (key, value) = obj.iter().next().ok_or_else(|| Error::invalid(field, "is empty"))?;
+    let text = match value {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err(Error::invalid(field, format!("{key} must be a string"))),
+    };
+    match key.as_str() {
+        "id" => match Identifier::from_identify_value(Some(&Value::String(text)))? {
+            // An email given as "id" is still an id here: the key says so.
+            Identifier::Email(_) | Identifier::CioId(_) => Ok(Identifier::Id(value_string(value))),
+            id => Ok(id),
+        },
+        "email" => match Identifier::parse(&text)? {
+            email @ Identifier::Email(_) => Ok(email),
+            _ => Err(Error::invalid(field, "email is not an email address")),
+        },
+        "cio_id" if is_cio_id(&text) => Ok(Identifier::CioId(text)),
+        "cio_id" => Err(Error::invalid(field, "cio_id is not a cio_id")),
+        _ => Err(Error::invalid(field, "must hold exactly one of id, email, cio_id")),
+    }
+}
+
+fn value_string(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.trim().to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// `PUT /v1/customers/{identifier}`: the path names the person; the body holds
+/// attributes, and may add an `id` or `email` the person does not have yet.
+pub fn parse_v1_identify(path: Identifier, body: &Object, use_array_params: bool) -> Result<PersonOp, Error> {
+    let mut update = parse_update(body, use_array_params)?;
+    let body_id = match body.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(v @ (Value::String(_) | Value::Number(_))) => {
+            let id = value_string(v);
+            if id.len() > super::identifier::MAX_ID_BYTES {
+                return Err(Error::invalid("id", "must be at most 150 bytes"));
+            }
+            Some(id)
+        }
+        Some(_) => return Err(Error::invalid("id", "must be a string or a number")),
+    };
+    match &path {
+        Identifier::Id(id) => {
+            if body_id.as_ref().is_some_and(|b| b != id) {
+                return Err(Error::invalid("id", "differs from the id in the path"));
+            }
+            update.id = Some(id.clone());
+        }
+        Identifier::Email(email) => {
+            if update.email.as_ref().is_some_and(|e| e != email) {
+                return Err(Error::invalid("email", "differs from the email in the path"));
+            }
+            update.email = Some(email.clone());
+            update.id = body_id;
+        }
+        Identifier::CioId(_) => update.id = body_id,
+    }
+    let create = match body.get("_update") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => true,
+        Some(Value::Bool(true)) => false,
+        Some(_) => return Err(Error::invalid("_update", "must be a boolean")),
+    };
+    let anonymous_id = parse_anonymous_id(body.get("anonymous_id"), "anonymous_id")?;
+    Ok(PersonOp::Identify { identify: Identify { identifier: path, update }, create, anonymous_id })
+}
+
+/// `POST /v1/merge_customers`.
+pub fn parse_merge(body: &Object) -> Result<PersonOp, Error> {
+    Ok(PersonOp::Merge {
+        primary: parse_identifier_object(body.get("primary"), "primary")?,
+        secondary: parse_identifier_object(body.get("secondary"), "secondary")?,
+    })
+}
+
+/// One v2 person operation (`/v2/entity`, or an item of `/v2/batch`).
+pub fn parse_v2_op(value: &Value, use_array_params: bool) -> Result<PersonOp, Error> {
+    let op = value.as_object().ok_or_else(|| Error::bad_body("each operation must be a JSON object"))?;
+    match op.get("type").and_then(Value::as_str) {
+        Some("person") => {}
+        _ => return Err(Error::invalid("type", "only \"person\" operations are supported")),
+    }
+    let action = op.get("action").and_then(Value::as_str).unwrap_or_default();
+    if action == "merge" {
+        return parse_merge(op);
+    }
+    let identifier = parse_identifier_object(op.get("identifiers"), "identifiers")?;
+    let attributes = match op.get("attributes") {
+        None | Some(Value::Null) => Object::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(other) => {
+            return Err(Error::invalid("attributes", format!("must be an object, not {}", json_kind(other))))
+        }
+    };
+    match action {
+        "identify" => {
+            let mut body = attributes;
+            for reserved in ["id", "email", "cio_id", "cio_relationships", "anonymous_id", "_update"] {
+                body.remove(reserved);
+            }
+            if let Some(rels) = op.get("cio_relationships") {
+                body.insert(
+                    "cio_relationships".into(),
+                    json!({"action": "add_relationships", "relationships": rels}),
+                );
+            }
+            if let Some(anon) = op.get("anonymous_id") {
+                body.insert("anonymous_id".into(), anon.clone());
+            }
+            parse_v1_identify(identifier, &body, use_array_params)
+        }
+        "delete" => Ok(PersonOp::Delete { identifier }),
+        "event" | "page" => {
+            let mut body = Object::new();
+            for key in ["name", "id", "timestamp"] {
+                if let Some(v) = op.get(key) {
+                    body.insert(key.into(), v.clone());
+                }
+            }
+            body.insert("data".into(), Value::Object(attributes));
+            body.insert("type".into(), json!(action));
+            Ok(PersonOp::Event { identifier, body })
+        }
+        "add_relationships" | "delete_relationships" => {
+            let rels = op
+                .get("cio_relationships")
+                .ok_or_else(|| Error::invalid("cio_relationships", "is required"))?;
+            let change = RelationshipChange::parse(
+                &json!({"action": action, "relationships": rels}),
+                use_array_params,
+            )?;
+            let mut identify = Identify { identifier: identifier.clone(), update: Default::default() };
+            identify.update.relationships = Some(change);
+            // Relationships change an existing person only.
+            Ok(PersonOp::Identify { identify, create: false, anonymous_id: None })
+        }
+        _ => Err(Error::invalid(
+            "action",
+            "must be identify, delete, event, page, add_relationships, delete_relationships or merge",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::body::tests::arb_json;
+    use proptest::prelude::*;
+
+    fn obj(v: Value) -> Object {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn identifier_objects() {
+        let ok = |v: Value, want: Identifier| assert_eq!(parse_identifier_object(Some(&v), "p").unwrap(), want);
+        ok(json!({"id": "7"}), Identifier::Id("7".into()));
+        ok(json!({"id": 7}), Identifier::Id("7".into()));
+        ok(json!({"email": "A@b.co"}), Identifier::Email("a@b.co".into()));
+        ok(json!({"cio_id": "abc123"}), Identifier::CioId("abc123".into()));
+        for bad in [json!({}), json!({"id": "1", "email": "a@b.co"}), json!({"phone": "1"}), json!({"email": "nope"}), json!("x"), json!({"id": {}})] {
+            assert!(parse_identifier_object(Some(&bad), "p").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn v1_identify_shapes() {
+        let PersonOp::Identify { identify, create, anonymous_id } = parse_v1_identify(
+            Identifier::Id("u1".into()),
+            &obj(json!({"email": "X@y.co", "plan": "a", "anonymous_id": "anon-1", "_update": true})),
+            true,
+        )
+        .unwrap() else { panic!() };
+        assert_eq!(identify.update.id.as_deref(), Some("u1"));
+        assert_eq!(identify.update.email.as_deref(), Some("x@y.co"));
+        assert!(!create);
+        assert_eq!(anonymous_id.as_deref(), Some("anon-1"));
+        assert!(!identify.update.attributes.contains_key("_update"));
+        assert!(!identify.update.attributes.contains_key("anonymous_id"));
+
+        let by_email = parse_v1_identify(Identifier::Email("a@b.co".into()), &obj(json!({"id": "u9"})), true).unwrap();
+        let PersonOp::Identify { identify, .. } = by_email else { panic!() };
+        assert_eq!((identify.update.id.as_deref(), identify.update.email.as_deref()), (Some("u9"), Some("a@b.co")));
+
+        for (path, body, field) in [
+            (Identifier::Id("u1".into()), json!({"id": "u2"}), "id"),
+            (Identifier::Email("a@b.co".into()), json!({"email": "c@d.co"}), "email"),
+            (Identifier::Id("u1".into()), json!({"_update": "yes"}), "_update"),
+            (Identifier::Id("u1".into()), json!({"anonymous_id": 5}), "anonymous_id"),
+        ] {
+            assert_eq!(parse_v1_identify(path, &obj(body.clone()), true).unwrap_err().field(), Some(field), "{body}");
+        }
+    }
+
+    #[test]
+    fn v2_ops() {
+        let op = parse_v2_op(&json!({"type": "person", "identifiers": {"id": "1"}, "action": "event", "name": "n", "attributes": {"k": 1}}), true).unwrap();
+        assert_eq!(op, PersonOp::Event { identifier: Identifier::Id("1".into()), body: obj(json!({"name": "n", "data": {"k": 1}, "type": "event"})) });
+        let op = parse_v2_op(&json!({"type": "person", "action": "merge", "primary": {"id": "1"}, "secondary": {"email": "a@b.co"}}), true).unwrap();
+        assert!(matches!(op, PersonOp::Merge { .. }));
+        let op = parse_v2_op(&json!({"type": "person", "identifiers": {"id": "1"}, "action": "identify", "attributes": {"a": 1},
+            "cio_relationships": [{"identifiers": {"object_type_id": "1", "object_id": "acme"}}]}), true).unwrap();
+        let PersonOp::Identify { identify, create: true, .. } = op else { panic!() };
+        assert_eq!(identify.update.relationships.unwrap().relationships.len(), 1);
+        for bad in [json!({"type": "object"}), json!({"type": "person", "identifiers": {"id": "1"}, "action": "fly"}), json!([]),
+                    json!({"type": "person", "action": "identify"})] {
+            assert!(parse_v2_op(&bad, true).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #[test]
+        fn parsers_never_panic(v in arb_json()) {
+            let _ = parse_v2_op(&v, true);
+            if let Value::Object(map) = &v {
+                let _ = parse_merge(map);
+                let _ = parse_v1_identify(Identifier::Id("x".into()), map, false);
+                let _ = parse_v1_identify(Identifier::CioId("c".into()), map, true);
+            }
+        }
+    }
+}
