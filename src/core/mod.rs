@@ -7,8 +7,10 @@ pub mod body;
 pub mod cookies;
 pub mod error;
 pub mod event;
+pub mod form;
 pub mod identifier;
 pub mod profile;
+pub mod snippet;
 pub mod track_api;
 
 pub use error::Error;

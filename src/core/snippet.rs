@@ -1,0 +1,145 @@
+//! Snippet injection (`INJECT_SNIPPET`): Customer.io's classic snippet, with
+//! its script pointed at `/_cio/track.js`, inserted at the end of `<head>` of
+//! an HTML page while it streams through. A page that already loads
+//! `track.js` from its head is left alone.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use lol_html::html_content::ContentType;
+use lol_html::{element, end_tag, HtmlRewriter, Settings};
+
+/// The classic snippet, unchanged but for the script's `src`.
+pub const SNIPPET: &str = concat!(
+    "<script>var _cio=_cio||[];(function(){var a,b,c;a=function(f){return function(){",
+    "_cio.push([f].concat(Array.prototype.slice.call(arguments,0)))}};",
+    "b=[\"load\",\"identify\",\"sidentify\",\"track\",\"page\",\"on\",\"off\"];",
+    "for(c=0;c<b.length;c++){_cio[b[c]]=a(b[c])};",
+    "var t=document.createElement('script'),s=document.getElementsByTagName('script')[0];",
+    "t.async=true;t.id='cio-tracker';t.src='/_cio/track.js';",
+    "(s?s.parentNode.insertBefore(t,s):document.head.appendChild(t))})();</script>"
+);
+
+const SDK_PATH: &str = "/_cio/track.js";
+
+/// A streaming rewriter: feed chunks, take what is ready.
+pub struct SnippetInjector {
+    rewriter: HtmlRewriter<'static, Box<dyn FnMut(&[u8])>>,
+    output: Rc<RefCell<Vec<u8>>>,
+}
+
+impl Default for SnippetInjector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SnippetInjector {
+    pub fn new() -> Self {
+        let output = Rc::new(RefCell::new(Vec::new()));
+        let sink_output = Rc::clone(&output);
+        let has_sdk = Rc::new(Cell::new(false));
+        let seen = Rc::clone(&has_sdk);
+        let injected = Rc::new(Cell::new(false));
+        let settings = Settings {
+            element_content_handlers: vec![
+                element!("head script[src]", move |el| {
+                    if el.get_attribute("src").is_some_and(|src| src.contains(SDK_PATH)) {
+                        seen.set(true);
+                    }
+                    Ok(())
+                }),
+                element!("head", move |el| {
+                    let has_sdk = Rc::clone(&has_sdk);
+                    let injected = Rc::clone(&injected);
+                    el.on_end_tag(end_tag!(move |end| {
+                        if !has_sdk.get() && !injected.replace(true) {
+                            end.before(SNIPPET, ContentType::Html);
+                        }
+                        Ok(())
+                    }))?;
+                    Ok(())
+                }),
+            ],
+            ..Settings::new()
+        };
+        let sink: Box<dyn FnMut(&[u8])> = Box::new(move |chunk: &[u8]| sink_output.borrow_mut().extend_from_slice(chunk));
+        SnippetInjector { rewriter: HtmlRewriter::new(settings, sink), output }
+    }
+
+    /// Feeds a chunk; answers the bytes ready to send. On a rewriter error the
+    /// chunk passes through as it came (the page matters more than the snippet).
+    pub fn write(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if self.rewriter.write(chunk).is_err() {
+            self.output.borrow_mut().extend_from_slice(chunk);
+        }
+        self.output.take()
+    }
+
+    /// Ends the document; answers the rest.
+    pub fn end(self) -> Vec<u8> {
+        let output = Rc::clone(&self.output);
+        let _ = self.rewriter.end();
+        output.take()
+    }
+}
+
+/// Runs a whole document through the injector in the given chunks.
+pub fn inject_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut injector = SnippetInjector::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        out.extend(injector.write(chunk));
+    }
+    out.extend(injector.end());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &str = "<!doctype html><html><head><title>t</title></head><body><p>hi</p></body></html>";
+
+    fn inject(page: &str, split_at: &[usize]) -> String {
+        let bytes = page.as_bytes();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for &at in split_at {
+            chunks.push(&bytes[start..at]);
+            start = at;
+        }
+        chunks.push(&bytes[start..]);
+        String::from_utf8(inject_chunks(chunks)).unwrap()
+    }
+
+    #[test]
+    fn inserts_once_before_head_end() {
+        let out = inject(PAGE, &[]);
+        assert_eq!(out, PAGE.replace("</head>", &format!("{SNIPPET}</head>")));
+        assert_eq!(out.matches("/_cio/track.js").count(), 1);
+    }
+
+    #[test]
+    fn head_split_across_every_chunk_boundary() {
+        let want = PAGE.replace("</head>", &format!("{SNIPPET}</head>"));
+        for at in 1..PAGE.len() {
+            assert_eq!(inject(PAGE, &[at]), want, "split at {at}");
+        }
+        // Byte by byte.
+        let every: Vec<usize> = (1..PAGE.len()).collect();
+        assert_eq!(inject(PAGE, &every), want);
+    }
+
+    #[test]
+    fn leaves_pages_that_load_the_sdk() {
+        let page = "<html><head><script async src=\"/_cio/track.js\"></script></head><body></body></html>";
+        assert_eq!(inject(page, &[20]), page);
+    }
+
+    #[test]
+    fn no_head_no_change() {
+        let page = "<p>fragment</p>";
+        assert_eq!(inject(page, &[]), page);
+    }
+}
