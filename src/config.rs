@@ -33,6 +33,15 @@ pub struct Config {
     /// `TRACK_API_HOST`: a host (routed to this worker) that serves the Track
     /// API at `/api/v1` and `/api/v2`, like Customer.io's track host.
     pub track_api_host: Option<String>,
+    /// `INJECT_SNIPPET` (default false): insert the snippet into HTML pages.
+    pub inject_snippet: bool,
+    /// `AUTO_IDENTIFY_FORMS` (default false): form posts with an email identify.
+    pub auto_identify_forms: bool,
+    /// `FORM_EMAIL_FIELD` (default `email`).
+    pub form_email_field: String,
+    /// `FORM_ATTRIBUTES` (comma-separated, default none): form fields kept as
+    /// attributes.
+    pub form_attributes: Vec<String>,
 }
 
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 15_000;
@@ -104,6 +113,12 @@ impl Config {
             admin_token: get("ADMIN_TOKEN"),
             site_id: get("SITE_ID"),
             api_key: get("API_KEY"),
+            inject_snippet: flag("INJECT_SNIPPET", false)?,
+            auto_identify_forms: flag("AUTO_IDENTIFY_FORMS", false)?,
+            form_email_field: get("FORM_EMAIL_FIELD").unwrap_or_else(|| "email".to_owned()),
+            form_attributes: get("FORM_ATTRIBUTES")
+                .map(|list| list.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect())
+                .unwrap_or_default(),
             track_api_host: match get("TRACK_API_HOST") {
                 None => None,
                 Some(host) => Some(parse_cookie_domain(&host).map_err(|_| ConfigError {
@@ -168,6 +183,8 @@ mod tests {
         assert_eq!(c.cookies, CookiePolicy::default());
         assert!(c.use_array_params && c.auto_identify_links && !c.edge_page_views);
         assert_eq!((c.admin_token, c.site_id, c.api_key), (None, None, None));
+        assert!(!c.inject_snippet && !c.auto_identify_forms);
+        assert_eq!((c.form_email_field.as_str(), c.form_attributes.len()), ("email", 0));
     }
 
     #[test]
@@ -186,6 +203,10 @@ mod tests {
             ("SITE_ID", "s"),
             ("API_KEY", "k"),
             ("TRACK_API_HOST", "Track.Example.com"),
+            ("INJECT_SNIPPET", "true"),
+            ("AUTO_IDENTIFY_FORMS", "true"),
+            ("FORM_EMAIL_FIELD", "work_email"),
+            ("FORM_ATTRIBUTES", "first_name, company,,"),
         ])
         .unwrap();
         assert_eq!(c.origin_timeout_ms, 2500);
@@ -195,6 +216,9 @@ mod tests {
         assert!(!c.use_array_params && !c.auto_identify_links);
         assert_eq!(c.admin_token.as_deref(), Some("t"));
         assert_eq!(c.track_api_host.as_deref(), Some("track.example.com"));
+        assert!(c.inject_snippet && c.auto_identify_forms);
+        assert_eq!(c.form_email_field, "work_email");
+        assert_eq!(c.form_attributes, vec!["first_name".to_string(), "company".to_string()]);
     }
 
     #[test]

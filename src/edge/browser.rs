@@ -83,6 +83,39 @@ pub async fn track(mut req: Request, edge: &Edge, visit: Visit, kind: EventType)
     Ok(ok_with_cookies(&cookies))
 }
 
+/// The browser SDK, with a strong ETag (a hash of its bytes, fixed at build).
+const SDK: &str = include_str!("../../assets/track.js");
+const SDK_HASH: u64 = fnv1a(SDK.as_bytes());
+
+const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash = (hash ^ bytes[i] as u64).wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+/// `GET /_cio/track.js`: cacheable for an hour, revalidated by ETag.
+pub fn sdk(req: &Request) -> Response {
+    let etag = format!("\"{SDK_HASH:016x}\"");
+    let headers = worker::Headers::new();
+    let _ = headers.set("etag", &etag);
+    let _ = headers.set("cache-control", "public, max-age=3600");
+    let _ = headers.set("content-type", "application/javascript; charset=utf-8");
+    let unchanged = req
+        .headers()
+        .get("if-none-match")
+        .ok()
+        .flatten()
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if unchanged {
+        return Response::builder().with_status(304).with_headers(headers).empty();
+    }
+    Response::builder().with_status(200).with_headers(headers).fixed(SDK.as_bytes().to_vec())
+}
+
 pub fn reset(edge: &Edge, visit: &Visit) -> Response {
     let policy = &edge.config.cookies;
     ok_with_cookies(&[policy.clear_id_cookie(visit.https), policy.anon_cookie(visit.https, &new_anon_id())])

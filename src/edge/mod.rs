@@ -84,6 +84,8 @@ async fn endpoint(req: Request, edge: &Edge, url: &url::Url, route: &str) -> Res
         "page" if post => browser::track(req, edge, visit, EventType::Page).await,
         "reset" if post => Ok(browser::reset(edge, &visit)),
         "identify" | "track" | "page" | "reset" => Err(EdgeError::MethodNotAllowed),
+        "track.js" if matches!(req.method(), Method::Get | Method::Head) => Ok(browser::sdk(&req)),
+        "track.js" => Err(EdgeError::MethodNotAllowed),
         _ => {
             if let Some(api_route) = route.strip_prefix("api/") {
                 Ok(track_api::handle(req, edge, api_route).await)

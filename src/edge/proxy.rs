@@ -8,20 +8,22 @@ use std::time::Duration;
 use url::Url;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use worker::{console_warn, Delay, Request, Response};
+use worker::{console_warn, Delay, Method, Request, Response};
 
 use super::visit::{is_html_navigation, new_anon_id, now_secs, Visit};
 use super::Edge;
 use crate::core::event::{Event, EventType};
+use crate::core::form::{form_identify, parse_form, MAX_FORM_BYTES};
+use crate::core::snippet::SnippetInjector;
 use crate::core::identifier::{is_cio_id, Identifier};
 use crate::core::profile::cookie_identifier;
-use crate::store::identity;
+use crate::store::identity::{self, IdentifyOptions};
 
 pub const ANON_HEADER: &str = "x-cio-anon-id";
 pub const ID_HEADER: &str = "x-cio-id";
 const LINK_PARAM: &str = "_cio_id";
 
-pub async fn handle(req: Request, edge: &Edge, url: Url) -> Response {
+pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Response {
     let visit = Visit::read(&req, &url);
     let policy = &edge.config.cookies;
     let html_navigation = is_html_navigation(&req.method(), req.headers());
@@ -55,15 +57,56 @@ pub async fn handle(req: Request, edge: &Edge, url: Url) -> Response {
     if anon_changed || html_navigation {
         set_cookies.insert(0, policy.anon_cookie(visit.https, &anon_id));
     }
+
+    // AUTO_IDENTIFY_FORMS: a small form post is read whole (and forwarded
+    // byte-identical); its email identifies the visitor off the response path.
+    let mut buffered = None;
+    if edge.config.auto_identify_forms && req.method() == Method::Post {
+        if let Some(content_type) = small_form(&req) {
+            let Ok(body) = req.bytes().await else {
+                return bad_gateway(&Failure::Unreachable("could not read the request body".into()), &set_cookies);
+            };
+            let fields = parse_form(&content_type, &body).unwrap_or_default();
+            let config = &edge.config;
+            if let Some(identify) = form_identify(&fields, &config.form_email_field, &config.form_attributes) {
+                set_cookies.push(policy.id_cookie(visit.https, &identify.identifier.as_written()));
+                identifier = Some(identify.identifier.clone());
+                identify_in_background(edge, identify, anon_id.clone());
+            }
+            buffered = Some(body);
+        }
+    }
     if edge.config.edge_page_views && html_navigation {
         record_page_view(edge, &url, identifier.clone(), anon_id.clone());
     }
 
     let written = identifier.as_ref().map(Identifier::as_written);
-    match forward(req, edge, &url, &anon_id, written.as_deref(), &set_cookies).await {
+    match forward(req, buffered, edge, &url, &anon_id, written.as_deref(), &set_cookies).await {
         Ok(response) => response,
         Err(failure) => bad_gateway(&failure, &set_cookies),
     }
+}
+
+/// The content type of a form post small enough to inspect (declared length).
+fn small_form(req: &Request) -> Option<String> {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let length = header("content-length")?.parse::<usize>().ok()?;
+    let content_type = header("content-type")?;
+    let mime = content_type.to_ascii_lowercase();
+    let is_form = mime.starts_with("application/x-www-form-urlencoded") || mime.starts_with("multipart/form-data");
+    (is_form && length <= MAX_FORM_BYTES).then_some(content_type)
+}
+
+fn identify_in_background(edge: &Edge, identify: crate::core::profile::Identify, anon_id: String) {
+    let env = edge.env.clone();
+    edge.ctx.wait_until(async move {
+        let cache = crate::store::cache::Cache::new(&env);
+        let options = IdentifyOptions { create: true, anonymous_id: Some(&anon_id), now: now_secs() };
+        match identity::identify(&env, &cache, &identify, options).await {
+            Ok(done) => cache.remember_person(&done.person).await,
+            Err(e) => console_warn!("form identify not applied: {e}"),
+        }
+    });
 }
 
 fn link_param(url: &Url) -> Option<String> {
@@ -109,6 +152,7 @@ enum Failure {
 
 async fn forward(
     req: Request,
+    buffered: Option<Vec<u8>>,
     edge: &Edge,
     url: &Url,
     anon_id: &str,
@@ -136,7 +180,9 @@ async fn forward(
     init.set_method(&method);
     init.set_headers(&headers);
     init.set_redirect(web_sys::RequestRedirect::Manual);
-    if method != "GET" && method != "HEAD" {
+    if let Some(bytes) = buffered {
+        init.set_body(&js_sys::Uint8Array::from(bytes.as_slice()));
+    } else if method != "GET" && method != "HEAD" {
         if let Some(body) = incoming.body() {
             init.set_body(&body);
         }
@@ -162,13 +208,43 @@ async fn forward(
     for cookie in set_cookies {
         let _ = out_headers.append("set-cookie", cookie);
     }
+    let status = fetched.status();
+    let is_html = fetched
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/html"));
+    if edge.config.inject_snippet && status == 200 && is_html && method != "HEAD" {
+        return inject(fetched, out_headers).map_err(|e| Failure::Unreachable(e.to_string()));
+    }
     let out = web_sys::ResponseInit::new();
-    out.set_status(fetched.status());
+    out.set_status(status);
     out.set_status_text(&fetched.status_text());
     out.set_headers(&out_headers);
     let response =
         web_sys::Response::new_with_opt_readable_stream_and_init(fetched.body().as_ref(), &out).map_err(js)?;
     Ok(Response::from(response))
+}
+
+/// INJECT_SNIPPET: the page streams through the rewriter chunk by chunk; the
+/// runtime has already decoded a compressed body and re-encodes it on the way
+/// out per the kept `Content-Encoding`. The length changes, so it goes.
+fn inject(fetched: web_sys::Response, headers: web_sys::Headers) -> worker::Result<Response> {
+    use futures_util::StreamExt;
+    let status = fetched.status();
+    let _ = headers.delete("content-length");
+    let mut page = Response::from(fetched);
+    let input = page.stream()?;
+    let chunks = futures_util::stream::unfold(Some((input, SnippetInjector::new())), |state| async move {
+        let (mut input, mut injector) = state?;
+        match input.next().await {
+            Some(Ok(chunk)) => Some((Ok(injector.write(&chunk)), Some((input, injector)))),
+            Some(Err(e)) => Some((Err(e), None)),
+            None => Some((Ok(injector.end()), None)),
+        }
+    });
+    Ok(Response::from_stream(chunks)?.with_status(status).with_headers(worker::Headers(headers)))
 }
 
 fn bad_gateway(failure: &Failure, set_cookies: &[String]) -> Response {
