@@ -1,13 +1,14 @@
 //! Snippet injection (`INJECT_SNIPPET`): Customer.io's classic snippet, with
 //! its script pointed at `/_cio/track.js`, inserted at the end of `<head>` of
-//! an HTML page while it streams through. A page that already loads
-//! `track.js` from its head is left alone.
+//! an HTML page while it streams through. A page whose head already carries a
+//! snippet (ours or Customer.io's) or loads a `track.js` is left alone: two
+//! snippets would fight over the `_cio` global.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use lol_html::html_content::ContentType;
-use lol_html::{element, end_tag, HtmlRewriter, Settings};
+use lol_html::{element, end_tag, text, HtmlRewriter, Settings};
 
 /// The classic snippet, unchanged but for the script's `src`.
 pub const SNIPPET: &str = concat!(
@@ -20,7 +21,15 @@ pub const SNIPPET: &str = concat!(
     "(s?s.parentNode.insertBefore(t,s):document.head.appendChild(t))})();</script>"
 );
 
-const SDK_PATH: &str = "/_cio/track.js";
+/// A script source that is some `track.js` of ours or Customer.io's.
+fn is_sdk_src(src: &str) -> bool {
+    src.contains("track.js") && (src.contains("/_cio/") || src.contains("customer.io"))
+}
+
+/// Inline script text of a snippet: it names `_cio` and loads a `track.js`.
+fn is_snippet_text(script: &str) -> bool {
+    script.contains("_cio") && script.contains("track.js")
+}
 
 /// A streaming rewriter: feed chunks, take what is ready.
 pub struct SnippetInjector {
@@ -40,12 +49,27 @@ impl SnippetInjector {
         let sink_output = Rc::clone(&output);
         let has_sdk = Rc::new(Cell::new(false));
         let seen = Rc::clone(&has_sdk);
+        let seen_inline = Rc::clone(&has_sdk);
         let injected = Rc::new(Cell::new(false));
+        // Inline script text arrives in pieces; it is judged whole.
+        let mut script_text = String::new();
         let settings = Settings {
             element_content_handlers: vec![
                 element!("head script[src]", move |el| {
-                    if el.get_attribute("src").is_some_and(|src| src.contains(SDK_PATH)) {
+                    if el.get_attribute("src").is_some_and(|src| is_sdk_src(&src)) {
                         seen.set(true);
+                    }
+                    Ok(())
+                }),
+                text!("head script", move |chunk| {
+                    if script_text.len() < 64 * 1024 {
+                        script_text.push_str(chunk.as_str());
+                    }
+                    if chunk.last_in_text_node() {
+                        if is_snippet_text(&script_text) {
+                            seen_inline.set(true);
+                        }
+                        script_text.clear();
                     }
                     Ok(())
                 }),
@@ -135,6 +159,21 @@ mod tests {
     fn leaves_pages_that_load_the_sdk() {
         let page = "<html><head><script async src=\"/_cio/track.js\"></script></head><body></body></html>";
         assert_eq!(inject(page, &[20]), page);
+    }
+
+    #[test]
+    fn leaves_pages_that_carry_a_snippet() {
+        let ours = format!("<html><head>{SNIPPET}</head><body></body></html>");
+        let theirs = "<html><head><script>var _cio = _cio || [];(function(){var t=document.createElement('script');\
+                      t.src='https://assets.customer.io/assets/track.js';})();</script></head><body></body></html>";
+        for page in [ours.as_str(), theirs] {
+            for at in [0, 30, 60, 90, 120] {
+                let split: &[usize] = if at == 0 { &[] } else { &[at] };
+                assert_eq!(inject(page, split), page, "split at {at}");
+            }
+        }
+        let unrelated = "<html><head><script>var x = 1;</script></head><body></body></html>";
+        assert!(inject(unrelated, &[]).contains(SNIPPET));
     }
 
     #[test]

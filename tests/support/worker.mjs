@@ -1,0 +1,80 @@
+// Starts the built worker under Miniflare with real local KV and SQLite
+// Durable Objects, listening on a real 127.0.0.1 port.
+import { Miniflare } from "miniflare";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+process.env.WRANGLER_SEND_METRICS = "false";
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const script = path.join(root, "build/index.js");
+
+export async function startWorker({ originUrl, vars = {}, secrets = {}, durableObjects = true } = {}) {
+  if (!existsSync(script)) throw new Error("build/index.js is missing: run `npm run build` first");
+  const bindings = { ...vars, ...secrets };
+  if (originUrl !== undefined) bindings.ORIGIN_URL = originUrl;
+  const mf = new Miniflare({
+    rootPath: root,
+    scriptPath: script,
+    modules: true,
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+    compatibilityDate: "2026-04-01",
+    kvNamespaces: ["CIO_KV"],
+    durableObjects: durableObjects
+      ? {
+          PERSON: { className: "Person", useSQLite: true },
+          VISITOR: { className: "Visitor", useSQLite: true },
+          IDENTITY_INDEX: { className: "IdentityIndex", useSQLite: true },
+        }
+      : {},
+    bindings,
+    host: "127.0.0.1",
+    port: 0,
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return {
+    mf,
+    url,
+    fetch: (p, init = {}) => fetch(url + p, { redirect: "manual", ...init }),
+    dispatch: (u, init = {}) => mf.dispatchFetch(u, { redirect: "manual", ...init }),
+    dispose: () => mf.dispose(),
+  };
+}
+
+/// Every Set-Cookie header of a response, one string each.
+export function setCookies(response) {
+  return response.headers.getSetCookie();
+}
+
+export function parseSetCookie(str) {
+  const [pair, ...rest] = str.split(";");
+  const eq = pair.indexOf("=");
+  const attrs = {};
+  for (const part of rest) {
+    const [k, ...v] = part.trim().split("=");
+    if (k) attrs[k.toLowerCase()] = v.length ? v.join("=") : true;
+  }
+  return { name: pair.slice(0, eq).trim(), value: pair.slice(eq + 1).trim(), attrs };
+}
+
+/// A browser's cookie store, enough for the edge's cookies.
+export class CookieJar {
+  #cookies = new Map();
+  store(response) {
+    for (const raw of setCookies(response)) {
+      const c = parseSetCookie(raw);
+      if (c.attrs["max-age"] === "0") this.#cookies.delete(c.name);
+      else this.#cookies.set(c.name, c.value);
+    }
+    return response;
+  }
+  get(name) {
+    return this.#cookies.get(name);
+  }
+  set(name, value) {
+    this.#cookies.set(name, value);
+  }
+  header() {
+    return [...this.#cookies].map(([k, v]) => `${k}=${v}`).join("; ");
+  }
+}
