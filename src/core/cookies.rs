@@ -234,6 +234,24 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn cookie_parser_never_panics_and_never_passes_a_forgery(header in ".{0,300}", raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            for h in [header.clone(), String::from_utf8_lossy(&raw).into_owned(), format!("_cioanonid={header}; _cioid={header}")] {
+                let got = read_cookies(Some(&h));
+                if let Some(anon) = &got.anon_id {
+                    proptest::prop_assert!(is_anon_id(anon));
+                }
+                if let Some(identifier) = &got.identifier {
+                    let written = identifier.as_written();
+                    proptest::prop_assert!(!written.is_empty() && written.len() <= 150 + 4);
+                    proptest::prop_assert!(!written.chars().any(char::is_control));
+                }
+            }
+        }
+    }
+
     #[test]
     fn id_cookie_and_its_clearing() {
         let p = CookiePolicy::default();

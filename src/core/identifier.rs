@@ -157,6 +157,16 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn parse_never_panics_and_round_trips(raw in "\\PC{0,200}") {
+            if let Ok(identifier) = Identifier::parse(&raw) {
+                proptest::prop_assert_eq!(Identifier::parse(&identifier.as_written()).unwrap(), identifier);
+            }
+        }
+    }
+
     #[test]
     fn index_keys_and_cio_ids() {
         assert_eq!(Identifier::Id("7".into()).index_key().as_deref(), Some("id:7"));
