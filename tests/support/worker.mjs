@@ -4,6 +4,7 @@ import { Miniflare } from "miniflare";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
+import http from "node:http";
 
 process.env.WRANGLER_SEND_METRICS = "false";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -36,14 +37,38 @@ export async function startWorker({ originUrl, vars = {}, secrets = {}, durableO
     mf,
     url,
     fetch: (p, init = {}) => fetch(url + p, { redirect: "manual", ...init }),
+    raw: (p, init = {}) => rawRequest(url + p, init),
     dispatch: (u, init = {}) => mf.dispatchFetch(u, { redirect: "manual", ...init }),
     dispose: () => mf.dispose(),
   };
 }
 
+/// A plain node:http request, as a browser sends it: no headers added (fetch
+/// would add `Sec-Fetch-Mode: cors` and `Accept-Encoding`), the body read
+/// chunk by chunk with arrival times.
+export function rawRequest(url, { method = "GET", headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const req = http.request(url, { method, headers }, (res) => {
+      const chunks = [];
+      const arrivals = [];
+      res.on("data", (c) => {
+        chunks.push(c);
+        arrivals.push(Date.now() - started);
+      });
+      res.on("end", () => {
+        const setCookie = res.headers["set-cookie"] ?? [];
+        resolve({ status: res.statusCode, headers: res.headers, setCookies: setCookie, body: Buffer.concat(chunks), arrivals });
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
 /// Every Set-Cookie header of a response, one string each.
 export function setCookies(response) {
-  return response.headers.getSetCookie();
+  return response.setCookies ?? response.headers.getSetCookie();
 }
 
 export function parseSetCookie(str) {
