@@ -1,0 +1,22 @@
+// `npm run dev`: the edge under `wrangler dev` on http://127.0.0.1:8787, in
+// front of ORIGIN_URL or, when it is not set, the bundled demo site. Local KV
+// and SQLite Durable Objects persist in .wrangler/state. Extra arguments go to
+// wrangler (e.g. `npm run dev -- --port 9000`).
+import { spawn } from "node:child_process";
+import { startDemo } from "../demo/server.mjs";
+
+let origin = process.env.ORIGIN_URL;
+if (!origin) {
+  const port = Number(process.env.DEMO_PORT || 8788);
+  await startDemo(port);
+  origin = `http://127.0.0.1:${port}`;
+}
+const args = ["dev", "--ip", "127.0.0.1", "--port", "8787", "--persist-to", ".wrangler/state", "--var", `ORIGIN_URL:${origin}`, ...process.argv.slice(2)];
+const portArg = args.lastIndexOf("--port");
+console.log(`cio-edge on http://127.0.0.1:${args[portArg + 1]} in front of ${origin}`);
+const child = spawn("node_modules/.bin/wrangler", args, {
+  stdio: "inherit",
+  env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+});
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
+child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
