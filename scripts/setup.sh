@@ -4,6 +4,8 @@
 # package registries (crates.io, npm): worker-build is pointed at local binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cargo install puts binaries here; make sure they are found.
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$HOME/.cargo/bin:$PATH"
 
 WORKER_BUILD_VERSION=0.8.7
 # The wasm-bindgen CLI must match the library exactly (schema check).
