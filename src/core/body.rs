@@ -140,6 +140,7 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::core::fuzz_config(1000))]
         #[test]
         fn reshape_removes_every_array_and_keeps_every_leaf(v in arb_json()) {
             let shaped = reshape_arrays(v.clone());

@@ -235,7 +235,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #![proptest_config(crate::core::fuzz_config(2000))]
         #[test]
         fn cookie_parser_never_panics_and_never_passes_a_forgery(header in ".{0,300}", raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
             for h in [header.clone(), String::from_utf8_lossy(&raw).into_owned(), format!("_cioanonid={header}; _cioid={header}")] {

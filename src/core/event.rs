@@ -210,7 +210,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(crate::core::fuzz_config(2000))]
         #[test]
         fn parser_never_panics(v in arb_json()) {
             if let Value::Object(map) = v {

@@ -146,6 +146,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::core::fuzz_config(1000))]
         #[test]
         fn form_parsing_never_panics(body in prop::collection::vec(any::<u8>(), 0..512), boundary in "[a-zA-Z0-9]{0,12}") {
             let _ = parse_form(&format!("multipart/form-data; boundary={boundary}"), &body);

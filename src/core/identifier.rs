@@ -158,7 +158,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #![proptest_config(crate::core::fuzz_config(2000))]
         #[test]
         fn parse_never_panics_and_round_trips(raw in "\\PC{0,200}") {
             if let Ok(identifier) = Identifier::parse(&raw) {

@@ -477,7 +477,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #![proptest_config(crate::core::fuzz_config(1000))]
         #[test]
         fn merge_rule(
             before in prop::collection::btree_map("[a-e]", any::<i32>(), 0..5),

@@ -266,7 +266,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #![proptest_config(crate::core::fuzz_config(1000))]
         #[test]
         fn parsers_never_panic(v in arb_json()) {
             let _ = parse_v2_op(&v, true);
