@@ -28,13 +28,17 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGE
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked --force
 fi
 
-# Browser tests drive Debian's Chromium (never a test tool's own download).
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages: Chromium for the browser tests (never a test tool's own
+# browser download), wrk for the benchmarks.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing chromium (Debian)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    say "installing ${missing[*]} (Debian)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    say "chromium is missing: install Debian's chromium package for the browser tests"
+    say "missing ${missing[*]}: install these Debian packages for the browser tests and benchmarks"
   fi
 fi
 
