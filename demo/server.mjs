@@ -6,8 +6,9 @@ import { fileURLToPath } from "node:url";
 
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-// Customer.io's classic snippet; the one changed line is `t.src`.
-const SNIPPET = `<script type="text/javascript">
+// Customer.io's classic snippet; the one changed line is `t.src`. `extra` adds
+// attribute lines, `after` code that runs once the stubs exist.
+export const classicSnippet = (extra = "", after = "") => `<script type="text/javascript">
   var _cio = _cio || [];
   (function() {
     var a,b,c;a=function(f){return function(){_cio.push([f].concat(Array.prototype.slice.call(arguments,0)))}};b=["load","identify","sidentify","track","page","on","off"];for(c=0;c<b.length;c++){_cio[b[c]]=a(b[c])};
@@ -16,9 +17,11 @@ const SNIPPET = `<script type="text/javascript">
     t.id    = 'cio-tracker';
     t.setAttribute('data-site-id', 'demo');
     t.setAttribute('data-use-array-params', 'true');
+    ${extra}
     t.src = '/_cio/track.js';
     s.parentNode.insertBefore(t, s);
   })();
+  ${after}
 </script>`;
 
 const STYLE = `body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}
@@ -28,7 +31,7 @@ form{display:grid;gap:.5rem;max-width:20rem}button{padding:.4rem .8rem;cursor:po
 function layout(req, title, body) {
   const h = req.headers;
   return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)} · cio-edge demo</title>
-<style>${STYLE}</style>${SNIPPET}</head><body>
+<style>${STYLE}</style>${classicSnippet()}</head><body>
 <nav><a href="/">Home</a><a href="/pricing">Pricing</a><a href="/about">About</a><a href="/login">Log in</a><a href="/account">Account</a><a href="/campaign">Campaign landing</a><a href="#" id="logout">Log out</a></nav>
 <h1>${esc(title)}</h1>${body}
 <h2>What the edge told this page's server</h2>

@@ -7,27 +7,13 @@ import http from "node:http";
 import { existsSync } from "node:fs";
 import { chromium } from "playwright-core";
 import { startWorker } from "./support/worker.mjs";
+import { classicSnippet } from "../demo/server.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const ADMIN = "browser-admin-token";
 
-// Customer.io's classic snippet; only `src` differs. `extra` adds attributes.
-const snippet = (extra = "", queued = "") => `
-<script type="text/javascript">
-  var _cio = _cio || [];
-  (function() {
-    var a,b,c;a=function(f){return function(){_cio.push([f].concat(Array.prototype.slice.call(arguments,0)))}};b=["load","identify","sidentify","track","page","on","off"];for(c=0;c<b.length;c++){_cio[b[c]]=a(b[c])};
-    var t = document.createElement('script'), s = document.getElementsByTagName('script')[0];
-    t.async = true;
-    t.id    = 'cio-tracker';
-    t.setAttribute('data-site-id', 'demo-site');
-    t.setAttribute('data-use-array-params', 'true');
-    ${extra}
-    t.src = '/_cio/track.js';
-    s.parentNode.insertBefore(t, s);
-  })();
-  ${queued}
-</script>`;
+// Customer.io's classic snippet, as the demo site carries it; only `src` differs.
+const snippet = classicSnippet;
 
 const page = (head, body = "<p>hello</p>") =>
   `<!doctype html><html><head><meta charset="utf-8"><title>demo</title>${head}</head><body>${body}</body></html>`;
