@@ -62,10 +62,10 @@ pub async fn handle(req: Request, edge: &Edge, url: &Url, route: &str) -> Result
 /// propagated).
 async fn list_people(edge: &Edge, url: &Url) -> Result<Response, EdgeError> {
     let cursor = url.query_pairs().find(|(k, _)| k == "cursor").map(|(_, v)| v.into_owned());
-    let (ids, next) = edge.cache.list_people(u64::from(limit(url)?), cursor).await;
+    let (ids, next) = edge.cache().list_people(u64::from(limit(url)?), cursor).await;
     let mut people = Vec::with_capacity(ids.len());
     for cio_id in ids {
-        if let Some(person) = edge.cache.person(&cio_id).await {
+        if let Some(person) = edge.cache().person(&cio_id).await {
             people.push(person);
         }
     }

@@ -50,7 +50,7 @@ pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Res
     let mut cookies = Vec::new();
     let anon = anon_id(&visit, edge, &mut cookies);
     let options = IdentifyOptions { create: true, anonymous_id: Some(&anon), now: now_secs() };
-    let done = identity::identify(&edge.env, &edge.cache, &identify, options).await?;
+    let done = identity::identify(&edge.env, edge.cache(), &identify, options).await?;
 
     let policy = &edge.config.cookies;
     cookies.push(policy.id_cookie(visit.https, &identify.identifier.as_written()));
@@ -79,7 +79,7 @@ pub async fn track(mut req: Request, edge: &Edge, visit: Visit, kind: EventType)
     let event = parse_event(&parse_object(&body, false)?, &ctx, || uuid::Uuid::new_v4().to_string())?;
     let mut cookies = Vec::new();
     let anon = anon_id(&visit, edge, &mut cookies);
-    identity::record(&edge.env, &edge.cache, visit.cookies.identifier.as_ref(), &anon, event).await?;
+    identity::record(&edge.env, edge.cache(), visit.cookies.identifier.as_ref(), &anon, event).await?;
     Ok(ok_with_cookies(&cookies))
 }
 

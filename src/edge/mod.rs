@@ -26,7 +26,14 @@ pub struct Edge {
     pub config: Rc<Config>,
     pub env: Env,
     pub ctx: Context,
-    pub cache: Cache,
+    cache: std::cell::OnceCell<Cache>,
+}
+
+impl Edge {
+    /// The KV cache, bound on first use: a page request never needs it.
+    pub fn cache(&self) -> &Cache {
+        self.cache.get_or_init(|| Cache::new(&self.env))
+    }
 }
 
 thread_local! {
@@ -58,8 +65,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         Err(e) => return Ok(config_error_response(&e)),
     };
     let url = req.url()?;
-    let cache = Cache::new(&env);
-    let edge = Edge { config, env, ctx, cache };
+    let edge = Edge { config, env, ctx, cache: std::cell::OnceCell::new() };
     let on_track_host = edge.config.track_api_host.as_deref().is_some_and(|h| url.host_str() == Some(h));
     if on_track_host {
         if let Some(route) = url.path().strip_prefix("/api/") {

@@ -3,12 +3,10 @@
 //! answer comes back the same way, redirects unfollowed. The edge only adds its
 //! cookies and, toward the origin, `X-Cio-Anon-Id` / `X-Cio-Id`.
 
-use futures_util::future::{select, Either};
-use std::time::Duration;
 use url::Url;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use worker::{console_warn, Delay, Method, Request, Response};
+use worker::{console_warn, Method, Request, Response};
 
 use super::visit::{is_html_navigation, new_anon_id, now_secs, Visit};
 use super::Edge;
@@ -187,18 +185,15 @@ async fn forward(
             init.set_body(&body);
         }
     }
-    let controller = web_sys::AbortController::new().map_err(js)?;
-    init.set_signal(Some(&controller.signal()));
+    // One runtime timer aborts the fetch if no response headers came in time.
+    let timeout_ms = edge.config.origin_timeout_ms;
+    init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(timeout_ms)));
 
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let fetch = JsFuture::from(global.fetch_with_str_and_init(target.as_str(), &init));
-    let timeout = Delay::from(Duration::from_millis(u64::from(edge.config.origin_timeout_ms)));
-    let fetched = match select(fetch, timeout).await {
-        Either::Left((result, _)) => result.map_err(js)?,
-        Either::Right(_) => {
-            controller.abort();
-            return Err(Failure::TimedOut(edge.config.origin_timeout_ms));
-        }
+    let fetched = match JsFuture::from(global.fetch_with_str_and_init(target.as_str(), &init)).await {
+        Ok(fetched) => fetched,
+        Err(e) if is_timeout(&e) => return Err(Failure::TimedOut(timeout_ms)),
+        Err(e) => return Err(js(e)),
     };
     let fetched: web_sys::Response = fetched.dyn_into().map_err(js)?;
 
@@ -245,6 +240,11 @@ fn inject(fetched: web_sys::Response, headers: web_sys::Headers) -> worker::Resu
         }
     });
     Ok(Response::from_stream(chunks)?.with_status(status).with_headers(worker::Headers(headers)))
+}
+
+/// The error an `AbortSignal.timeout` raises.
+fn is_timeout(e: &wasm_bindgen::JsValue) -> bool {
+    js_sys::Reflect::get(e, &"name".into()).ok().and_then(|n| n.as_string()).as_deref() == Some("TimeoutError")
 }
 
 fn bad_gateway(failure: &Failure, set_cookies: &[String]) -> Response {

@@ -68,7 +68,7 @@ async fn serve(mut req: Request, edge: &Edge, route: &str) -> Result<Response, E
             let anonymous_id = parse_anonymous_id(body.get("anonymous_id"), "anonymous_id")?
                 .ok_or_else(|| ClientError::invalid("anonymous_id", "is required"))?;
             let event = event_from(edge, &body)?;
-            identity::record(&edge.env, &edge.cache, None, &anonymous_id, event).await?;
+            identity::record(&edge.env, edge.cache(), None, &anonymous_id, event).await?;
             Ok(ok_v1())
         }
         (Method::Post, ["v1", "merge_customers"]) => {
@@ -130,7 +130,7 @@ fn event_from(edge: &Edge, body: &Object) -> Result<crate::core::event::Event, C
 }
 
 async fn run(edge: &Edge, op: PersonOp) -> Result<(), EdgeError> {
-    let (env, cache, now) = (&edge.env, &edge.cache, now_secs());
+    let (env, cache, now) = (&edge.env, edge.cache(), now_secs());
     match op {
         PersonOp::Identify { identify, create, anonymous_id } => {
             let options = IdentifyOptions { create, anonymous_id: anonymous_id.as_deref(), now };
