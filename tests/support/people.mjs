@@ -1,5 +1,5 @@
 // A simulated browser (its own cookie jar) and admin reads, for identity tests.
-import { CookieJar } from "./worker.mjs";
+import { CookieJar, parseSetCookie } from "./worker.mjs";
 
 export const ADMIN_TOKEN = "test-admin-token";
 
@@ -82,3 +82,30 @@ export async function eventually(check, what, ms = 3000) {
 }
 
 export const uid = (prefix = "u") => `${prefix}-${crypto.randomUUID()}`;
+
+export const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/// The Set-Cookie headers of a response (a fetch Response, a raw response,
+/// or a Browser.post result), parsed, for one cookie name.
+export function cookiesNamed(response, name) {
+  const res = response.res ?? response;
+  const raw = res.setCookies ?? res.headers.getSetCookie();
+  return raw.map(parseSetCookie).filter((c) => c.name === name);
+}
+
+/// Deletes every key of the worker's CIO_KV namespace; answers how many.
+export async function wipeKv(worker) {
+  const kv = await worker.mf.getKVNamespace("CIO_KV");
+  let deleted = 0;
+  for (;;) {
+    const page = await kv.list();
+    if (page.keys.length === 0) break;
+    for (const key of page.keys) {
+      await kv.delete(key.name);
+      deleted++;
+    }
+  }
+  return deleted;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
