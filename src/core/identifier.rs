@@ -45,16 +45,20 @@ impl Identifier {
         if value.is_empty() {
             return Err(Error::invalid(field, "must not be empty"));
         }
-        if value.len() > MAX_ID_BYTES {
-            return Err(Error::invalid(field, format!("must be at most {MAX_ID_BYTES} bytes")));
-        }
         if value.chars().any(char::is_control) {
             return Err(Error::invalid(field, "must not contain control characters"));
         }
-        if is_email(value) {
-            Ok(Identifier::Email(normalize_email(value)))
+        // Measured after normalising: lowercasing can lengthen some letters.
+        let identifier = if is_email(value) {
+            Identifier::Email(normalize_email(value))
         } else {
-            Ok(Identifier::Id(value.to_owned()))
+            Identifier::Id(value.to_owned())
+        };
+        match &identifier {
+            Identifier::Id(v) | Identifier::Email(v) if v.len() > MAX_ID_BYTES => {
+                Err(Error::invalid(field, format!("must be at most {MAX_ID_BYTES} bytes")))
+            }
+            _ => Ok(identifier),
         }
     }
 
@@ -129,6 +133,10 @@ mod tests {
             }
         }
         assert!(Identifier::parse(&"x".repeat(150)).is_ok());
+        // "İ" is 2 bytes but lowercases to 3: the limit holds for the stored form.
+        let grows = format!("{}@x.co", "İ".repeat(72));
+        assert!(grows.len() <= 150);
+        assert!(Identifier::parse(&grows).is_err());
         assert!(Identifier::parse(&"x".repeat(151)).is_err());
     }
 

@@ -59,7 +59,7 @@ pub fn parse_update(body: &Object, use_array_params: bool) -> Result<ProfileUpda
     let email = match body.get("email") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
-        Some(Value::String(s)) if is_email(s.trim()) && s.trim().len() <= 150 => Some(normalize_email(s)),
+        Some(Value::String(s)) if is_email(s.trim()) && normalize_email(s).len() <= 150 => Some(normalize_email(s)),
         Some(Value::String(_)) => return Err(Error::invalid("email", "is not an email address")),
         Some(other) => {
             return Err(Error::invalid("email", format!("must be a string, not {}", json_kind(other))))

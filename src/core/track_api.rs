@@ -151,8 +151,10 @@ pub fn parse_v2_op(value: &Value, use_array_params: bool) -> Result<PersonOp, Er
     };
     match action {
         "identify" => {
+            // `email` and `id` among the attributes are the person's, as in a
+            // v1 body; the protocol fields of v2 live beside `attributes`.
             let mut body = attributes;
-            for reserved in ["id", "email", "cio_id", "cio_relationships", "anonymous_id", "_update"] {
+            for reserved in ["cio_id", "cio_relationships", "anonymous_id", "_update"] {
                 body.remove(reserved);
             }
             if let Some(rels) = op.get("cio_relationships") {
@@ -253,6 +255,12 @@ mod tests {
     fn v2_ops() {
         let op = parse_v2_op(&json!({"type": "person", "identifiers": {"id": "1"}, "action": "event", "name": "n", "attributes": {"k": 1}}), true).unwrap();
         assert_eq!(op, PersonOp::Event { identifier: Identifier::Id("1".into()), body: obj(json!({"name": "n", "data": {"k": 1}, "type": "event"})) });
+        let op = parse_v2_op(&json!({"type": "person", "identifiers": {"id": "1"}, "action": "identify",
+            "attributes": {"email": "A@b.co", "created_at": 5, "plan": "x"}}), true).unwrap();
+        let PersonOp::Identify { identify, .. } = op else { panic!() };
+        assert_eq!(identify.update.email.as_deref(), Some("a@b.co"));
+        assert_eq!(identify.update.created_at, Some(5));
+        assert_eq!(Value::Object(identify.update.attributes), json!({"plan": "x"}));
         let op = parse_v2_op(&json!({"type": "person", "action": "merge", "primary": {"id": "1"}, "secondary": {"email": "a@b.co"}}), true).unwrap();
         assert!(matches!(op, PersonOp::Merge { .. }));
         let op = parse_v2_op(&json!({"type": "person", "identifiers": {"id": "1"}, "action": "identify", "attributes": {"a": 1},

@@ -305,6 +305,9 @@ impl DurableObject for Person {
                 None => reply::<PersonView>(Err(ClientError::not_found("no such person"))),
             },
             PersonCall::Activity { limit } => {
+                if self.profile()?.is_none() {
+                    return reply::<Activity>(Err(ClientError::not_found("no such person")));
+                }
                 let rows: Vec<BodyRow> = self
                     .sql
                     .exec(
