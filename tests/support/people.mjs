@@ -1,4 +1,5 @@
 // A simulated browser (its own cookie jar) and admin reads, for identity tests.
+import http from "node:http";
 import { CookieJar, parseSetCookie } from "./worker.mjs";
 
 export const ADMIN_TOKEN = "test-admin-token";
@@ -109,3 +110,27 @@ export async function wipeKv(worker) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/// POSTs a body in several chunks with `Transfer-Encoding: chunked` (no
+/// Content-Length), as a streaming client would.
+export function postChunked(worker, path, chunks, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(worker.url + path, { method: "POST", headers: { "content-type": "application/json", ...headers } }, (res) => {
+      const parts = [];
+      res.on("data", (c) => parts.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(parts).toString();
+        let json;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode, headers: res.headers, text, json });
+      });
+    });
+    req.on("error", reject);
+    for (const c of chunks) req.write(c);
+    req.end();
+  });
+}
