@@ -61,7 +61,7 @@ pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Res
     }
     let env = edge.env.clone();
     edge.ctx.wait_until(async move {
-        crate::store::cache::Cache::new(&env).remember_person(&done.person).await;
+        crate::store::cache::Cache::new(&env).remember_person(&done.person, done.identifiers_changed).await;
     });
     Ok(ok_with_cookies(&cookies))
 }

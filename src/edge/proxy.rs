@@ -101,7 +101,7 @@ fn identify_in_background(edge: &Edge, identify: crate::core::profile::Identify,
         let cache = crate::store::cache::Cache::new(&env);
         let options = IdentifyOptions { create: true, anonymous_id: Some(&anon_id), now: now_secs() };
         match identity::identify(&env, &cache, &identify, options).await {
-            Ok(done) => cache.remember_person(&done.person).await,
+            Ok(done) => cache.remember_person(&done.person, done.identifiers_changed).await,
             Err(e) => console_warn!("form identify not applied: {e}"),
         }
     });

@@ -135,7 +135,7 @@ async fn run(edge: &Edge, op: PersonOp) -> Result<(), EdgeError> {
         PersonOp::Identify { identify, create, anonymous_id } => {
             let options = IdentifyOptions { create, anonymous_id: anonymous_id.as_deref(), now };
             let done = identity::identify(env, cache, &identify, options).await?;
-            cache.remember_person(&done.person).await;
+            cache.remember_person(&done.person, done.identifiers_changed).await;
         }
         PersonOp::Delete { identifier } => {
             identity::delete(env, cache, &identifier).await?;

@@ -74,14 +74,17 @@ impl Cache {
         kv.get(&person_key(cio_id)).json::<PersonView>().await.ok().flatten()
     }
 
-    /// Caches a person's identifiers and snapshot after a committed change.
-    pub async fn remember_person(&self, person: &PersonView) {
+    /// Caches a person's snapshot after a committed change, and its
+    /// identifier keys when they are new.
+    pub async fn remember_person(&self, person: &PersonView, identifiers_changed: bool) {
         let Some(kv) = &self.kv else { return };
-        if let Some(id) = &person.id {
-            self.remember_owner(&format!("id:{id}"), &person.cio_id).await;
-        }
-        if let Some(email) = &person.email {
-            self.remember_owner(&format!("email:{email}"), &person.cio_id).await;
+        if identifiers_changed {
+            if let Some(id) = &person.id {
+                self.remember_owner(&format!("id:{id}"), &person.cio_id).await;
+            }
+            if let Some(email) = &person.email {
+                self.remember_owner(&format!("email:{email}"), &person.cio_id).await;
+            }
         }
         if let Ok(json) = serde_json::to_string(person) {
             if let Ok(put) = kv.put(&person_key(&person.cio_id), json) {

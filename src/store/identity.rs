@@ -18,6 +18,8 @@ pub struct Identified {
     pub person: PersonView,
     /// The visitor's anonymous id already belongs to another person.
     pub rotate_anon: bool,
+    /// The person is new or has a new id or email.
+    pub identifiers_changed: bool,
 }
 
 /// The cio_id of the person an identifier names, if any: the KV cache first,
@@ -165,13 +167,13 @@ async fn identify_with(
             IdentifyReply::NeedsEmailClaim => {
                 return Err(StoreError::Unavailable("person refused a claimed email".into()))
             }
-            IdentifyReply::Done { person, released_email, rotate_anon } => {
+            IdentifyReply::Done { person, released_email, rotate_anon, identifiers_changed } => {
                 if let Some(old) = released_email {
                     let key = format!("email:{old}");
                     claims.index.release(&key, &person.cio_id).await?;
                     cache.forget_owner(&key).await;
                 }
-                return Ok(Identified { person, rotate_anon });
+                return Ok(Identified { person, rotate_anon, identifiers_changed });
             }
         }
     }
@@ -240,7 +242,7 @@ pub async fn merge(
         Err(e) => return Err(e),
     };
     match people.absorb(&primary, dump, now).await {
-        Ok(view) => cache.remember_person(&view).await,
+        Ok(view) => cache.remember_person(&view, false).await,
         Err(StoreError::Client(ClientError::NotFound { .. })) => return Ok(()),
         Err(e) => return Err(e),
     }
@@ -287,7 +289,9 @@ pub async fn link(env: &Env, cio_id: &str, anonymous_id: &str, now: i64) -> Resu
         now,
     };
     match (People { env }).identify(call).await {
-        Ok(IdentifyReply::Done { person, rotate_anon, .. }) => Ok(Some(Identified { person, rotate_anon })),
+        Ok(IdentifyReply::Done { person, rotate_anon, identifiers_changed, .. }) => {
+            Ok(Some(Identified { person, rotate_anon, identifiers_changed }))
+        }
         Ok(IdentifyReply::NeedsEmailClaim) => Err(StoreError::Unavailable("unexpected email claim".into())),
         Err(StoreError::Client(ClientError::NotFound { .. })) => Ok(None),
         Err(e) => Err(e),

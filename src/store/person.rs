@@ -61,6 +61,9 @@ pub enum IdentifyReply {
         released_email: Option<String>,
         /// The visitor already belongs to another person: rotate its id.
         rotate_anon: bool,
+        /// The person was created or got a new id or email: the cached
+        /// identifier keys need writing, not only the snapshot.
+        identifiers_changed: bool,
     },
     /// The update gives the person a new email: claim it in the index first.
     NeedsEmailClaim,
@@ -200,15 +203,13 @@ impl Person {
 
     /// Checks and applies the profile part of an identify; synchronous, so it
     /// commits as one unit.
-    fn apply_update(&self, call: &IdentifyCall) -> worker::Result<Result<Option<String>, ApplyStop>> {
-        let mut profile = match self.profile()? {
-            Some(profile) if call.update == ProfileUpdate::default() => {
-                // Nothing to change (a link click): leave updated_at alone.
-                let _ = profile;
-                return Ok(Ok(None));
-            }
-            Some(profile) => profile,
-            None if call.create => Profile::new(&call.cio_id, call.update.created_at, call.now),
+    /// Answers the email released and whether the identifiers changed.
+    fn apply_update(&self, call: &IdentifyCall) -> worker::Result<Result<(Option<String>, bool), ApplyStop>> {
+        let (mut profile, created) = match self.profile()? {
+            // Nothing to change (a link click): leave updated_at alone.
+            Some(_) if call.update == ProfileUpdate::default() => return Ok(Ok((None, false))),
+            Some(profile) => (profile, false),
+            None if call.create => (Profile::new(&call.cio_id, call.update.created_at, call.now), true),
             None => return Ok(Err(ApplyStop::Client(ClientError::not_found("no such person")))),
         };
         if let Some(email) = &call.update.email {
@@ -216,6 +217,7 @@ impl Person {
                 return Ok(Err(ApplyStop::NeedsEmailClaim));
             }
         }
+        let identifiers_before = (profile.id.clone(), profile.email.clone());
         let applied = match profile.apply(&call.update, call.now) {
             Ok(applied) => applied,
             Err(e) => return Ok(Err(ApplyStop::Client(e))),
@@ -225,8 +227,9 @@ impl Person {
             change.apply_to(&mut relationships);
             self.save_relationships(&relationships)?;
         }
+        let identifiers_changed = created || (profile.id.clone(), profile.email.clone()) != identifiers_before;
         self.save_profile(&profile)?;
-        Ok(Ok(applied.released_email))
+        Ok(Ok((applied.released_email, identifiers_changed)))
     }
 
     /// Takes over the visitor's anonymous activity. Answers true when the
@@ -259,8 +262,8 @@ impl Person {
     }
 
     async fn identify(&self, call: IdentifyCall) -> worker::Result<Response> {
-        let released_email = match self.apply_update(&call)? {
-            Ok(released) => released,
+        let (released_email, identifiers_changed) = match self.apply_update(&call)? {
+            Ok(applied) => applied,
             Err(ApplyStop::NeedsEmailClaim) => return reply(Ok(IdentifyReply::NeedsEmailClaim)),
             Err(ApplyStop::Client(e)) => return reply::<IdentifyReply>(Err(e)),
         };
@@ -272,7 +275,7 @@ impl Person {
             None => false,
         };
         let profile = self.profile()?.ok_or_else(|| worker::Error::RustError("profile vanished".into()))?;
-        reply(Ok(IdentifyReply::Done { person: self.view(profile)?, released_email, rotate_anon }))
+        reply(Ok(IdentifyReply::Done { person: self.view(profile)?, released_email, rotate_anon, identifiers_changed }))
     }
 }
 
