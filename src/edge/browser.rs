@@ -1,6 +1,7 @@
 //! Browser endpoints (`/_cio/identify`, `track`, `page`, `reset`): identity
 //! from the cookies, no key, and never any profile data in the answer.
 
+use futures_util::StreamExt;
 use serde_json::json;
 use worker::{Request, Response};
 
@@ -13,12 +14,23 @@ use crate::core::profile::parse_identify;
 use crate::core::Error as ClientError;
 use crate::store::identity::{self, IdentifyOptions};
 
+/// Oversized bodies up to this size are read and discarded before the 413.
+const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Reads a request body, refusing one over the limit (413) before reading it
 /// when its length is declared.
 pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
     let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    let too_large = || ClientError::TooLarge { message: format!("request body is over {MAX_BODY_BYTES} bytes") };
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return Err(ClientError::TooLarge { message: format!("request body is over {MAX_BODY_BYTES} bytes") }.into());
+        // Read the body away (within reason) so the client, still sending,
+        // gets the 413 rather than a reset connection.
+        if declared.is_some_and(|len| len <= DRAIN_LIMIT_BYTES) {
+            if let Ok(mut stream) = req.stream() {
+                while let Some(Ok(_)) = stream.next().await {}
+            }
+        }
+        return Err(too_large().into());
     }
     req.bytes().await.map_err(|_| ClientError::bad_body("could not read the request body").into())
 }
