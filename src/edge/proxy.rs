@@ -204,13 +204,10 @@ async fn forward(
         let _ = out_headers.append("set-cookie", cookie);
     }
     let status = fetched.status();
-    let is_html = fetched
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/html"));
-    if edge.config.inject_snippet && status == 200 && is_html && method != "HEAD" {
+    let is_html = || {
+        out_headers.get("content-type").ok().flatten().is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/html"))
+    };
+    if edge.config.inject_snippet && status == 200 && method != "HEAD" && is_html() {
         return inject(fetched, out_headers).map_err(|e| Failure::Unreachable(e.to_string()));
     }
     let out = web_sys::ResponseInit::new();
