@@ -50,7 +50,11 @@ impl Config {
     /// Builds the config from a lookup of settings by name (the worker's `Env`
     /// in production, a map in tests). Empty values count as unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let flag = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
             match get(name) {
                 None => Ok(default),
@@ -72,14 +76,20 @@ impl Config {
         };
         let origin_timeout_ms = match get("ORIGIN_TIMEOUT_MS") {
             None => DEFAULT_ORIGIN_TIMEOUT_MS,
-            Some(v) => v.parse::<u32>().ok().filter(|ms| (100..=600_000).contains(ms)).ok_or_else(|| {
-                ConfigError {
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|ms| (100..=600_000).contains(ms))
+                .ok_or_else(|| ConfigError {
                     setting: "ORIGIN_TIMEOUT_MS",
                     reason: format!("{v:?} is not a number of milliseconds from 100 to 600000"),
-                }
-            })?,
+                })?,
         };
-        let secure = match get("COOKIE_SECURE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let secure = match get("COOKIE_SECURE")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("auto") => SecureMode::Auto,
             Some(v) => match parse_bool(v) {
                 Some(true) => SecureMode::Always,
@@ -117,7 +127,12 @@ impl Config {
             auto_identify_forms: flag("AUTO_IDENTIFY_FORMS", false)?,
             form_email_field: get("FORM_EMAIL_FIELD").unwrap_or_else(|| "email".to_owned()),
             form_attributes: get("FORM_ATTRIBUTES")
-                .map(|list| list.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect())
+                .map(|list| {
+                    list.split(',')
+                        .map(|f| f.trim().to_owned())
+                        .filter(|f| !f.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
             track_api_host: match get("TRACK_API_HOST") {
                 None => None,
@@ -139,7 +154,10 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 fn parse_origin(raw: &str) -> Result<Url, ConfigError> {
-    let err = |reason: String| ConfigError { setting: "ORIGIN_URL", reason };
+    let err = |reason: String| ConfigError {
+        setting: "ORIGIN_URL",
+        reason,
+    };
     let url = Url::parse(raw).map_err(|e| err(format!("{raw:?} is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(err(format!("{raw:?} is not an http(s) URL with a host")));
@@ -155,12 +173,18 @@ fn parse_cookie_domain(raw: &str) -> Result<String, ConfigError> {
     let valid = !domain.is_empty()
         && domain.len() <= 253
         && domain.split('.').all(|label| {
-            !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if valid {
         Ok(domain)
     } else {
-        Err(ConfigError { setting: "COOKIE_DOMAIN", reason: format!("{raw:?} is not a domain name") })
+        Err(ConfigError {
+            setting: "COOKIE_DOMAIN",
+            reason: format!("{raw:?} is not a domain name"),
+        })
     }
 }
 
@@ -170,8 +194,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -184,7 +210,10 @@ mod tests {
         assert!(c.use_array_params && c.auto_identify_links && !c.edge_page_views);
         assert_eq!((c.admin_token, c.site_id, c.api_key), (None, None, None));
         assert!(!c.inject_snippet && !c.auto_identify_forms);
-        assert_eq!((c.form_email_field.as_str(), c.form_attributes.len()), ("email", 0));
+        assert_eq!(
+            (c.form_email_field.as_str(), c.form_attributes.len()),
+            ("email", 0)
+        );
     }
 
     #[test]
@@ -218,22 +247,52 @@ mod tests {
         assert_eq!(c.track_api_host.as_deref(), Some("track.example.com"));
         assert!(c.inject_snippet && c.auto_identify_forms);
         assert_eq!(c.form_email_field, "work_email");
-        assert_eq!(c.form_attributes, vec!["first_name".to_string(), "company".to_string()]);
+        assert_eq!(
+            c.form_attributes,
+            vec!["first_name".to_string(), "company".to_string()]
+        );
     }
 
     #[test]
     fn bad_settings_are_named() {
         let cases: [(&[(&str, &str)], &str); 10] = [
-            (&[("ORIGIN_URL", "http://x.com"), ("TRACK_API_HOST", "http://x")], "TRACK_API_HOST"),
+            (
+                &[
+                    ("ORIGIN_URL", "http://x.com"),
+                    ("TRACK_API_HOST", "http://x"),
+                ],
+                "TRACK_API_HOST",
+            ),
             (&[], "ORIGIN_URL"),
             (&[("ORIGIN_URL", "not a url")], "ORIGIN_URL"),
             (&[("ORIGIN_URL", "ftp://x.com")], "ORIGIN_URL"),
             (&[("ORIGIN_URL", "http://x.com/?a=1")], "ORIGIN_URL"),
-            (&[("ORIGIN_URL", "http://x.com"), ("COOKIE_SECURE", "maybe")], "COOKIE_SECURE"),
-            (&[("ORIGIN_URL", "http://x.com"), ("COOKIE_DOMAIN", "a b;c")], "COOKIE_DOMAIN"),
-            (&[("ORIGIN_URL", "http://x.com"), ("EDGE_PAGE_VIEWS", "sometimes")], "EDGE_PAGE_VIEWS"),
-            (&[("ORIGIN_URL", "http://x.com"), ("USE_ARRAY_PARAMS", "2")], "USE_ARRAY_PARAMS"),
-            (&[("ORIGIN_URL", "http://x.com"), ("ORIGIN_TIMEOUT_MS", "soon")], "ORIGIN_TIMEOUT_MS"),
+            (
+                &[("ORIGIN_URL", "http://x.com"), ("COOKIE_SECURE", "maybe")],
+                "COOKIE_SECURE",
+            ),
+            (
+                &[("ORIGIN_URL", "http://x.com"), ("COOKIE_DOMAIN", "a b;c")],
+                "COOKIE_DOMAIN",
+            ),
+            (
+                &[
+                    ("ORIGIN_URL", "http://x.com"),
+                    ("EDGE_PAGE_VIEWS", "sometimes"),
+                ],
+                "EDGE_PAGE_VIEWS",
+            ),
+            (
+                &[("ORIGIN_URL", "http://x.com"), ("USE_ARRAY_PARAMS", "2")],
+                "USE_ARRAY_PARAMS",
+            ),
+            (
+                &[
+                    ("ORIGIN_URL", "http://x.com"),
+                    ("ORIGIN_TIMEOUT_MS", "soon"),
+                ],
+                "ORIGIN_TIMEOUT_MS",
+            ),
         ];
         for (pairs, setting) in cases {
             let err = config(pairs).unwrap_err();
@@ -244,7 +303,12 @@ mod tests {
 
     #[test]
     fn empty_values_are_unset() {
-        let c = config(&[("ORIGIN_URL", "http://x.com"), ("COOKIE_DOMAIN", ""), ("ADMIN_TOKEN", " ")]).unwrap();
+        let c = config(&[
+            ("ORIGIN_URL", "http://x.com"),
+            ("COOKIE_DOMAIN", ""),
+            ("ADMIN_TOKEN", " "),
+        ])
+        .unwrap();
         assert_eq!((c.cookies.domain, c.admin_token), (None, None));
     }
 }

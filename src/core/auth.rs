@@ -12,18 +12,28 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Checks an `Authorization: Bearer <token>` header against the token.
 pub fn bearer_matches(header: Option<&str>, token: &str) -> bool {
     header
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
 }
 
 /// Checks an `Authorization: Basic base64(user:password)` header.
 pub fn basic_matches(header: Option<&str>, user: &str, password: &str) -> bool {
     use base64::Engine;
-    let Some(encoded) = header.and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))) else {
+    let Some(encoded) = header.and_then(|h| {
+        h.strip_prefix("Basic ")
+            .or_else(|| h.strip_prefix("basic "))
+    }) else {
         return false;
     };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
-    let Some(split) = decoded.iter().position(|b| *b == b':') else { return false };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let Some(split) = decoded.iter().position(|b| *b == b':') else {
+        return false;
+    };
     // Both halves are always compared, so timing says nothing about which failed.
     let user_ok = constant_time_eq(&decoded[..split], user.as_bytes());
     let password_ok = constant_time_eq(&decoded[split + 1..], password.as_bytes());
@@ -38,7 +48,14 @@ mod tests {
     fn bearer() {
         assert!(bearer_matches(Some("Bearer s3cret"), "s3cret"));
         assert!(bearer_matches(Some("bearer s3cret"), "s3cret"));
-        for bad in [None, Some(""), Some("s3cret"), Some("Bearer s3cre"), Some("Bearer s3cretX"), Some("Basic s3cret")] {
+        for bad in [
+            None,
+            Some(""),
+            Some("s3cret"),
+            Some("Bearer s3cre"),
+            Some("Bearer s3cretX"),
+            Some("Basic s3cret"),
+        ] {
             assert!(!bearer_matches(bad, "s3cret"), "{bad:?}");
         }
     }
@@ -47,8 +64,14 @@ mod tests {
     fn basic() {
         // "site:key" and variants.
         assert!(basic_matches(Some("Basic c2l0ZTprZXk="), "site", "key"));
-        for bad in [None, Some("Basic c2l0ZTprZXk"), Some("Basic c2l0ZTpr"), Some("Basic !!"), Some("Bearer c2l0ZTprZXk="),
-                    Some("Basic c2l0ZWtleQ==")] {
+        for bad in [
+            None,
+            Some("Basic c2l0ZTprZXk"),
+            Some("Basic c2l0ZTpr"),
+            Some("Basic !!"),
+            Some("Bearer c2l0ZTprZXk="),
+            Some("Basic c2l0ZWtleQ=="),
+        ] {
             assert!(!basic_matches(bad, "site", "key"), "{bad:?}");
         }
     }

@@ -28,7 +28,9 @@ pub fn parse_object(bytes: &[u8], empty_ok: bool) -> Result<Object, Error> {
             "request body must be a JSON object, not {}",
             json_kind(&other)
         ))),
-        Err(e) => Err(Error::bad_body(format!("request body is not valid JSON: {e}"))),
+        Err(e) => Err(Error::bad_body(format!(
+            "request body is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -54,9 +56,11 @@ pub fn reshape_arrays(value: Value) -> Value {
                 .map(|(i, v)| (i.to_string(), reshape_arrays(v)))
                 .collect(),
         ),
-        Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (k, reshape_arrays(v))).collect())
-        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, reshape_arrays(v)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -66,12 +70,16 @@ pub fn shape_object(map: Object, use_array_params: bool) -> Object {
     if use_array_params {
         return map;
     }
-    map.into_iter().map(|(k, v)| (k, reshape_arrays(v))).collect()
+    map.into_iter()
+        .map(|(k, v)| (k, reshape_arrays(v)))
+        .collect()
 }
 
 /// Serialized length of a JSON value, as the limits of rule 9 measure it.
 pub fn json_len(value: &Value) -> usize {
-    serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX)
+    serde_json::to_vec(value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]
@@ -83,7 +91,15 @@ pub(crate) mod tests {
     #[test]
     fn parses_only_objects() {
         assert_eq!(parse_object(br#"{"a":1}"#, false).unwrap()["a"], json!(1));
-        for bad in [&b"{"[..], b"null", b"[]", b"42", b"\"s\"", b"\xff\xfe\x00", b""] {
+        for bad in [
+            &b"{"[..],
+            b"null",
+            b"[]",
+            b"42",
+            b"\"s\"",
+            b"\xff\xfe\x00",
+            b"",
+        ] {
             let err = parse_object(bad, false).unwrap_err();
             assert_eq!(err.status(), 400, "{bad:?}");
         }
@@ -94,7 +110,8 @@ pub(crate) mod tests {
 
     #[test]
     fn reshapes_at_any_depth() {
-        let input = json!({"my_array": ["one", "two"], "n": {"deep": [[1], {"x": [true]}]}, "s": "k"});
+        let input =
+            json!({"my_array": ["one", "two"], "n": {"deep": [[1], {"x": [true]}]}, "s": "k"});
         let want = json!({
             "my_array": {"0": "one", "1": "two"},
             "n": {"deep": {"0": {"0": 1}, "1": {"x": {"0": true}}}},
@@ -111,7 +128,9 @@ pub(crate) mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|n| json!(n)),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
             ".{0,12}".prop_map(Value::String),
         ];
         leaf.prop_recursive(4, 48, 6, |inner| {

@@ -94,7 +94,12 @@ pub struct CookiePolicy {
 
 impl Default for CookiePolicy {
     fn default() -> Self {
-        Self { domain: None, secure: SecureMode::Auto, http_only: false, cross_site: false }
+        Self {
+            domain: None,
+            secure: SecureMode::Auto,
+            http_only: false,
+            cross_site: false,
+        }
     }
 }
 
@@ -109,7 +114,11 @@ impl CookiePolicy {
         let mut cookie = Cookie::build((name, value))
             .path("/")
             .max_age(Duration::seconds(max_age))
-            .same_site(if self.cross_site { SameSite::None } else { SameSite::Lax })
+            .same_site(if self.cross_site {
+                SameSite::None
+            } else {
+                SameSite::Lax
+            })
             .secure(secure)
             .http_only(self.http_only);
         if let Some(domain) = &self.domain {
@@ -123,7 +132,12 @@ impl CookiePolicy {
     }
 
     pub fn id_cookie(&self, https: bool, identifier: &str) -> String {
-        self.build(https, ID_COOKIE, encode_id_cookie(identifier), COOKIE_MAX_AGE_SECS)
+        self.build(
+            https,
+            ID_COOKIE,
+            encode_id_cookie(identifier),
+            COOKIE_MAX_AGE_SECS,
+        )
     }
 
     pub fn clear_id_cookie(&self, https: bool) -> String {
@@ -163,12 +177,36 @@ mod tests {
             (None, None, None),
             (Some(""), None, None),
             (Some("_cioanonid=abc"), None, None),
-            (Some("_cioanonid=12345678-1234-4123-8123-1234567%0d%0a"), None, None),
-            (Some("a=1; _cioanonid=0f8fad5b-d9cb-469f-a165-70867728950e; b=2"), Some(anon), None),
-            (Some("_cioanonid=bad; _cioanonid=0f8fad5b-d9cb-469f-a165-70867728950e"), Some(anon), None),
-            (Some("_cioid=user%201"), None, Some(Identifier::Id("user 1".into()))),
-            (Some("_cioid=Bob%40Example.com"), None, Some(Identifier::Email("bob@example.com".into()))),
-            (Some("_cioid=cio_a1b2c3"), None, Some(Identifier::CioId("a1b2c3".into()))),
+            (
+                Some("_cioanonid=12345678-1234-4123-8123-1234567%0d%0a"),
+                None,
+                None,
+            ),
+            (
+                Some("a=1; _cioanonid=0f8fad5b-d9cb-469f-a165-70867728950e; b=2"),
+                Some(anon),
+                None,
+            ),
+            (
+                Some("_cioanonid=bad; _cioanonid=0f8fad5b-d9cb-469f-a165-70867728950e"),
+                Some(anon),
+                None,
+            ),
+            (
+                Some("_cioid=user%201"),
+                None,
+                Some(Identifier::Id("user 1".into())),
+            ),
+            (
+                Some("_cioid=Bob%40Example.com"),
+                None,
+                Some(Identifier::Email("bob@example.com".into())),
+            ),
+            (
+                Some("_cioid=cio_a1b2c3"),
+                None,
+                Some(Identifier::CioId("a1b2c3".into())),
+            ),
             (Some("_cioid=%20%20"), None, None),
             (Some("_cioid=%FF%FE"), None, None),
             (Some("_cioid="), None, None),
@@ -185,9 +223,21 @@ mod tests {
 
     #[test]
     fn id_cookie_round_trips_like_encode_uri_component() {
-        for id in ["plain", "user 1", "a;b,c=d", "ünï©ødé", "x'(y)*!~._-", "bob@example.com"] {
+        for id in [
+            "plain",
+            "user 1",
+            "a;b,c=d",
+            "ünï©ødé",
+            "x'(y)*!~._-",
+            "bob@example.com",
+        ] {
             let encoded = encode_id_cookie(id);
-            assert!(encoded.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b','), "{encoded}");
+            assert!(
+                encoded
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b';' && b != b','),
+                "{encoded}"
+            );
             assert_eq!(percent_decode_str(&encoded).decode_utf8().unwrap(), id);
         }
         assert_eq!(encode_id_cookie("a b@c.d"), "a%20b%40c.d");
@@ -212,22 +262,52 @@ mod tests {
             v.sort();
             v
         };
-        assert_eq!(attrs(&default.anon_cookie(false, anon)), expected(&["SameSite=Lax"]));
-        assert_eq!(attrs(&default.anon_cookie(true, anon)), expected(&["SameSite=Lax", "Secure"]));
+        assert_eq!(
+            attrs(&default.anon_cookie(false, anon)),
+            expected(&["SameSite=Lax"])
+        );
+        assert_eq!(
+            attrs(&default.anon_cookie(true, anon)),
+            expected(&["SameSite=Lax", "Secure"])
+        );
 
-        let never = CookiePolicy { secure: SecureMode::Never, ..CookiePolicy::default() };
-        assert_eq!(attrs(&never.anon_cookie(true, anon)), expected(&["SameSite=Lax"]));
-        let always = CookiePolicy { secure: SecureMode::Always, ..CookiePolicy::default() };
-        assert_eq!(attrs(&always.anon_cookie(false, anon)), expected(&["SameSite=Lax", "Secure"]));
+        let never = CookiePolicy {
+            secure: SecureMode::Never,
+            ..CookiePolicy::default()
+        };
+        assert_eq!(
+            attrs(&never.anon_cookie(true, anon)),
+            expected(&["SameSite=Lax"])
+        );
+        let always = CookiePolicy {
+            secure: SecureMode::Always,
+            ..CookiePolicy::default()
+        };
+        assert_eq!(
+            attrs(&always.anon_cookie(false, anon)),
+            expected(&["SameSite=Lax", "Secure"])
+        );
 
-        let domain = CookiePolicy { domain: Some("example.com".into()), ..CookiePolicy::default() };
+        let domain = CookiePolicy {
+            domain: Some("example.com".into()),
+            ..CookiePolicy::default()
+        };
         assert_eq!(
             attrs(&domain.anon_cookie(false, anon)),
             expected(&["SameSite=Lax", "Domain=example.com"])
         );
-        let cross = CookiePolicy { cross_site: true, ..CookiePolicy::default() };
-        assert_eq!(attrs(&cross.anon_cookie(false, anon)), expected(&["SameSite=None", "Secure"]));
-        let http_only = CookiePolicy { http_only: true, ..CookiePolicy::default() };
+        let cross = CookiePolicy {
+            cross_site: true,
+            ..CookiePolicy::default()
+        };
+        assert_eq!(
+            attrs(&cross.anon_cookie(false, anon)),
+            expected(&["SameSite=None", "Secure"])
+        );
+        let http_only = CookiePolicy {
+            http_only: true,
+            ..CookiePolicy::default()
+        };
         assert_eq!(
             attrs(&http_only.anon_cookie(false, anon)),
             expected(&["SameSite=Lax", "HttpOnly"])

@@ -7,13 +7,19 @@ use std::borrow::Cow;
 pub enum Error {
     /// 400: the input is malformed or breaks a rule.
     #[error("{message}")]
-    Invalid { field: Option<Cow<'static, str>>, message: String },
+    Invalid {
+        field: Option<Cow<'static, str>>,
+        message: String,
+    },
     /// 413: the request body is over the limit.
     #[error("{message}")]
     TooLarge { message: String },
     /// 409: the input is valid but clashes with what is stored.
     #[error("{message}")]
-    Conflict { field: Cow<'static, str>, message: String },
+    Conflict {
+        field: Cow<'static, str>,
+        message: String,
+    },
     /// 404: the thing asked about does not exist.
     #[error("{message}")]
     NotFound { message: String },
@@ -23,19 +29,30 @@ impl Error {
     pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         let field = field.into();
         let message = message.into();
-        Error::Invalid { message: format!("{field}: {message}"), field: Some(field) }
+        Error::Invalid {
+            message: format!("{field}: {message}"),
+            field: Some(field),
+        }
     }
 
     pub fn bad_body(message: impl Into<String>) -> Self {
-        Error::Invalid { field: None, message: message.into() }
+        Error::Invalid {
+            field: None,
+            message: message.into(),
+        }
     }
 
     pub fn conflict(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        Error::Conflict { field: field.into(), message: message.into() }
+        Error::Conflict {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Error::NotFound { message: message.into() }
+        Error::NotFound {
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> u16 {

@@ -70,7 +70,10 @@ pub fn parse_event(
         },
         Some(Value::String(s)) => s.clone(),
         Some(other) => {
-            return Err(Error::invalid("name", format!("must be a string, not {}", json_kind(other))))
+            return Err(Error::invalid(
+                "name",
+                format!("must be a string, not {}", json_kind(other)),
+            ))
         }
     };
     if name.trim().is_empty() || name.len() > MAX_EVENT_NAME_BYTES {
@@ -92,13 +95,18 @@ pub fn parse_event(
             shape_object(map.clone(), ctx.use_array_params)
         }
         Some(other) => {
-            return Err(Error::invalid("data", format!("must be an object, not {}", json_kind(other))))
+            return Err(Error::invalid(
+                "data",
+                format!("must be an object, not {}", json_kind(other)),
+            ))
         }
     };
 
     let id = match body.get("id") {
         None | Some(Value::Null) => new_id(),
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_EVENT_ID_BYTES => s.clone(),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_EVENT_ID_BYTES => {
+            s.clone()
+        }
         Some(Value::Number(n)) => n.to_string(),
         Some(_) => {
             return Err(Error::invalid(
@@ -115,7 +123,14 @@ pub fn parse_event(
         })?,
     };
 
-    Ok(Event { kind, name, data, timestamp, anonymous_id: None, id })
+    Ok(Event {
+        kind,
+        name,
+        data,
+        timestamp,
+        anonymous_id: None,
+        id,
+    })
 }
 
 /// A non-negative JSON number as whole unix seconds; strings are refused.
@@ -125,7 +140,9 @@ pub fn unix_seconds(value: &Value) -> Option<i64> {
             if let Some(i) = n.as_i64() {
                 (i >= 0).then_some(i)
             } else {
-                n.as_f64().filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15).map(|f| f as i64)
+                n.as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15)
+                    .map(|f| f as i64)
             }
         }
         _ => None,
@@ -140,7 +157,13 @@ mod tests {
     use serde_json::json;
 
     fn ctx(kind: EventType) -> EventContext<'static> {
-        EventContext { kind, type_in_body: false, default_name: None, now: 1_700_000_000, use_array_params: true }
+        EventContext {
+            kind,
+            type_in_body: false,
+            default_name: None,
+            now: 1_700_000_000,
+            use_array_params: true,
+        }
     }
 
     fn parse(body: Value, ctx: &EventContext<'_>) -> Result<Event, Error> {
@@ -164,25 +187,55 @@ mod tests {
     #[test]
     fn defaults() {
         let e = parse(json!({"name": "x"}), &ctx(EventType::Event)).unwrap();
-        assert_eq!((e.id.as_str(), e.timestamp, e.data.len()), ("generated", 1_700_000_000, 0));
-        let page = EventContext { default_name: Some("https://site/ref"), ..ctx(EventType::Page) };
+        assert_eq!(
+            (e.id.as_str(), e.timestamp, e.data.len()),
+            ("generated", 1_700_000_000, 0)
+        );
+        let page = EventContext {
+            default_name: Some("https://site/ref"),
+            ..ctx(EventType::Page)
+        };
         assert_eq!(parse(json!({}), &page).unwrap().name, "https://site/ref");
-        assert_eq!(parse(json!({}), &ctx(EventType::Page)).unwrap_err().field(), Some("name"));
+        assert_eq!(
+            parse(json!({}), &ctx(EventType::Page)).unwrap_err().field(),
+            Some("name")
+        );
     }
 
     #[test]
     fn arrays_reshaped_when_off() {
-        let off = EventContext { use_array_params: false, ..ctx(EventType::Event) };
+        let off = EventContext {
+            use_array_params: false,
+            ..ctx(EventType::Event)
+        };
         let e = parse(json!({"name": "x", "data": {"a": ["p", "q"]}}), &off).unwrap();
         assert_eq!(e.data["a"], json!({"0": "p", "1": "q"}));
     }
 
     #[test]
     fn type_only_where_allowed() {
-        let api = EventContext { type_in_body: true, ..ctx(EventType::Event) };
-        assert_eq!(parse(json!({"name": "x", "type": "page"}), &api).unwrap().kind, EventType::Page);
-        assert_eq!(parse(json!({"name": "x", "type": "bogus"}), &api).unwrap_err().field(), Some("type"));
-        assert_eq!(parse(json!({"name": "x", "type": "page"}), &ctx(EventType::Event)).unwrap().kind, EventType::Event);
+        let api = EventContext {
+            type_in_body: true,
+            ..ctx(EventType::Event)
+        };
+        assert_eq!(
+            parse(json!({"name": "x", "type": "page"}), &api)
+                .unwrap()
+                .kind,
+            EventType::Page
+        );
+        assert_eq!(
+            parse(json!({"name": "x", "type": "bogus"}), &api)
+                .unwrap_err()
+                .field(),
+            Some("type")
+        );
+        assert_eq!(
+            parse(json!({"name": "x", "type": "page"}), &ctx(EventType::Event))
+                .unwrap()
+                .kind,
+            EventType::Event
+        );
     }
 
     #[test]
@@ -196,17 +249,28 @@ mod tests {
             (json!({"name": 5}), "name"),
             (json!({"name": "x", "data": [1]}), "data"),
             (json!({"name": "x", "data": "s"}), "data"),
-            (json!({"name": "x", "data": {"big": "y".repeat(100_000)}}), "data"),
+            (
+                json!({"name": "x", "data": {"big": "y".repeat(100_000)}}),
+                "data",
+            ),
             (json!({"name": "x", "id": {}}), "id"),
             (json!({"name": "x", "id": ""}), "id"),
             (json!({"name": "x", "timestamp": "1600000000"}), "timestamp"),
             (json!({"name": "x", "timestamp": -1}), "timestamp"),
         ];
         for (body, field) in cases {
-            assert_eq!(parse(body.clone(), &c).unwrap_err().field(), Some(field), "{body}");
+            assert_eq!(
+                parse(body.clone(), &c).unwrap_err().field(),
+                Some(field),
+                "{body}"
+            );
         }
         assert!(parse(json!({"name": "x".repeat(100)}), &c).is_ok());
-        assert!(parse(json!({"name": "x", "data": {"big": "y".repeat(99_000)}}), &c).is_ok());
+        assert!(parse(
+            json!({"name": "x", "data": {"big": "y".repeat(99_000)}}),
+            &c
+        )
+        .is_ok());
     }
 
     proptest! {

@@ -55,9 +55,9 @@ impl Identifier {
             Identifier::Id(value.to_owned())
         };
         match &identifier {
-            Identifier::Id(v) | Identifier::Email(v) if v.len() > MAX_ID_BYTES => {
-                Err(Error::invalid(field, format!("must be at most {MAX_ID_BYTES} bytes")))
-            }
+            Identifier::Id(v) | Identifier::Email(v) if v.len() > MAX_ID_BYTES => Err(
+                Error::invalid(field, format!("must be at most {MAX_ID_BYTES} bytes")),
+            ),
             _ => Ok(identifier),
         }
     }
@@ -84,7 +84,9 @@ impl Identifier {
 /// An email address by shape: one `@`, a non-empty local part, a dotted domain,
 /// no spaces. Deliverability is not our business; uniqueness is.
 pub fn is_email(value: &str) -> bool {
-    let Some((local, domain)) = value.split_once('@') else { return false };
+    let Some((local, domain)) = value.split_once('@') else {
+        return false;
+    };
     !local.is_empty()
         && !domain.contains('@')
         && !value.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -117,7 +119,10 @@ mod tests {
         let cases: Vec<(&str, Result<Identifier, &str>)> = vec![
             ("user-1", Ok(Identifier::Id("user-1".into()))),
             ("  user-1 ", Ok(Identifier::Id("user-1".into()))),
-            ("Bob@Example.COM", Ok(Identifier::Email("bob@example.com".into()))),
+            (
+                "Bob@Example.COM",
+                Ok(Identifier::Email("bob@example.com".into())),
+            ),
             ("cio_03a1", Ok(Identifier::CioId("03a1".into()))),
             ("cio_", Ok(Identifier::Id("cio_".into()))),
             ("cio_a-b", Ok(Identifier::Id("cio_a-b".into()))),
@@ -143,12 +148,23 @@ mod tests {
     #[test]
     fn identify_id_values() {
         let ok = |v: Value, want: Identifier| {
-            assert_eq!(Identifier::from_identify_value(Some(&v)).unwrap(), want, "{v}")
+            assert_eq!(
+                Identifier::from_identify_value(Some(&v)).unwrap(),
+                want,
+                "{v}"
+            )
         };
         ok(json!("42"), Identifier::Id("42".into()));
         ok(json!(42), Identifier::Id("42".into()));
         ok(json!(" A@B.co "), Identifier::Email("a@b.co".into()));
-        for bad in [json!(null), json!({}), json!([]), json!(true), json!(""), json!(" ")] {
+        for bad in [
+            json!(null),
+            json!({}),
+            json!([]),
+            json!(true),
+            json!(""),
+            json!(" "),
+        ] {
             let err = Identifier::from_identify_value(Some(&bad)).unwrap_err();
             assert_eq!(err.field(), Some("id"), "{bad}");
         }
@@ -160,7 +176,9 @@ mod tests {
         for yes in ["a@b.co", "first.last+tag@sub.example.org", "X@Y.Z"] {
             assert!(is_email(yes), "{yes}");
         }
-        for no in ["", "a", "a@b", "@b.co", "a@.co", "a@b.", "a b@c.co", "a@b@c.co", "a@b..co"] {
+        for no in [
+            "", "a", "a@b", "@b.co", "a@.co", "a@b.", "a b@c.co", "a@b@c.co", "a@b..co",
+        ] {
             assert!(!is_email(no), "{no}");
         }
     }
@@ -177,8 +195,14 @@ mod tests {
 
     #[test]
     fn index_keys_and_cio_ids() {
-        assert_eq!(Identifier::Id("7".into()).index_key().as_deref(), Some("id:7"));
-        assert_eq!(Identifier::Email("a@b.co".into()).index_key().as_deref(), Some("email:a@b.co"));
+        assert_eq!(
+            Identifier::Id("7".into()).index_key().as_deref(),
+            Some("id:7")
+        );
+        assert_eq!(
+            Identifier::Email("a@b.co".into()).index_key().as_deref(),
+            Some("email:a@b.co")
+        );
         assert_eq!(Identifier::CioId("ab".into()).index_key(), None);
         let id = new_cio_id();
         assert_eq!(id.len(), 20);

@@ -19,6 +19,12 @@ pub use error::Error;
 /// set (`npm run fuzz` runs every parser's property test at a large count).
 #[cfg(test)]
 pub(crate) fn fuzz_config(default_cases: u32) -> proptest::prelude::ProptestConfig {
-    let cases = std::env::var("FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default_cases);
-    proptest::prelude::ProptestConfig { cases, ..Default::default() }
+    let cases = std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_cases);
+    proptest::prelude::ProptestConfig {
+        cases,
+        ..Default::default()
+    }
 }

@@ -15,7 +15,14 @@ pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1000;
 pub const MAX_ATTRIBUTES: usize = 300;
 
 /// Keys of an identify body that are not attributes.
-const RESERVED: [&str; 6] = ["id", "email", "created_at", "cio_relationships", "anonymous_id", "_update"];
+const RESERVED: [&str; 6] = [
+    "id",
+    "email",
+    "created_at",
+    "cio_relationships",
+    "anonymous_id",
+    "_update",
+];
 
 /// What an identify asks to change, validated; travels to the person object.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -43,7 +50,10 @@ pub fn parse_identify(body: &Object, use_array_params: bool) -> Result<Identify,
         Identifier::Email(email) => {
             // An email used as the id is the person's email (rule 6.2).
             if update.email.as_ref().is_some_and(|e| e != email) {
-                return Err(Error::invalid("email", "differs from the email given as id"));
+                return Err(Error::invalid(
+                    "email",
+                    "differs from the email given as id",
+                ));
             }
             update.email = Some(email.clone());
         }
@@ -59,10 +69,15 @@ pub fn parse_update(body: &Object, use_array_params: bool) -> Result<ProfileUpda
     let email = match body.get("email") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
-        Some(Value::String(s)) if is_email(s.trim()) && normalize_email(s).len() <= 150 => Some(normalize_email(s)),
+        Some(Value::String(s)) if is_email(s.trim()) && normalize_email(s).len() <= 150 => {
+            Some(normalize_email(s))
+        }
         Some(Value::String(_)) => return Err(Error::invalid("email", "is not an email address")),
         Some(other) => {
-            return Err(Error::invalid("email", format!("must be a string, not {}", json_kind(other))))
+            return Err(Error::invalid(
+                "email",
+                format!("must be a string, not {}", json_kind(other)),
+            ))
         }
     };
     let created_at = match body.get("created_at") {
@@ -93,7 +108,13 @@ pub fn parse_update(body: &Object, use_array_params: bool) -> Result<ProfileUpda
         None | Some(Value::Null) => None,
         Some(value) => Some(RelationshipChange::parse(value, use_array_params)?),
     };
-    Ok(ProfileUpdate { id: None, email, created_at, attributes, relationships })
+    Ok(ProfileUpdate {
+        id: None,
+        email,
+        created_at,
+        attributes,
+        relationships,
+    })
 }
 
 fn check_attribute(name: &str, value: &Value) -> Result<(), Error> {
@@ -139,9 +160,9 @@ impl RelationshipChange {
     /// "relationship_attributes"?}]}`.
     pub fn parse(value: &Value, use_array_params: bool) -> Result<Self, Error> {
         const FIELD: &str = "cio_relationships";
-        let obj = value
-            .as_object()
-            .ok_or_else(|| Error::invalid(FIELD, "must be an object with action and relationships"))?;
+        let obj = value.as_object().ok_or_else(|| {
+            Error::invalid(FIELD, "must be an object with action and relationships")
+        })?;
         let action = match obj.get("action").and_then(Value::as_str) {
             Some("add_relationships") => RelationshipAction::Add,
             Some("delete_relationships" | "remove_relationships") => RelationshipAction::Delete,
@@ -165,7 +186,9 @@ impl RelationshipChange {
                 .ok_or_else(|| Error::invalid(field("identifiers"), "must be an object"))?;
             let id_string = |key: &str| -> Result<String, Error> {
                 match ids.get(key) {
-                    Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 150 => Ok(s.clone()),
+                    Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 150 => {
+                        Ok(s.clone())
+                    }
                     Some(Value::Number(n)) => Ok(n.to_string()),
                     _ => Err(Error::invalid(
                         field(&format!("identifiers.{key}")),
@@ -179,24 +202,39 @@ impl RelationshipChange {
                 None | Some(Value::Null) => None,
                 Some(v @ Value::Object(map)) => {
                     if json_len(v) > MAX_ATTRIBUTE_VALUE_BYTES * 10 {
-                        return Err(Error::invalid(field("relationship_attributes"), "is too large"));
+                        return Err(Error::invalid(
+                            field("relationship_attributes"),
+                            "is too large",
+                        ));
                     }
                     Some(shape_object(map.clone(), use_array_params))
                 }
-                Some(_) => return Err(Error::invalid(field("relationship_attributes"), "must be an object")),
+                Some(_) => {
+                    return Err(Error::invalid(
+                        field("relationship_attributes"),
+                        "must be an object",
+                    ))
+                }
             };
-            relationships.push(Relationship { object_type_id, object_id, attributes });
+            relationships.push(Relationship {
+                object_type_id,
+                object_id,
+                attributes,
+            });
         }
-        Ok(RelationshipChange { action, relationships })
+        Ok(RelationshipChange {
+            action,
+            relationships,
+        })
     }
 
     /// Applies the change to a person's relationships: add is idempotent on
     /// (object_type_id, object_id) and refreshes attributes; delete removes.
     pub fn apply_to(&self, current: &mut Vec<Relationship>) {
         for rel in &self.relationships {
-            let pos = current
-                .iter()
-                .position(|r| r.object_type_id == rel.object_type_id && r.object_id == rel.object_id);
+            let pos = current.iter().position(|r| {
+                r.object_type_id == rel.object_type_id && r.object_id == rel.object_id
+            });
             match (self.action, pos) {
                 (RelationshipAction::Add, Some(i)) => {
                     if rel.attributes.is_some() {
@@ -263,7 +301,11 @@ impl Profile {
                 return Err(Error::conflict("id", "this person already has another id"));
             }
         }
-        let added = update.attributes.keys().filter(|k| !self.attributes.contains_key(*k)).count();
+        let added = update
+            .attributes
+            .keys()
+            .filter(|k| !self.attributes.contains_key(*k))
+            .count();
         if self.attributes.len() + added > MAX_ATTRIBUTES {
             return Err(Error::invalid(
                 "attributes",
@@ -312,7 +354,9 @@ impl Profile {
 /// The `_cioid` value for a person reached by cio_id: the id, else the email,
 /// else `cio_<cio_id>` (API section 1).
 pub fn cookie_identifier(id: Option<&str>, email: Option<&str>, cio_id: &str) -> String {
-    id.or(email).map(str::to_owned).unwrap_or_else(|| Identifier::CioId(cio_id.to_owned()).as_written())
+    id.or(email)
+        .map(str::to_owned)
+        .unwrap_or_else(|| Identifier::CioId(cio_id.to_owned()).as_written())
 }
 
 #[cfg(test)]
@@ -337,15 +381,22 @@ mod tests {
         assert_eq!(i.update.id.as_deref(), Some("7"));
         assert_eq!(i.update.email.as_deref(), Some("a@b.co"));
         assert_eq!(i.update.created_at, Some(1_339_438_758));
-        assert_eq!(Value::Object(i.update.attributes), json!({"plan": "pro", "tags": ["a"]}));
+        assert_eq!(
+            Value::Object(i.update.attributes),
+            json!({"plan": "pro", "tags": ["a"]})
+        );
     }
 
     #[test]
     fn identify_by_email() {
         let i = parse_identify(&obj(json!({"id": "Bob@X.io"})), true).unwrap();
         assert_eq!(i.identifier, Identifier::Email("bob@x.io".into()));
-        assert_eq!((i.update.id, i.update.email.as_deref()), (None, Some("bob@x.io")));
-        let err = parse_identify(&obj(json!({"id": "bob@x.io", "email": "other@x.io"})), true).unwrap_err();
+        assert_eq!(
+            (i.update.id, i.update.email.as_deref()),
+            (None, Some("bob@x.io"))
+        );
+        let err = parse_identify(&obj(json!({"id": "bob@x.io", "email": "other@x.io"})), true)
+            .unwrap_err();
         assert_eq!(err.field(), Some("email"));
     }
 
@@ -360,18 +411,29 @@ mod tests {
             (json!({"id": "a", "email": "not-an-email"}), "email"),
             (json!({"id": "a", "email": 5}), "email"),
             (json!({"id": "a", "big": "v".repeat(1000)}), "big"),
-            (json!({"id": "a", "cio_relationships": {"action": "nope", "relationships": []}}), "cio_relationships.action"),
-            (json!({"id": "a", "cio_relationships": []}), "cio_relationships"),
-            (json!({"id": "a", "cio_relationships": {"action": "add_relationships"}}), "cio_relationships.relationships"),
-            (json!({"id": "a", "cio_relationships": {"action": "add_relationships", "relationships": [{"identifiers": {"object_type_id": "1"}}]}}),
-             "cio_relationships.relationships[0].identifiers.object_id"),
+            (
+                json!({"id": "a", "cio_relationships": {"action": "nope", "relationships": []}}),
+                "cio_relationships.action",
+            ),
+            (
+                json!({"id": "a", "cio_relationships": []}),
+                "cio_relationships",
+            ),
+            (
+                json!({"id": "a", "cio_relationships": {"action": "add_relationships"}}),
+                "cio_relationships.relationships",
+            ),
+            (
+                json!({"id": "a", "cio_relationships": {"action": "add_relationships", "relationships": [{"identifiers": {"object_type_id": "1"}}]}}),
+                "cio_relationships.relationships[0].identifiers.object_id",
+            ),
         ];
         for (body, field) in cases {
             let err = parse_identify(&obj(body.clone()), true).unwrap_err();
             assert_eq!(err.field(), Some(field), "{body}");
             assert_eq!(err.status(), 400);
         }
-        let long_name = format!("{}", "n".repeat(151));
+        let long_name = "n".repeat(151);
         let err = parse_identify(&obj(json!({"id": "a", long_name: 1})), true).unwrap_err();
         assert!(err.field().unwrap().starts_with("attributes."), "{err:?}");
         let mut many = Object::new();
@@ -379,14 +441,20 @@ mod tests {
         for i in 0..301 {
             many.insert(format!("a{i}"), json!(i));
         }
-        assert_eq!(parse_identify(&many, true).unwrap_err().field(), Some("attributes"));
+        assert_eq!(
+            parse_identify(&many, true).unwrap_err().field(),
+            Some("attributes")
+        );
         assert!(parse_identify(&obj(json!({"id": "a", "ok": "v".repeat(990)})), true).is_ok());
     }
 
     #[test]
     fn arrays_both_ways() {
         let body = obj(json!({"id": "a", "my_array": ["one", "two"]}));
-        assert_eq!(parse_identify(&body, true).unwrap().update.attributes["my_array"], json!(["one", "two"]));
+        assert_eq!(
+            parse_identify(&body, true).unwrap().update.attributes["my_array"],
+            json!(["one", "two"])
+        );
         assert_eq!(
             parse_identify(&body, false).unwrap().update.attributes["my_array"],
             json!({"0": "one", "1": "two"})
@@ -419,29 +487,57 @@ mod tests {
         .unwrap();
         with_attrs.apply_to(&mut current);
         assert_eq!(current[0].object_type_id, "1");
-        assert_eq!(current[0].attributes.as_ref().unwrap()["role"], json!("admin"));
+        assert_eq!(
+            current[0].attributes.as_ref().unwrap()["role"],
+            json!("admin")
+        );
     }
 
     #[test]
     fn apply_overwrites_adds_keeps() {
         let mut p = Profile::new("c1", None, 100);
         assert_eq!(p.created_at, 100);
-        let first = parse_identify(&obj(json!({"id": "u1", "a": 1, "b": 2, "email": "x@y.co"})), true).unwrap();
+        let first = parse_identify(
+            &obj(json!({"id": "u1", "a": 1, "b": 2, "email": "x@y.co"})),
+            true,
+        )
+        .unwrap();
         p.apply(&first.update, 101).unwrap();
-        let second = parse_identify(&obj(json!({"id": "u1", "b": 3, "c": 4, "email": "z@y.co"})), true).unwrap();
+        let second = parse_identify(
+            &obj(json!({"id": "u1", "b": 3, "c": 4, "email": "z@y.co"})),
+            true,
+        )
+        .unwrap();
         let applied = p.apply(&second.update, 102).unwrap();
-        assert_eq!(Value::Object(p.attributes.clone()), json!({"a": 1, "b": 3, "c": 4}));
+        assert_eq!(
+            Value::Object(p.attributes.clone()),
+            json!({"a": 1, "b": 3, "c": 4})
+        );
         assert_eq!(applied.released_email.as_deref(), Some("x@y.co"));
-        assert_eq!((p.cio_id.as_str(), p.id.as_deref(), p.email.as_deref()), ("c1", Some("u1"), Some("z@y.co")));
+        assert_eq!(
+            (p.cio_id.as_str(), p.id.as_deref(), p.email.as_deref()),
+            ("c1", Some("u1"), Some("z@y.co"))
+        );
         assert_eq!((p.created_at, p.updated_at), (100, 102));
     }
 
     #[test]
     fn apply_is_all_or_nothing() {
         let mut p = Profile::new("c1", Some(5), 100);
-        p.apply(&ProfileUpdate { id: Some("u1".into()), ..Default::default() }, 100).unwrap();
+        p.apply(
+            &ProfileUpdate {
+                id: Some("u1".into()),
+                ..Default::default()
+            },
+            100,
+        )
+        .unwrap();
         let before = p.clone();
-        let other_id = ProfileUpdate { id: Some("u2".into()), attributes: obj(json!({"x": 1})), ..Default::default() };
+        let other_id = ProfileUpdate {
+            id: Some("u2".into()),
+            attributes: obj(json!({"x": 1})),
+            ..Default::default()
+        };
         assert_eq!(p.apply(&other_id, 200).unwrap_err().status(), 409);
         let mut full = ProfileUpdate::default();
         for i in 0..300 {
@@ -449,8 +545,14 @@ mod tests {
         }
         p.apply(&full, 300).unwrap();
         let snapshot = p.clone();
-        let one_more = ProfileUpdate { attributes: obj(json!({"extra": 1, "a1": 2})), ..Default::default() };
-        assert_eq!(p.apply(&one_more, 400).unwrap_err().field(), Some("attributes"));
+        let one_more = ProfileUpdate {
+            attributes: obj(json!({"extra": 1, "a1": 2})),
+            ..Default::default()
+        };
+        assert_eq!(
+            p.apply(&one_more, 400).unwrap_err().field(),
+            Some("attributes")
+        );
         assert_eq!(p, snapshot);
         assert_ne!(before, snapshot);
     }
@@ -462,8 +564,18 @@ mod tests {
         let mut secondary = Profile::new("s", Some(10), 100);
         secondary.attributes = obj(json!({"b": 9, "c": 3}));
         primary.absorb(&secondary, 200);
-        assert_eq!(Value::Object(primary.attributes.clone()), json!({"a": 1, "b": 2, "c": 3}));
-        assert_eq!((primary.cio_id.as_str(), primary.created_at, primary.updated_at), ("p", 10, 200));
+        assert_eq!(
+            Value::Object(primary.attributes.clone()),
+            json!({"a": 1, "b": 2, "c": 3})
+        );
+        assert_eq!(
+            (
+                primary.cio_id.as_str(),
+                primary.created_at,
+                primary.updated_at
+            ),
+            ("p", 10, 200)
+        );
     }
 
     #[test]

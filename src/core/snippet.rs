@@ -31,9 +31,12 @@ fn is_snippet_text(script: &str) -> bool {
     script.contains("_cio") && script.contains("track.js")
 }
 
+/// Where the rewriter writes: into the shared output buffer.
+type Sink = Box<dyn FnMut(&[u8])>;
+
 /// A streaming rewriter: feed chunks, take what is ready.
 pub struct SnippetInjector {
-    rewriter: HtmlRewriter<'static, Box<dyn FnMut(&[u8])>>,
+    rewriter: HtmlRewriter<'static, Sink>,
     output: Rc<RefCell<Vec<u8>>>,
 }
 
@@ -87,8 +90,12 @@ impl SnippetInjector {
             ],
             ..Settings::new()
         };
-        let sink: Box<dyn FnMut(&[u8])> = Box::new(move |chunk: &[u8]| sink_output.borrow_mut().extend_from_slice(chunk));
-        SnippetInjector { rewriter: HtmlRewriter::new(settings, sink), output }
+        let sink: Sink =
+            Box::new(move |chunk: &[u8]| sink_output.borrow_mut().extend_from_slice(chunk));
+        SnippetInjector {
+            rewriter: HtmlRewriter::new(settings, sink),
+            output,
+        }
     }
 
     /// Feeds a chunk; answers the bytes ready to send. On a rewriter error the
@@ -123,7 +130,8 @@ pub fn inject_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> 
 mod tests {
     use super::*;
 
-    const PAGE: &str = "<!doctype html><html><head><title>t</title></head><body><p>hi</p></body></html>";
+    const PAGE: &str =
+        "<!doctype html><html><head><title>t</title></head><body><p>hi</p></body></html>";
 
     fn inject(page: &str, split_at: &[usize]) -> String {
         let bytes = page.as_bytes();
@@ -157,7 +165,8 @@ mod tests {
 
     #[test]
     fn leaves_pages_that_load_the_sdk() {
-        let page = "<html><head><script async src=\"/_cio/track.js\"></script></head><body></body></html>";
+        let page =
+            "<html><head><script async src=\"/_cio/track.js\"></script></head><body></body></html>";
         assert_eq!(inject(page, &[20]), page);
     }
 

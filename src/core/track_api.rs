@@ -20,39 +20,65 @@ pub enum PersonOp {
         create: bool,
         anonymous_id: Option<String>,
     },
-    Delete { identifier: Identifier },
+    Delete {
+        identifier: Identifier,
+    },
     /// An event body in v1 shape (`name`, `data`, `id`, `timestamp`, `type`).
-    Event { identifier: Identifier, body: Object },
-    Merge { primary: Identifier, secondary: Identifier },
+    Event {
+        identifier: Identifier,
+        body: Object,
+    },
+    Merge {
+        primary: Identifier,
+        secondary: Identifier,
+    },
 }
 
 /// A backend-supplied anonymous id: any non-empty string without control
 /// characters, at most 150 bytes.
-pub fn parse_anonymous_id(value: Option<&Value>, field: &'static str) -> Result<Option<String>, Error> {
+pub fn parse_anonymous_id(
+    value: Option<&Value>,
+    field: &'static str,
+) -> Result<Option<String>, Error> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => {
             let s = s.trim();
             if s.is_empty() || s.len() > MAX_ANON_ID_BYTES || s.chars().any(char::is_control) {
-                Err(Error::invalid(field, format!("must be 1 to {MAX_ANON_ID_BYTES} bytes")))
+                Err(Error::invalid(
+                    field,
+                    format!("must be 1 to {MAX_ANON_ID_BYTES} bytes"),
+                ))
             } else {
                 Ok(Some(s.to_owned()))
             }
         }
-        Some(other) => Err(Error::invalid(field, format!("must be a string, not {}", json_kind(other)))),
+        Some(other) => Err(Error::invalid(
+            field,
+            format!("must be a string, not {}", json_kind(other)),
+        )),
     }
 }
 
 /// `{"id"|"email"|"cio_id": value}` with exactly one key (merge sides, v2
 /// identifiers).
-pub fn parse_identifier_object(value: Option<&Value>, field: &'static str) -> Result<Identifier, Error> {
+pub fn parse_identifier_object(
+    value: Option<&Value>,
+    field: &'static str,
+) -> Result<Identifier, Error> {
     let obj = value
         .and_then(Value::as_object)
         .ok_or_else(|| Error::invalid(field, "must be an object with one of id, email, cio_id"))?;
     if obj.len() != 1 {
-        return Err(Error::invalid(field, "must hold exactly one of id, email, cio_id"));
+        return Err(Error::invalid(
+            field,
+            "must hold exactly one of id, email, cio_id",
+        ));
     }
-    let (key, value) = obj.iter().next().ok_or_else(|| Error::invalid(field, "is empty"))?;
+    let (key, value) = obj
+        .iter()
+        .next()
+        .ok_or_else(|| Error::invalid(field, "is empty"))?;
     let text = match value {
         Value::String(s) => s.trim().to_owned(),
         Value::Number(n) => n.to_string(),
@@ -70,7 +96,10 @@ pub fn parse_identifier_object(value: Option<&Value>, field: &'static str) -> Re
         },
         "cio_id" if is_cio_id(&text) => Ok(Identifier::CioId(text)),
         "cio_id" => Err(Error::invalid(field, "cio_id is not a cio_id")),
-        _ => Err(Error::invalid(field, "must hold exactly one of id, email, cio_id")),
+        _ => Err(Error::invalid(
+            field,
+            "must hold exactly one of id, email, cio_id",
+        )),
     }
 }
 
@@ -83,7 +112,11 @@ fn value_string(value: &Value) -> String {
 
 /// `PUT /v1/customers/{identifier}`: the path names the person; the body holds
 /// attributes, and may add an `id` or `email` the person does not have yet.
-pub fn parse_v1_identify(path: Identifier, body: &Object, use_array_params: bool) -> Result<PersonOp, Error> {
+pub fn parse_v1_identify(
+    path: Identifier,
+    body: &Object,
+    use_array_params: bool,
+) -> Result<PersonOp, Error> {
     let mut update = parse_update(body, use_array_params)?;
     let body_id = match body.get("id") {
         None | Some(Value::Null) => None,
@@ -106,7 +139,10 @@ pub fn parse_v1_identify(path: Identifier, body: &Object, use_array_params: bool
         }
         Identifier::Email(email) => {
             if update.email.as_ref().is_some_and(|e| e != email) {
-                return Err(Error::invalid("email", "differs from the email in the path"));
+                return Err(Error::invalid(
+                    "email",
+                    "differs from the email in the path",
+                ));
             }
             update.email = Some(email.clone());
             update.id = body_id;
@@ -119,7 +155,14 @@ pub fn parse_v1_identify(path: Identifier, body: &Object, use_array_params: bool
         Some(_) => return Err(Error::invalid("_update", "must be a boolean")),
     };
     let anonymous_id = parse_anonymous_id(body.get("anonymous_id"), "anonymous_id")?;
-    Ok(PersonOp::Identify { identify: Identify { identifier: path, update }, create, anonymous_id })
+    Ok(PersonOp::Identify {
+        identify: Identify {
+            identifier: path,
+            update,
+        },
+        create,
+        anonymous_id,
+    })
 }
 
 /// `POST /v1/merge_customers`.
@@ -132,10 +175,17 @@ pub fn parse_merge(body: &Object) -> Result<PersonOp, Error> {
 
 /// One v2 person operation (`/v2/entity`, or an item of `/v2/batch`).
 pub fn parse_v2_op(value: &Value, use_array_params: bool) -> Result<PersonOp, Error> {
-    let op = value.as_object().ok_or_else(|| Error::bad_body("each operation must be a JSON object"))?;
+    let op = value
+        .as_object()
+        .ok_or_else(|| Error::bad_body("each operation must be a JSON object"))?;
     match op.get("type").and_then(Value::as_str) {
         Some("person") => {}
-        _ => return Err(Error::invalid("type", "only \"person\" operations are supported")),
+        _ => {
+            return Err(Error::invalid(
+                "type",
+                "only \"person\" operations are supported",
+            ))
+        }
     }
     let action = op.get("action").and_then(Value::as_str).unwrap_or_default();
     if action == "merge" {
@@ -146,7 +196,10 @@ pub fn parse_v2_op(value: &Value, use_array_params: bool) -> Result<PersonOp, Er
         None | Some(Value::Null) => Object::new(),
         Some(Value::Object(map)) => map.clone(),
         Some(other) => {
-            return Err(Error::invalid("attributes", format!("must be an object, not {}", json_kind(other))))
+            return Err(Error::invalid(
+                "attributes",
+                format!("must be an object, not {}", json_kind(other)),
+            ))
         }
     };
     match action {
@@ -212,24 +265,48 @@ mod tests {
 
     #[test]
     fn identifier_objects() {
-        let ok = |v: Value, want: Identifier| assert_eq!(parse_identifier_object(Some(&v), "p").unwrap(), want);
+        let ok = |v: Value, want: Identifier| {
+            assert_eq!(parse_identifier_object(Some(&v), "p").unwrap(), want)
+        };
         ok(json!({"id": "7"}), Identifier::Id("7".into()));
         ok(json!({"id": 7}), Identifier::Id("7".into()));
-        ok(json!({"email": "A@b.co"}), Identifier::Email("a@b.co".into()));
-        ok(json!({"cio_id": "abc123"}), Identifier::CioId("abc123".into()));
-        for bad in [json!({}), json!({"id": "1", "email": "a@b.co"}), json!({"phone": "1"}), json!({"email": "nope"}), json!("x"), json!({"id": {}})] {
+        ok(
+            json!({"email": "A@b.co"}),
+            Identifier::Email("a@b.co".into()),
+        );
+        ok(
+            json!({"cio_id": "abc123"}),
+            Identifier::CioId("abc123".into()),
+        );
+        for bad in [
+            json!({}),
+            json!({"id": "1", "email": "a@b.co"}),
+            json!({"phone": "1"}),
+            json!({"email": "nope"}),
+            json!("x"),
+            json!({"id": {}}),
+        ] {
             assert!(parse_identifier_object(Some(&bad), "p").is_err(), "{bad}");
         }
     }
 
     #[test]
     fn v1_identify_shapes() {
-        let PersonOp::Identify { identify, create, anonymous_id } = parse_v1_identify(
+        let PersonOp::Identify {
+            identify,
+            create,
+            anonymous_id,
+        } = parse_v1_identify(
             Identifier::Id("u1".into()),
-            &obj(json!({"email": "X@y.co", "plan": "a", "anonymous_id": "anon-1", "_update": true})),
+            &obj(
+                json!({"email": "X@y.co", "plan": "a", "anonymous_id": "anon-1", "_update": true}),
+            ),
             true,
         )
-        .unwrap() else { panic!() };
+        .unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(identify.update.id.as_deref(), Some("u1"));
         assert_eq!(identify.update.email.as_deref(), Some("x@y.co"));
         assert!(!create);
@@ -237,38 +314,98 @@ mod tests {
         assert!(!identify.update.attributes.contains_key("_update"));
         assert!(!identify.update.attributes.contains_key("anonymous_id"));
 
-        let by_email = parse_v1_identify(Identifier::Email("a@b.co".into()), &obj(json!({"id": "u9"})), true).unwrap();
-        let PersonOp::Identify { identify, .. } = by_email else { panic!() };
-        assert_eq!((identify.update.id.as_deref(), identify.update.email.as_deref()), (Some("u9"), Some("a@b.co")));
+        let by_email = parse_v1_identify(
+            Identifier::Email("a@b.co".into()),
+            &obj(json!({"id": "u9"})),
+            true,
+        )
+        .unwrap();
+        let PersonOp::Identify { identify, .. } = by_email else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                identify.update.id.as_deref(),
+                identify.update.email.as_deref()
+            ),
+            (Some("u9"), Some("a@b.co"))
+        );
 
         for (path, body, field) in [
             (Identifier::Id("u1".into()), json!({"id": "u2"}), "id"),
-            (Identifier::Email("a@b.co".into()), json!({"email": "c@d.co"}), "email"),
-            (Identifier::Id("u1".into()), json!({"_update": "yes"}), "_update"),
-            (Identifier::Id("u1".into()), json!({"anonymous_id": 5}), "anonymous_id"),
+            (
+                Identifier::Email("a@b.co".into()),
+                json!({"email": "c@d.co"}),
+                "email",
+            ),
+            (
+                Identifier::Id("u1".into()),
+                json!({"_update": "yes"}),
+                "_update",
+            ),
+            (
+                Identifier::Id("u1".into()),
+                json!({"anonymous_id": 5}),
+                "anonymous_id",
+            ),
         ] {
-            assert_eq!(parse_v1_identify(path, &obj(body.clone()), true).unwrap_err().field(), Some(field), "{body}");
+            assert_eq!(
+                parse_v1_identify(path, &obj(body.clone()), true)
+                    .unwrap_err()
+                    .field(),
+                Some(field),
+                "{body}"
+            );
         }
     }
 
     #[test]
     fn v2_ops() {
         let op = parse_v2_op(&json!({"type": "person", "identifiers": {"id": "1"}, "action": "event", "name": "n", "attributes": {"k": 1}}), true).unwrap();
-        assert_eq!(op, PersonOp::Event { identifier: Identifier::Id("1".into()), body: obj(json!({"name": "n", "data": {"k": 1}, "type": "event"})) });
-        let op = parse_v2_op(&json!({"type": "person", "identifiers": {"id": "1"}, "action": "identify",
-            "attributes": {"email": "A@b.co", "created_at": 5, "plan": "x"}}), true).unwrap();
-        let PersonOp::Identify { identify, .. } = op else { panic!() };
+        assert_eq!(
+            op,
+            PersonOp::Event {
+                identifier: Identifier::Id("1".into()),
+                body: obj(json!({"name": "n", "data": {"k": 1}, "type": "event"}))
+            }
+        );
+        let op = parse_v2_op(
+            &json!({"type": "person", "identifiers": {"id": "1"}, "action": "identify",
+            "attributes": {"email": "A@b.co", "created_at": 5, "plan": "x"}}),
+            true,
+        )
+        .unwrap();
+        let PersonOp::Identify { identify, .. } = op else {
+            panic!()
+        };
         assert_eq!(identify.update.email.as_deref(), Some("a@b.co"));
         assert_eq!(identify.update.created_at, Some(5));
-        assert_eq!(Value::Object(identify.update.attributes), json!({"plan": "x"}));
+        assert_eq!(
+            Value::Object(identify.update.attributes),
+            json!({"plan": "x"})
+        );
         let op = parse_v2_op(&json!({"type": "person", "action": "merge", "primary": {"id": "1"}, "secondary": {"email": "a@b.co"}}), true).unwrap();
         assert!(matches!(op, PersonOp::Merge { .. }));
         let op = parse_v2_op(&json!({"type": "person", "identifiers": {"id": "1"}, "action": "identify", "attributes": {"a": 1},
             "cio_relationships": [{"identifiers": {"object_type_id": "1", "object_id": "acme"}}]}), true).unwrap();
-        let PersonOp::Identify { identify, create: true, .. } = op else { panic!() };
-        assert_eq!(identify.update.relationships.unwrap().relationships.len(), 1);
-        for bad in [json!({"type": "object"}), json!({"type": "person", "identifiers": {"id": "1"}, "action": "fly"}), json!([]),
-                    json!({"type": "person", "action": "identify"})] {
+        let PersonOp::Identify {
+            identify,
+            create: true,
+            ..
+        } = op
+        else {
+            panic!()
+        };
+        assert_eq!(
+            identify.update.relationships.unwrap().relationships.len(),
+            1
+        );
+        for bad in [
+            json!({"type": "object"}),
+            json!({"type": "person", "identifiers": {"id": "1"}, "action": "fly"}),
+            json!([]),
+            json!({"type": "person", "action": "identify"}),
+        ] {
             assert!(parse_v2_op(&bad, true).is_err(), "{bad}");
         }
     }

@@ -9,8 +9,8 @@ use worker::{Method, Request, Response};
 use super::error::{json_response, EdgeError};
 use super::Edge;
 use crate::core::auth::bearer_matches;
-use crate::core::track_api::parse_anonymous_id;
 use crate::core::identifier::Identifier;
+use crate::core::track_api::parse_anonymous_id;
 use crate::core::Error as ClientError;
 use crate::store::identity;
 use crate::store::person::People;
@@ -19,9 +19,16 @@ use crate::store::visitor::VisitorStore;
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
 
-pub async fn handle(req: Request, edge: &Edge, url: &Url, route: &str) -> Result<Response, EdgeError> {
+pub async fn handle(
+    req: Request,
+    edge: &Edge,
+    url: &Url,
+    route: &str,
+) -> Result<Response, EdgeError> {
     // Without a token configured the admin API does not exist, never open.
-    let Some(token) = &edge.config.admin_token else { return Err(EdgeError::NoRoute) };
+    let Some(token) = &edge.config.admin_token else {
+        return Err(EdgeError::NoRoute);
+    };
     let auth = req.headers().get("authorization").ok().flatten();
     if !bearer_matches(auth.as_deref(), token) {
         return Err(EdgeError::Unauthorized);
@@ -33,11 +40,19 @@ pub async fn handle(req: Request, edge: &Edge, url: &Url, route: &str) -> Result
         .split('/')
         .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
-    match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match segments
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["people", identifier] => {
             let cio_id = person_cio_id(edge, identifier).await?;
             let person = People { env: &edge.env }.profile(&cio_id).await?;
-            Ok(json_response(&serde_json::to_value(person).unwrap_or_default(), 200))
+            Ok(json_response(
+                &serde_json::to_value(person).unwrap_or_default(),
+                200,
+            ))
         }
         ["people", identifier, "activity"] => {
             let limit = limit(url)?;
@@ -48,10 +63,18 @@ pub async fn handle(req: Request, edge: &Edge, url: &Url, route: &str) -> Result
         ["people"] => list_people(edge, url).await,
         ["export"] => export(edge),
         ["visitors", anon_id, "activity"] => {
-            let anon_id = parse_anonymous_id(Some(&serde_json::Value::String(anon_id.to_string())), "anonymous_id")?
-                .unwrap_or_default();
-            let activity = VisitorStore { env: &edge.env }.activity(&anon_id, limit(url)?).await?;
-            Ok(json_response(&serde_json::to_value(activity).unwrap_or_default(), 200))
+            let anon_id = parse_anonymous_id(
+                Some(&serde_json::Value::String(anon_id.to_string())),
+                "anonymous_id",
+            )?
+            .unwrap_or_default();
+            let activity = VisitorStore { env: &edge.env }
+                .activity(&anon_id, limit(url)?)
+                .await?;
+            Ok(json_response(
+                &serde_json::to_value(activity).unwrap_or_default(),
+                200,
+            ))
         }
         _ => Err(EdgeError::NoRoute),
     }
@@ -61,15 +84,24 @@ pub async fn handle(req: Request, edge: &Edge, url: &Url, route: &str) -> Result
 /// cache (eventually consistent: a person appears once its first write has
 /// propagated).
 async fn list_people(edge: &Edge, url: &Url) -> Result<Response, EdgeError> {
-    let cursor = url.query_pairs().find(|(k, _)| k == "cursor").map(|(_, v)| v.into_owned());
-    let (ids, next) = edge.cache().list_people(u64::from(limit(url)?), cursor).await;
+    let cursor = url
+        .query_pairs()
+        .find(|(k, _)| k == "cursor")
+        .map(|(_, v)| v.into_owned());
+    let (ids, next) = edge
+        .cache()
+        .list_people(u64::from(limit(url)?), cursor)
+        .await;
     let mut people = Vec::with_capacity(ids.len());
     for cio_id in ids {
         if let Some(person) = edge.cache().person(&cio_id).await {
             people.push(person);
         }
     }
-    Ok(json_response(&json!({ "people": people, "cursor": next }), 200))
+    Ok(json_response(
+        &json!({ "people": people, "cursor": next }),
+        200,
+    ))
 }
 
 /// `GET /_cio/admin/export`: every person as NDJSON, streamed page by page,
@@ -96,14 +128,18 @@ fn export(edge: &Edge) -> Result<Response, EdgeError> {
         }
     });
     let mut response = Response::from_stream(pages)?;
-    let _ = response.headers_mut().set("content-type", "application/x-ndjson");
+    let _ = response
+        .headers_mut()
+        .set("content-type", "application/x-ndjson");
     Ok(response)
 }
 
 /// The person an identifier names, from the index (never the cache).
 async fn person_cio_id(edge: &Edge, raw: &str) -> Result<String, EdgeError> {
     let identifier = Identifier::parse(raw)?;
-    identity::find(&edge.env, &identifier).await?.ok_or_else(|| ClientError::not_found("no such person").into())
+    identity::find(&edge.env, &identifier)
+        .await?
+        .ok_or_else(|| ClientError::not_found("no such person").into())
 }
 
 fn limit(url: &Url) -> Result<u32, EdgeError> {
@@ -113,6 +149,8 @@ fn limit(url: &Url) -> Result<u32, EdgeError> {
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ClientError::invalid("limit", format!("must be 1 to {MAX_LIMIT}")).into()),
+            .ok_or_else(|| {
+                ClientError::invalid("limit", format!("must be 1 to {MAX_LIMIT}")).into()
+            }),
     }
 }

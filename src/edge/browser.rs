@@ -20,8 +20,15 @@ const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
 /// Reads a request body, refusing one over the limit (413) before reading it
 /// when its length is declared.
 pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
-    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
-    let too_large = || ClientError::TooLarge { message: format!("request body is over {MAX_BODY_BYTES} bytes") };
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || ClientError::TooLarge {
+        message: format!("request body is over {MAX_BODY_BYTES} bytes"),
+    };
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         // Read the body away (within reason) so the client, still sending,
         // gets the 413 rather than a reset connection.
@@ -32,7 +39,9 @@ pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
         }
         return Err(too_large().into());
     }
-    req.bytes().await.map_err(|_| ClientError::bad_body("could not read the request body").into())
+    req.bytes()
+        .await
+        .map_err(|_| ClientError::bad_body("could not read the request body").into())
 }
 
 /// `{"ok":true}` with the cookies to set, each its own header.
@@ -61,7 +70,11 @@ pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Res
     let identify = parse_identify(&parse_object(&body, false)?, edge.config.use_array_params)?;
     let mut cookies = Vec::new();
     let anon = anon_id(&visit, edge, &mut cookies);
-    let options = IdentifyOptions { create: true, anonymous_id: Some(&anon), now: now_secs() };
+    let options = IdentifyOptions {
+        create: true,
+        anonymous_id: Some(&anon),
+        now: now_secs(),
+    };
     let done = identity::identify(&edge.env, edge.cache(), &identify, options).await?;
 
     let policy = &edge.config.cookies;
@@ -73,12 +86,19 @@ pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Res
     }
     let env = edge.env.clone();
     edge.ctx.wait_until(async move {
-        crate::store::cache::Cache::new(&env).remember_person(&done.person, done.identifiers_changed).await;
+        crate::store::cache::Cache::new(&env)
+            .remember_person(&done.person, done.identifiers_changed)
+            .await;
     });
     Ok(ok_with_cookies(&cookies))
 }
 
-pub async fn track(mut req: Request, edge: &Edge, visit: Visit, kind: EventType) -> Result<Response, EdgeError> {
+pub async fn track(
+    mut req: Request,
+    edge: &Edge,
+    visit: Visit,
+    kind: EventType,
+) -> Result<Response, EdgeError> {
     let body = read_body(&mut req).await?;
     let referer = req.headers().get("referer").ok().flatten();
     let ctx = EventContext {
@@ -88,10 +108,19 @@ pub async fn track(mut req: Request, edge: &Edge, visit: Visit, kind: EventType)
         now: now_secs(),
         use_array_params: edge.config.use_array_params,
     };
-    let event = parse_event(&parse_object(&body, false)?, &ctx, || uuid::Uuid::new_v4().to_string())?;
+    let event = parse_event(&parse_object(&body, false)?, &ctx, || {
+        uuid::Uuid::new_v4().to_string()
+    })?;
     let mut cookies = Vec::new();
     let anon = anon_id(&visit, edge, &mut cookies);
-    identity::record(&edge.env, edge.cache(), visit.cookies.identifier.as_ref(), &anon, event).await?;
+    identity::record(
+        &edge.env,
+        edge.cache(),
+        visit.cookies.identifier.as_ref(),
+        &anon,
+        event,
+    )
+    .await?;
     Ok(ok_with_cookies(&cookies))
 }
 
@@ -123,12 +152,21 @@ pub fn sdk(req: &Request) -> Response {
         .flatten()
         .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     if unchanged {
-        return Response::builder().with_status(304).with_headers(headers).empty();
+        return Response::builder()
+            .with_status(304)
+            .with_headers(headers)
+            .empty();
     }
-    Response::builder().with_status(200).with_headers(headers).fixed(SDK.as_bytes().to_vec())
+    Response::builder()
+        .with_status(200)
+        .with_headers(headers)
+        .fixed(SDK.as_bytes().to_vec())
 }
 
 pub fn reset(edge: &Edge, visit: &Visit) -> Response {
     let policy = &edge.config.cookies;
-    ok_with_cookies(&[policy.clear_id_cookie(visit.https), policy.anon_cookie(visit.https, &new_anon_id())])
+    ok_with_cookies(&[
+        policy.clear_id_cookie(visit.https),
+        policy.anon_cookie(visit.https, &new_anon_id()),
+    ])
 }

@@ -92,5 +92,8 @@ pub fn json_response(body: &serde_json::Value, status: u16) -> Response {
     let headers = worker::Headers::new();
     let _ = headers.set("content-type", "application/json; charset=utf-8");
     let _ = headers.set("cache-control", "no-store");
-    Response::builder().with_status(status).with_headers(headers).fixed(body.to_string().into_bytes())
+    Response::builder()
+        .with_status(status)
+        .with_headers(headers)
+        .fixed(body.to_string().into_bytes())
 }

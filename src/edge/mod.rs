@@ -45,7 +45,10 @@ fn load_config(env: &Env) -> Result<Rc<Config>, ConfigError> {
     CONFIG.with(|cell| {
         cell.get_or_init(|| {
             Config::from_lookup(|name| {
-                env.var(name).map(|v| v.to_string()).or_else(|_| env.secret(name).map(|s| s.to_string())).ok()
+                env.var(name)
+                    .map(|v| v.to_string())
+                    .or_else(|_| env.secret(name).map(|s| s.to_string()))
+                    .ok()
             })
             .map(Rc::new)
         })
@@ -65,23 +68,39 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         Err(e) => return Ok(config_error_response(&e)),
     };
     let url = req.url()?;
-    let edge = Edge { config, env, ctx, cache: std::cell::OnceCell::new() };
-    let on_track_host = edge.config.track_api_host.as_deref().is_some_and(|h| url.host_str() == Some(h));
+    let edge = Edge {
+        config,
+        env,
+        ctx,
+        cache: std::cell::OnceCell::new(),
+    };
+    let on_track_host = edge
+        .config
+        .track_api_host
+        .as_deref()
+        .is_some_and(|h| url.host_str() == Some(h));
     if on_track_host {
         if let Some(route) = url.path().strip_prefix("/api/") {
-            return Ok(track_api::handle(req, &edge, &route.to_owned()).await);
+            return Ok(track_api::handle(req, &edge, route).await);
         }
     }
     match url.path().strip_prefix(PREFIX) {
         None => Ok(proxy::handle(req, &edge, url).await),
         Some(route) => {
             let route = route.to_owned();
-            Ok(endpoint(req, &edge, &url, &route).await.unwrap_or_else(|e| e.to_response()))
+            Ok(endpoint(req, &edge, &url, &route)
+                .await
+                .unwrap_or_else(|e| e.to_response()))
         }
     }
 }
 
-async fn endpoint(req: Request, edge: &Edge, url: &url::Url, route: &str) -> Result<Response, EdgeError> {
+async fn endpoint(
+    req: Request,
+    edge: &Edge,
+    url: &url::Url,
+    route: &str,
+) -> Result<Response, EdgeError> {
     let visit = Visit::read(&req, url);
     let post = req.method() == Method::Post;
     match route {

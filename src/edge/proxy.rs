@@ -12,9 +12,9 @@ use super::visit::{is_html_navigation, new_anon_id, now_secs, Visit};
 use super::Edge;
 use crate::core::event::{Event, EventType};
 use crate::core::form::{form_identify, parse_form, MAX_FORM_BYTES};
-use crate::core::snippet::SnippetInjector;
 use crate::core::identifier::{is_cio_id, Identifier};
 use crate::core::profile::cookie_identifier;
+use crate::core::snippet::SnippetInjector;
 use crate::store::identity::{self, IdentifyOptions};
 
 pub const ANON_HEADER: &str = "x-cio-anon-id";
@@ -62,11 +62,16 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Response {
     if edge.config.auto_identify_forms && req.method() == Method::Post {
         if let Some(content_type) = small_form(&req) {
             let Ok(body) = req.bytes().await else {
-                return bad_gateway(&Failure::Unreachable("could not read the request body".into()), &set_cookies);
+                return bad_gateway(
+                    &Failure::Unreachable("could not read the request body".into()),
+                    &set_cookies,
+                );
             };
             let fields = parse_form(&content_type, &body).unwrap_or_default();
             let config = &edge.config;
-            if let Some(identify) = form_identify(&fields, &config.form_email_field, &config.form_attributes) {
+            if let Some(identify) =
+                form_identify(&fields, &config.form_email_field, &config.form_attributes)
+            {
                 set_cookies.push(policy.id_cookie(visit.https, &identify.identifier.as_written()));
                 identifier = Some(identify.identifier.clone());
                 identify_in_background(edge, identify, anon_id.clone());
@@ -79,7 +84,17 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Response {
     }
 
     let written = identifier.as_ref().map(Identifier::as_written);
-    match forward(req, buffered, edge, &url, &anon_id, written.as_deref(), &set_cookies).await {
+    match forward(
+        req,
+        buffered,
+        edge,
+        &url,
+        &anon_id,
+        written.as_deref(),
+        &set_cookies,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(failure) => bad_gateway(&failure, &set_cookies),
     }
@@ -91,7 +106,8 @@ fn small_form(req: &Request) -> Option<String> {
     let length = header("content-length")?.parse::<usize>().ok()?;
     let content_type = header("content-type")?;
     let mime = content_type.to_ascii_lowercase();
-    let is_form = mime.starts_with("application/x-www-form-urlencoded") || mime.starts_with("multipart/form-data");
+    let is_form = mime.starts_with("application/x-www-form-urlencoded")
+        || mime.starts_with("multipart/form-data");
     (is_form && length <= MAX_FORM_BYTES).then_some(content_type)
 }
 
@@ -99,9 +115,17 @@ fn identify_in_background(edge: &Edge, identify: crate::core::profile::Identify,
     let env = edge.env.clone();
     edge.ctx.wait_until(async move {
         let cache = crate::store::cache::Cache::new(&env);
-        let options = IdentifyOptions { create: true, anonymous_id: Some(&anon_id), now: now_secs() };
+        let options = IdentifyOptions {
+            create: true,
+            anonymous_id: Some(&anon_id),
+            now: now_secs(),
+        };
         match identity::identify(&env, &cache, &identify, options).await {
-            Ok(done) => cache.remember_person(&done.person, done.identifiers_changed).await,
+            Ok(done) => {
+                cache
+                    .remember_person(&done.person, done.identifiers_changed)
+                    .await
+            }
             Err(e) => console_warn!("form identify not applied: {e}"),
         }
     });
@@ -190,7 +214,8 @@ async fn forward(
     init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(timeout_ms)));
 
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let fetched = match JsFuture::from(global.fetch_with_str_and_init(target.as_str(), &init)).await {
+    let fetched = match JsFuture::from(global.fetch_with_str_and_init(target.as_str(), &init)).await
+    {
         Ok(fetched) => fetched,
         Err(e) if is_timeout(&e) => return Err(Failure::TimedOut(timeout_ms)),
         Err(e) => return Err(js(e)),
@@ -205,7 +230,11 @@ async fn forward(
     }
     let status = fetched.status();
     let is_html = || {
-        out_headers.get("content-type").ok().flatten().is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/html"))
+        out_headers
+            .get("content-type")
+            .ok()
+            .flatten()
+            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/html"))
     };
     if edge.config.inject_snippet && status == 200 && method != "HEAD" && is_html() {
         return inject(fetched, out_headers).map_err(|e| Failure::Unreachable(e.to_string()));
@@ -215,7 +244,8 @@ async fn forward(
     out.set_status_text(&fetched.status_text());
     out.set_headers(&out_headers);
     let response =
-        web_sys::Response::new_with_opt_readable_stream_and_init(fetched.body().as_ref(), &out).map_err(js)?;
+        web_sys::Response::new_with_opt_readable_stream_and_init(fetched.body().as_ref(), &out)
+            .map_err(js)?;
     Ok(Response::from(response))
 }
 
@@ -228,20 +258,27 @@ fn inject(fetched: web_sys::Response, headers: web_sys::Headers) -> worker::Resu
     let _ = headers.delete("content-length");
     let mut page = Response::from(fetched);
     let input = page.stream()?;
-    let chunks = futures_util::stream::unfold(Some((input, SnippetInjector::new())), |state| async move {
-        let (mut input, mut injector) = state?;
-        match input.next().await {
-            Some(Ok(chunk)) => Some((Ok(injector.write(&chunk)), Some((input, injector)))),
-            Some(Err(e)) => Some((Err(e), None)),
-            None => Some((Ok(injector.end()), None)),
-        }
-    });
-    Ok(Response::from_stream(chunks)?.with_status(status).with_headers(worker::Headers(headers)))
+    let chunks =
+        futures_util::stream::unfold(Some((input, SnippetInjector::new())), |state| async move {
+            let (mut input, mut injector) = state?;
+            match input.next().await {
+                Some(Ok(chunk)) => Some((Ok(injector.write(&chunk)), Some((input, injector)))),
+                Some(Err(e)) => Some((Err(e), None)),
+                None => Some((Ok(injector.end()), None)),
+            }
+        });
+    Ok(Response::from_stream(chunks)?
+        .with_status(status)
+        .with_headers(worker::Headers(headers)))
 }
 
 /// The error an `AbortSignal.timeout` raises.
 fn is_timeout(e: &wasm_bindgen::JsValue) -> bool {
-    js_sys::Reflect::get(e, &"name".into()).ok().and_then(|n| n.as_string()).as_deref() == Some("TimeoutError")
+    js_sys::Reflect::get(e, &"name".into())
+        .ok()
+        .and_then(|n| n.as_string())
+        .as_deref()
+        == Some("TimeoutError")
 }
 
 fn bad_gateway(failure: &Failure, set_cookies: &[String]) -> Response {
@@ -263,5 +300,8 @@ fn bad_gateway(failure: &Failure, set_cookies: &[String]) -> Response {
     for cookie in set_cookies {
         let _ = headers.append("set-cookie", cookie);
     }
-    Response::builder().with_status(502).with_headers(headers).fixed(html.into_bytes())
+    Response::builder()
+        .with_status(502)
+        .with_headers(headers)
+        .fixed(html.into_bytes())
 }

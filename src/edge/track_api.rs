@@ -14,7 +14,9 @@ use crate::core::auth::basic_matches;
 use crate::core::body::{parse_object, Object};
 use crate::core::event::{parse_event, EventContext, EventType};
 use crate::core::identifier::Identifier;
-use crate::core::track_api::{parse_anonymous_id, parse_merge, parse_v1_identify, parse_v2_op, PersonOp};
+use crate::core::track_api::{
+    parse_anonymous_id, parse_merge, parse_v1_identify, parse_v2_op, PersonOp,
+};
 use crate::core::Error as ClientError;
 use crate::store::identity::{self, IdentifyOptions};
 
@@ -26,7 +28,11 @@ enum Version {
 
 /// `route` is the path after the API root, e.g. `v1/customers/42`.
 pub async fn handle(req: Request, edge: &Edge, route: &str) -> Response {
-    let version = if route.starts_with("v2/") { Version::V2 } else { Version::V1 };
+    let version = if route.starts_with("v2/") {
+        Version::V2
+    } else {
+        Version::V1
+    };
     match serve(req, edge, route).await {
         Ok(response) => response,
         Err(e) => error_response(&e, version),
@@ -42,8 +48,10 @@ async fn serve(mut req: Request, edge: &Edge, route: &str) -> Result<Response, E
     if !basic_matches(auth.as_deref(), site_id, api_key) {
         return Err(EdgeError::Unauthorized);
     }
-    let segments: Vec<String> =
-        route.split('/').map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
+    let segments: Vec<String> = route
+        .split('/')
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = req.method();
     let use_arrays = edge.config.use_array_params;
@@ -51,16 +59,33 @@ async fn serve(mut req: Request, edge: &Edge, route: &str) -> Result<Response, E
     match (method, segments.as_slice()) {
         (Method::Put, ["v1", "customers", identifier]) => {
             let body = parse_object(&read_body(&mut req).await?, true)?;
-            run(edge, parse_v1_identify(Identifier::parse(identifier)?, &body, use_arrays)?).await?;
+            run(
+                edge,
+                parse_v1_identify(Identifier::parse(identifier)?, &body, use_arrays)?,
+            )
+            .await?;
             Ok(ok_v1())
         }
         (Method::Delete, ["v1", "customers", identifier]) => {
-            run(edge, PersonOp::Delete { identifier: Identifier::parse(identifier)? }).await?;
+            run(
+                edge,
+                PersonOp::Delete {
+                    identifier: Identifier::parse(identifier)?,
+                },
+            )
+            .await?;
             Ok(ok_v1())
         }
         (Method::Post, ["v1", "customers", identifier, "events"]) => {
             let body = parse_object(&read_body(&mut req).await?, false)?;
-            run(edge, PersonOp::Event { identifier: Identifier::parse(identifier)?, body }).await?;
+            run(
+                edge,
+                PersonOp::Event {
+                    identifier: Identifier::parse(identifier)?,
+                    body,
+                },
+            )
+            .await?;
             Ok(ok_v1())
         }
         (Method::Post, ["v1", "events"]) => {
@@ -89,7 +114,12 @@ async fn serve(mut req: Request, edge: &Edge, route: &str) -> Result<Response, E
                 .ok_or_else(|| ClientError::invalid("batch", "must be an array of operations"))?;
             batch(edge, ops).await
         }
-        (_, ["v1", "customers", _] | ["v1", "customers", _, "events"] | ["v1", "events" | "merge_customers"])
+        (
+            _,
+            ["v1", "customers", _]
+            | ["v1", "customers", _, "events"]
+            | ["v1", "events" | "merge_customers"],
+        )
         | (_, ["v2", "entity" | "batch"]) => Err(EdgeError::MethodNotAllowed),
         _ => Err(EdgeError::NoRoute),
     }
@@ -132,10 +162,20 @@ fn event_from(edge: &Edge, body: &Object) -> Result<crate::core::event::Event, C
 async fn run(edge: &Edge, op: PersonOp) -> Result<(), EdgeError> {
     let (env, cache, now) = (&edge.env, edge.cache(), now_secs());
     match op {
-        PersonOp::Identify { identify, create, anonymous_id } => {
-            let options = IdentifyOptions { create, anonymous_id: anonymous_id.as_deref(), now };
+        PersonOp::Identify {
+            identify,
+            create,
+            anonymous_id,
+        } => {
+            let options = IdentifyOptions {
+                create,
+                anonymous_id: anonymous_id.as_deref(),
+                now,
+            };
             let done = identity::identify(env, cache, &identify, options).await?;
-            cache.remember_person(&done.person, done.identifiers_changed).await;
+            cache
+                .remember_person(&done.person, done.identifiers_changed)
+                .await;
         }
         PersonOp::Delete { identifier } => {
             identity::delete(env, cache, &identifier).await?;
@@ -144,7 +184,9 @@ async fn run(edge: &Edge, op: PersonOp) -> Result<(), EdgeError> {
             let event = event_from(edge, &body)?;
             identity::track_person(env, cache, &identifier, &event, now).await?;
         }
-        PersonOp::Merge { primary, secondary } => identity::merge(env, cache, &primary, &secondary, now).await?,
+        PersonOp::Merge { primary, secondary } => {
+            identity::merge(env, cache, &primary, &secondary, now).await?
+        }
     }
     Ok(())
 }
@@ -177,7 +219,9 @@ fn error_response(e: &EdgeError, version: Version) -> Response {
     };
     let mut response = json_response(&body, e.status_code());
     if matches!(e, EdgeError::Unauthorized) {
-        let _ = response.headers_mut().set("www-authenticate", "Basic realm=\"track\"");
+        let _ = response
+            .headers_mut()
+            .set("www-authenticate", "Basic realm=\"track\"");
     }
     response
 }

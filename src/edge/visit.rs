@@ -13,7 +13,10 @@ pub struct Visit {
 impl Visit {
     pub fn read(req: &Request, url: &url::Url) -> Self {
         let header = req.headers().get("cookie").ok().flatten();
-        Visit { cookies: read_cookies(header.as_deref()), https: url.scheme() == "https" }
+        Visit {
+            cookies: read_cookies(header.as_deref()),
+            https: url.scheme() == "https",
+        }
     }
 }
 

@@ -22,7 +22,9 @@ fn person_key(cio_id: &str) -> String {
 
 impl Cache {
     pub fn new(env: &Env) -> Self {
-        Cache { kv: env.kv(BINDING).ok() }
+        Cache {
+            kv: env.kv(BINDING).ok(),
+        }
     }
 
     /// The cio_id cached for an index key (`id:..`, `email:..`).
@@ -53,16 +55,33 @@ impl Cache {
 
     /// One page of the cached people's cio_ids, and the cursor of the next
     /// page. Eventually consistent, as KV is.
-    pub async fn list_people(&self, limit: u64, cursor: Option<String>) -> (Vec<String>, Option<String>) {
-        let Some(kv) = &self.kv else { return (Vec::new(), None) };
+    pub async fn list_people(
+        &self,
+        limit: u64,
+        cursor: Option<String>,
+    ) -> (Vec<String>, Option<String>) {
+        let Some(kv) = &self.kv else {
+            return (Vec::new(), None);
+        };
         let mut list = kv.list().prefix(person_key("")).limit(limit);
         if let Some(cursor) = cursor {
             list = list.cursor(cursor);
         }
         match list.execute().await {
             Ok(page) => {
-                let ids = page.keys.into_iter().filter_map(|k| k.name.strip_prefix("person:").map(str::to_owned)).collect();
-                (ids, if page.list_complete { None } else { page.cursor })
+                let ids = page
+                    .keys
+                    .into_iter()
+                    .filter_map(|k| k.name.strip_prefix("person:").map(str::to_owned))
+                    .collect();
+                (
+                    ids,
+                    if page.list_complete {
+                        None
+                    } else {
+                        page.cursor
+                    },
+                )
             }
             Err(_) => (Vec::new(), None),
         }
@@ -71,7 +90,11 @@ impl Cache {
     /// A cached person snapshot.
     pub async fn person(&self, cio_id: &str) -> Option<PersonView> {
         let kv = self.kv.as_ref()?;
-        kv.get(&person_key(cio_id)).json::<PersonView>().await.ok().flatten()
+        kv.get(&person_key(cio_id))
+            .json::<PersonView>()
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Caches a person's snapshot after a committed change, and its
@@ -80,10 +103,12 @@ impl Cache {
         let Some(kv) = &self.kv else { return };
         if identifiers_changed {
             if let Some(id) = &person.id {
-                self.remember_owner(&format!("id:{id}"), &person.cio_id).await;
+                self.remember_owner(&format!("id:{id}"), &person.cio_id)
+                    .await;
             }
             if let Some(email) = &person.email {
-                self.remember_owner(&format!("email:{email}"), &person.cio_id).await;
+                self.remember_owner(&format!("email:{email}"), &person.cio_id)
+                    .await;
             }
         }
         if let Ok(json) = serde_json::to_string(person) {

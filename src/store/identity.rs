@@ -25,7 +25,11 @@ pub struct Identified {
 /// The cio_id of the person an identifier names, if any: the KV cache first,
 /// then the index (the truth). Returns whether the answer came from the index,
 /// so the caller can warm the cache off the response path.
-pub async fn resolve(env: &Env, cache: &Cache, identifier: &Identifier) -> Result<Option<(String, bool)>, StoreError> {
+pub async fn resolve(
+    env: &Env,
+    cache: &Cache,
+    identifier: &Identifier,
+) -> Result<Option<(String, bool)>, StoreError> {
     let Some(key) = identifier.index_key() else {
         return Ok(match identifier {
             Identifier::CioId(cio) => Some((cio.clone(), false)),
@@ -80,7 +84,10 @@ pub async fn identify(
     identify: &Identify,
     options: IdentifyOptions<'_>,
 ) -> Result<Identified, StoreError> {
-    let mut claims = Claims { index: Index { env }, made: Vec::new() };
+    let mut claims = Claims {
+        index: Index { env },
+        made: Vec::new(),
+    };
     let result = identify_with(env, cache, &mut claims, identify, options).await;
     if result.is_err() {
         claims.roll_back().await;
@@ -108,7 +115,10 @@ async fn identify_with(
             let created = owner == fresh;
             (owner, created)
         }
-        (_, Some(key)) => (claims.index.owner(&key).await?.ok_or_else(not_found)?, false),
+        (_, Some(key)) => (
+            claims.index.owner(&key).await?.ok_or_else(not_found)?,
+            false,
+        ),
         (_, None) => return Err(not_found()),
     };
     let mut email_claimed = matches!(identify.identifier, Identifier::Email(_));
@@ -124,7 +134,9 @@ async fn identify_with(
                 claims.roll_back().await;
                 let primary = identify.identifier.index_key().unwrap_or_default();
                 if claims.claim(&primary, &email_owner).await? != email_owner {
-                    return Err(ClientError::conflict("id", "this id belongs to another person").into());
+                    return Err(
+                        ClientError::conflict("id", "this id belongs to another person").into(),
+                    );
                 }
                 target = email_owner;
                 adopting_lead = true;
@@ -152,7 +164,9 @@ async fn identify_with(
         let reply = match people.identify(call).await {
             // The email's person has an id of its own: the email is taken.
             Err(StoreError::Client(ClientError::Conflict { .. })) if adopting_lead => {
-                return Err(ClientError::conflict("email", "this email belongs to another person").into())
+                return Err(
+                    ClientError::conflict("email", "this email belongs to another person").into(),
+                )
             }
             other => other?,
         };
@@ -160,20 +174,35 @@ async fn identify_with(
             IdentifyReply::NeedsEmailClaim if !email_claimed => {
                 let email = update.email.as_deref().unwrap_or_default();
                 if claims.claim(&format!("email:{email}"), &target).await? != target {
-                    return Err(ClientError::conflict("email", "this email belongs to another person").into());
+                    return Err(ClientError::conflict(
+                        "email",
+                        "this email belongs to another person",
+                    )
+                    .into());
                 }
                 email_claimed = true;
             }
             IdentifyReply::NeedsEmailClaim => {
-                return Err(StoreError::Unavailable("person refused a claimed email".into()))
+                return Err(StoreError::Unavailable(
+                    "person refused a claimed email".into(),
+                ))
             }
-            IdentifyReply::Done { person, released_email, rotate_anon, identifiers_changed } => {
+            IdentifyReply::Done {
+                person,
+                released_email,
+                rotate_anon,
+                identifiers_changed,
+            } => {
                 if let Some(old) = released_email {
                     let key = format!("email:{old}");
                     claims.index.release(&key, &person.cio_id).await?;
                     cache.forget_owner(&key).await;
                 }
-                return Ok(Identified { person, rotate_anon, identifiers_changed });
+                return Ok(Identified {
+                    person,
+                    rotate_anon,
+                    identifiers_changed,
+                });
             }
         }
     }
@@ -190,14 +219,23 @@ pub async fn find(env: &Env, identifier: &Identifier) -> Result<Option<String>, 
 
 /// Removes a person found by `cio_id` and frees its identifiers; its former
 /// visitors follow `successor` (a merge) or become anonymous again.
-async fn remove(env: &Env, cache: &Cache, cio_id: &str, successor: Option<&str>) -> Result<bool, StoreError> {
+async fn remove(
+    env: &Env,
+    cache: &Cache,
+    cio_id: &str,
+    successor: Option<&str>,
+) -> Result<bool, StoreError> {
     let person = match (People { env }).delete(cio_id).await {
         Ok(person) => person,
         Err(StoreError::Client(ClientError::NotFound { .. })) => return Ok(false),
         Err(e) => return Err(e),
     };
     let index = Index { env };
-    let keys = person.id.iter().map(|id| format!("id:{id}")).chain(person.email.iter().map(|e| format!("email:{e}")));
+    let keys = person
+        .id
+        .iter()
+        .map(|id| format!("id:{id}"))
+        .chain(person.email.iter().map(|e| format!("email:{e}")));
     for key in keys {
         index.release(&key, cio_id).await?;
         cache.forget_owner(&key).await;
@@ -229,7 +267,8 @@ pub async fn merge(
     secondary: &Identifier,
     now: i64,
 ) -> Result<(), StoreError> {
-    let (Some(primary), Some(secondary)) = (find(env, primary).await?, find(env, secondary).await?) else {
+    let (Some(primary), Some(secondary)) = (find(env, primary).await?, find(env, secondary).await?)
+    else {
         return Ok(());
     };
     if primary == secondary {
@@ -262,13 +301,20 @@ pub async fn track_person(
     let cio_id = match find(env, identifier).await? {
         Some(cio_id) => cio_id,
         None if !matches!(identifier, Identifier::CioId(_)) => {
-            let mut create = Identify { identifier: identifier.clone(), update: ProfileUpdate::default() };
+            let mut create = Identify {
+                identifier: identifier.clone(),
+                update: ProfileUpdate::default(),
+            };
             match identifier {
                 Identifier::Id(id) => create.update.id = Some(id.clone()),
                 Identifier::Email(email) => create.update.email = Some(email.clone()),
                 Identifier::CioId(_) => {}
             }
-            let options = IdentifyOptions { create: true, anonymous_id: None, now };
+            let options = IdentifyOptions {
+                create: true,
+                anonymous_id: None,
+                now,
+            };
             let done = self::identify(env, cache, &create, options).await?;
             done.person.cio_id
         }
@@ -279,7 +325,12 @@ pub async fn track_person(
 
 /// A tracked-link click (`_cio_id`): identifies the visitor as that person and
 /// merges its activity; `None` when no such person exists.
-pub async fn link(env: &Env, cio_id: &str, anonymous_id: &str, now: i64) -> Result<Option<Identified>, StoreError> {
+pub async fn link(
+    env: &Env,
+    cio_id: &str,
+    anonymous_id: &str,
+    now: i64,
+) -> Result<Option<Identified>, StoreError> {
     let call = IdentifyCall {
         cio_id: cio_id.to_owned(),
         update: ProfileUpdate::default(),
@@ -289,10 +340,19 @@ pub async fn link(env: &Env, cio_id: &str, anonymous_id: &str, now: i64) -> Resu
         now,
     };
     match (People { env }).identify(call).await {
-        Ok(IdentifyReply::Done { person, rotate_anon, identifiers_changed, .. }) => {
-            Ok(Some(Identified { person, rotate_anon, identifiers_changed }))
+        Ok(IdentifyReply::Done {
+            person,
+            rotate_anon,
+            identifiers_changed,
+            ..
+        }) => Ok(Some(Identified {
+            person,
+            rotate_anon,
+            identifiers_changed,
+        })),
+        Ok(IdentifyReply::NeedsEmailClaim) => {
+            Err(StoreError::Unavailable("unexpected email claim".into()))
         }
-        Ok(IdentifyReply::NeedsEmailClaim) => Err(StoreError::Unavailable("unexpected email claim".into())),
         Err(StoreError::Client(ClientError::NotFound { .. })) => Ok(None),
         Err(e) => Err(e),
     }

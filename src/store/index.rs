@@ -14,9 +14,13 @@ pub const BINDING: &str = "IDENTITY_INDEX";
 enum IndexCall {
     Get,
     /// Own the value for `cio_id` unless someone already does.
-    Claim { cio_id: String },
+    Claim {
+        cio_id: String,
+    },
     /// Give the value up, only if `cio_id` owns it.
-    Release { cio_id: String },
+    Release {
+        cio_id: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -36,7 +40,10 @@ struct OwnerRow {
 
 impl IdentityIndex {
     fn owner(&self) -> worker::Result<Option<String>> {
-        let rows: Vec<OwnerRow> = self.sql.exec("SELECT cio_id FROM owner WHERE k = 1", None)?.to_array()?;
+        let rows: Vec<OwnerRow> = self
+            .sql
+            .exec("SELECT cio_id FROM owner WHERE k = 1", None)?
+            .to_array()?;
         Ok(rows.into_iter().next().map(|r| r.cio_id))
     }
 }
@@ -60,12 +67,18 @@ impl DurableObject for IdentityIndex {
             IndexCall::Claim { cio_id } => match self.owner()? {
                 Some(existing) => Some(existing),
                 None => {
-                    self.sql.exec("INSERT INTO owner (k, cio_id) VALUES (1, ?)", vec![cio_id.clone().into()])?;
+                    self.sql.exec(
+                        "INSERT INTO owner (k, cio_id) VALUES (1, ?)",
+                        vec![cio_id.clone().into()],
+                    )?;
                     Some(cio_id)
                 }
             },
             IndexCall::Release { cio_id } => {
-                self.sql.exec("DELETE FROM owner WHERE k = 1 AND cio_id = ?", vec![cio_id.into()])?;
+                self.sql.exec(
+                    "DELETE FROM owner WHERE k = 1 AND cio_id = ?",
+                    vec![cio_id.into()],
+                )?;
                 self.owner()?
             }
         };
@@ -87,14 +100,30 @@ impl Index<'_> {
     /// Claims `key` for `cio_id`; answers the owner after the call (`cio_id`
     /// itself when the claim won).
     pub async fn claim(&self, key: &str, cio_id: &str) -> Result<String, StoreError> {
-        let owner: Owner =
-            call(self.env, BINDING, key, &IndexCall::Claim { cio_id: cio_id.to_owned() }).await?;
-        owner.cio_id.ok_or_else(|| StoreError::Unavailable("claim left no owner".into()))
+        let owner: Owner = call(
+            self.env,
+            BINDING,
+            key,
+            &IndexCall::Claim {
+                cio_id: cio_id.to_owned(),
+            },
+        )
+        .await?;
+        owner
+            .cio_id
+            .ok_or_else(|| StoreError::Unavailable("claim left no owner".into()))
     }
 
     pub async fn release(&self, key: &str, cio_id: &str) -> Result<(), StoreError> {
-        let _: Owner =
-            call(self.env, BINDING, key, &IndexCall::Release { cio_id: cio_id.to_owned() }).await?;
+        let _: Owner = call(
+            self.env,
+            BINDING,
+            key,
+            &IndexCall::Release {
+                cio_id: cio_id.to_owned(),
+            },
+        )
+        .await?;
         Ok(())
     }
 }

@@ -19,13 +19,20 @@ pub const BINDING: &str = "PERSON";
 #[serde(tag = "op", rename_all = "snake_case")]
 enum PersonCall {
     Identify(IdentifyCall),
-    Track { event: Event },
+    Track {
+        event: Event,
+    },
     Profile,
-    Activity { limit: u32 },
+    Activity {
+        limit: u32,
+    },
     /// Everything this person holds, for a merge into another person.
     Dump,
     /// Take in a merged secondary person.
-    Absorb { dump: Box<PersonDump>, now: i64 },
+    Absorb {
+        dump: Box<PersonDump>,
+        now: i64,
+    },
     /// Forget everything; answers the person as it was.
     Delete,
 }
@@ -115,7 +122,10 @@ const SCHEMA: [&str; 4] = [
 
 impl Person {
     fn profile(&self) -> worker::Result<Option<Profile>> {
-        let rows: Vec<BodyRow> = self.sql.exec("SELECT body FROM profile WHERE k = 1", None)?.to_array()?;
+        let rows: Vec<BodyRow> = self
+            .sql
+            .exec("SELECT body FROM profile WHERE k = 1", None)?
+            .to_array()?;
         match rows.into_iter().next() {
             None => Ok(None),
             Some(row) => Ok(Some(serde_json::from_str(&row.body)?)),
@@ -123,13 +133,21 @@ impl Person {
     }
 
     fn relationships(&self) -> worker::Result<Vec<Relationship>> {
-        let rows: Vec<BodyRow> =
-            self.sql.exec("SELECT body FROM relationships ORDER BY seq", None)?.to_array()?;
-        Ok(rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect())
+        let rows: Vec<BodyRow> = self
+            .sql
+            .exec("SELECT body FROM relationships ORDER BY seq", None)?
+            .to_array()?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.body).ok())
+            .collect())
     }
 
     fn anonymous_ids(&self) -> worker::Result<Vec<String>> {
-        let rows: Vec<IdRow> = self.sql.exec("SELECT id FROM anonymous_ids ORDER BY id", None)?.to_array()?;
+        let rows: Vec<IdRow> = self
+            .sql
+            .exec("SELECT id FROM anonymous_ids ORDER BY id", None)?
+            .to_array()?;
         Ok(rows.into_iter().map(|r| r.id).collect())
     }
 
@@ -147,8 +165,14 @@ impl Person {
     }
 
     fn all_events(&self) -> worker::Result<Vec<Event>> {
-        let rows: Vec<BodyRow> = self.sql.exec("SELECT body FROM events ORDER BY seq", None)?.to_array()?;
-        Ok(rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect())
+        let rows: Vec<BodyRow> = self
+            .sql
+            .exec("SELECT body FROM events ORDER BY seq", None)?
+            .to_array()?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.body).ok())
+            .collect())
     }
 
     fn save_profile(&self, profile: &Profile) -> worker::Result<()> {
@@ -162,7 +186,10 @@ impl Person {
     fn save_relationships(&self, relationships: &[Relationship]) -> worker::Result<()> {
         self.sql.exec("DELETE FROM relationships", None)?;
         for rel in relationships {
-            self.sql.exec("INSERT INTO relationships (body) VALUES (?)", vec![serde_json::to_string(rel)?.into()])?;
+            self.sql.exec(
+                "INSERT INTO relationships (body) VALUES (?)",
+                vec![serde_json::to_string(rel)?.into()],
+            )?;
         }
         Ok(())
     }
@@ -170,20 +197,30 @@ impl Person {
     /// Merge: missing attributes, relationships, anonymous ids and events of
     /// the secondary move here (events deduplicated by id, so a repeated merge
     /// changes nothing).
-    fn absorb(&self, dump: &PersonDump, now: i64) -> worker::Result<Result<PersonView, ClientError>> {
+    fn absorb(
+        &self,
+        dump: &PersonDump,
+        now: i64,
+    ) -> worker::Result<Result<PersonView, ClientError>> {
         let Some(mut profile) = self.profile()? else {
             return Ok(Err(ClientError::not_found("no such person")));
         };
         profile.absorb(&dump.profile, now);
         let mut relationships = self.relationships()?;
         for rel in &dump.relationships {
-            if !relationships.iter().any(|r| r.object_type_id == rel.object_type_id && r.object_id == rel.object_id) {
+            if !relationships
+                .iter()
+                .any(|r| r.object_type_id == rel.object_type_id && r.object_id == rel.object_id)
+            {
                 relationships.push(rel.clone());
             }
         }
         self.save_relationships(&relationships)?;
         for anon in &dump.anonymous_ids {
-            self.sql.exec("INSERT OR IGNORE INTO anonymous_ids (id) VALUES (?)", vec![anon.clone().into()])?;
+            self.sql.exec(
+                "INSERT OR IGNORE INTO anonymous_ids (id) VALUES (?)",
+                vec![anon.clone().into()],
+            )?;
         }
         for event in &dump.events {
             self.insert_event(event)?;
@@ -204,13 +241,23 @@ impl Person {
     /// Checks and applies the profile part of an identify; synchronous, so it
     /// commits as one unit.
     /// Answers the email released and whether the identifiers changed.
-    fn apply_update(&self, call: &IdentifyCall) -> worker::Result<Result<(Option<String>, bool), ApplyStop>> {
+    fn apply_update(
+        &self,
+        call: &IdentifyCall,
+    ) -> worker::Result<Result<(Option<String>, bool), ApplyStop>> {
         let (mut profile, created) = match self.profile()? {
             // Nothing to change (a link click): leave updated_at alone.
             Some(_) if call.update == ProfileUpdate::default() => return Ok(Ok((None, false))),
             Some(profile) => (profile, false),
-            None if call.create => (Profile::new(&call.cio_id, call.update.created_at, call.now), true),
-            None => return Ok(Err(ApplyStop::Client(ClientError::not_found("no such person")))),
+            None if call.create => (
+                Profile::new(&call.cio_id, call.update.created_at, call.now),
+                true,
+            ),
+            None => {
+                return Ok(Err(ApplyStop::Client(ClientError::not_found(
+                    "no such person",
+                ))))
+            }
         };
         if let Some(email) = &call.update.email {
             if profile.email.as_ref() != Some(email) && !call.email_claimed {
@@ -227,7 +274,8 @@ impl Person {
             change.apply_to(&mut relationships);
             self.save_relationships(&relationships)?;
         }
-        let identifiers_changed = created || (profile.id.clone(), profile.email.clone()) != identifiers_before;
+        let identifiers_changed =
+            created || (profile.id.clone(), profile.email.clone()) != identifiers_before;
         self.save_profile(&profile)?;
         Ok(Ok((applied.released_email, identifiers_changed)))
     }
@@ -237,7 +285,10 @@ impl Person {
     async fn merge_visitor(&self, cio_id: &str, anon_id: &str) -> Result<bool, StoreError> {
         let known: Vec<IdRow> = self
             .sql
-            .exec("SELECT id FROM anonymous_ids WHERE id = ?", vec![anon_id.to_owned().into()])?
+            .exec(
+                "SELECT id FROM anonymous_ids WHERE id = ?",
+                vec![anon_id.to_owned().into()],
+            )?
             .to_array()?;
         if !known.is_empty() {
             return Ok(false);
@@ -250,7 +301,10 @@ impl Person {
         for event in &merged.events {
             self.insert_event(event)?;
         }
-        self.sql.exec("INSERT OR IGNORE INTO anonymous_ids (id) VALUES (?)", vec![anon_id.to_owned().into()])?;
+        self.sql.exec(
+            "INSERT OR IGNORE INTO anonymous_ids (id) VALUES (?)",
+            vec![anon_id.to_owned().into()],
+        )?;
         // The events are stored here now; the visitor may drop its copies.
         // Should this fail, the next merge hands them over again, deduplicated.
         let env = self.env.clone();
@@ -274,8 +328,15 @@ impl Person {
             },
             None => false,
         };
-        let profile = self.profile()?.ok_or_else(|| worker::Error::RustError("profile vanished".into()))?;
-        reply(Ok(IdentifyReply::Done { person: self.view(profile)?, released_email, rotate_anon, identifiers_changed }))
+        let profile = self
+            .profile()?
+            .ok_or_else(|| worker::Error::RustError("profile vanished".into()))?;
+        reply(Ok(IdentifyReply::Done {
+            person: self.view(profile)?,
+            released_email,
+            rotate_anon,
+            identifiers_changed,
+        }))
     }
 }
 
@@ -318,7 +379,10 @@ impl DurableObject for Person {
                         vec![i64::from(limit).into()],
                     )?
                     .to_array()?;
-                let events = rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
+                let events = rows
+                    .iter()
+                    .filter_map(|r| serde_json::from_str(&r.body).ok())
+                    .collect();
                 reply(Ok(Activity { events }))
             }
             PersonCall::Dump => match self.profile()? {
@@ -358,7 +422,14 @@ impl People<'_> {
 
     /// Records an event; `NotFound` when the person does not exist.
     pub async fn track(&self, cio_id: &str, event: &Event) -> Result<(), StoreError> {
-        let _: Done = self.call(cio_id, &PersonCall::Track { event: event.clone() }).await?;
+        let _: Done = self
+            .call(
+                cio_id,
+                &PersonCall::Track {
+                    event: event.clone(),
+                },
+            )
+            .await?;
         Ok(())
     }
 
@@ -374,8 +445,20 @@ impl People<'_> {
         self.call(cio_id, &PersonCall::Dump).await
     }
 
-    pub async fn absorb(&self, cio_id: &str, dump: PersonDump, now: i64) -> Result<PersonView, StoreError> {
-        self.call(cio_id, &PersonCall::Absorb { dump: Box::new(dump), now }).await
+    pub async fn absorb(
+        &self,
+        cio_id: &str,
+        dump: PersonDump,
+        now: i64,
+    ) -> Result<PersonView, StoreError> {
+        self.call(
+            cio_id,
+            &PersonCall::Absorb {
+                dump: Box::new(dump),
+                now,
+            },
+        )
+        .await
     }
 
     /// Deletes the person; answers it as it was (`NotFound` if none).
@@ -383,7 +466,11 @@ impl People<'_> {
         self.call(cio_id, &PersonCall::Delete).await
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(&self, cio_id: &str, c: &PersonCall) -> Result<T, StoreError> {
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        cio_id: &str,
+        c: &PersonCall,
+    ) -> Result<T, StoreError> {
         call(self.env, BINDING, cio_id, c).await
     }
 }

@@ -34,17 +34,27 @@ struct WireError {
 
 impl From<&ClientError> for WireError {
     fn from(e: &ClientError) -> Self {
-        WireError { status: e.status(), field: e.field().map(str::to_owned), message: e.to_string() }
+        WireError {
+            status: e.status(),
+            field: e.field().map(str::to_owned),
+            message: e.to_string(),
+        }
     }
 }
 
 impl From<WireError> for ClientError {
     fn from(w: WireError) -> Self {
         match (w.status, w.field) {
-            (409, Some(field)) => ClientError::Conflict { field: field.into(), message: w.message },
+            (409, Some(field)) => ClientError::Conflict {
+                field: field.into(),
+                message: w.message,
+            },
             (404, _) => ClientError::NotFound { message: w.message },
             (413, _) => ClientError::TooLarge { message: w.message },
-            (_, field) => ClientError::Invalid { field: field.map(Into::into), message: w.message },
+            (_, field) => ClientError::Invalid {
+                field: field.map(Into::into),
+                message: w.message,
+            },
         }
     }
 }
@@ -58,12 +68,18 @@ pub async fn call<Req: Serialize, Reply: DeserializeOwned>(
     request: &Req,
 ) -> Result<Reply, StoreError> {
     let op = binding;
-    let stub = env.durable_object(binding)?.id_from_name(name)?.get_stub()?;
-    let body = serde_json::to_string(request).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let stub = env
+        .durable_object(binding)?
+        .id_from_name(name)?
+        .get_stub()?;
+    let body =
+        serde_json::to_string(request).map_err(|e| StoreError::Unavailable(e.to_string()))?;
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()));
     let req = Request::new_with_init("https://do/call", &init)?;
     let mut resp = stub.fetch_with_request(req).await?;
     let text = resp.text().await?;
@@ -74,7 +90,9 @@ pub async fn call<Req: Serialize, Reply: DeserializeOwned>(
             Ok(wire) => Err(StoreError::Client(wire.into())),
             Err(_) => Err(StoreError::Unavailable(format!("{op}: {text}"))),
         },
-        status => Err(StoreError::Unavailable(format!("{op} answered {status}: {text}"))),
+        status => Err(StoreError::Unavailable(format!(
+            "{op} answered {status}: {text}"
+        ))),
     }
 }
 

@@ -13,16 +13,27 @@ pub const BINDING: &str = "VISITOR";
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(super) enum VisitorCall {
-    Record { event: Event },
+    Record {
+        event: Event,
+    },
     /// Mark the visitor merged into `cio_id` (unless it already is, into
     /// another person) and hand over its events.
-    Merge { cio_id: String },
+    Merge {
+        cio_id: String,
+    },
     /// The person stored the handed-over events: drop them here.
-    Ack { cio_id: String },
-    Activity { limit: u32 },
+    Ack {
+        cio_id: String,
+    },
+    Activity {
+        limit: u32,
+    },
     /// The person `from` was merged into another (`to`) or deleted (`None`):
     /// follow it, or become anonymous again.
-    Repoint { from: String, to: Option<String> },
+    Repoint {
+        from: String,
+        to: Option<String>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -65,8 +76,10 @@ struct MarkerRow {
 
 impl Visitor {
     fn merged_into(&self) -> worker::Result<Option<String>> {
-        let rows: Vec<MarkerRow> =
-            self.sql.exec("SELECT merged_into FROM marker WHERE k = 1", None)?.to_array()?;
+        let rows: Vec<MarkerRow> = self
+            .sql
+            .exec("SELECT merged_into FROM marker WHERE k = 1", None)?
+            .to_array()?;
         Ok(rows.into_iter().next().map(|r| r.merged_into))
     }
 
@@ -78,8 +91,14 @@ impl Visitor {
         } else {
             "SELECT body FROM events ORDER BY ts, seq LIMIT ?"
         };
-        let rows: Vec<BodyRow> = self.sql.exec(query, vec![i64::from(limit).into()])?.to_array()?;
-        Ok(rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect())
+        let rows: Vec<BodyRow> = self
+            .sql
+            .exec(query, vec![i64::from(limit).into()])?
+            .to_array()?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.body).ok())
+            .collect())
     }
 
     fn handle(&self, call: VisitorCall) -> worker::Result<Response> {
@@ -106,8 +125,15 @@ impl Visitor {
                         cio_id.clone()
                     }
                 };
-                let events = if owner == cio_id { self.events(u32::MAX, false)? } else { Vec::new() };
-                reply(Ok(MergeReply { merged_into: owner, events }))
+                let events = if owner == cio_id {
+                    self.events(u32::MAX, false)?
+                } else {
+                    Vec::new()
+                };
+                reply(Ok(MergeReply {
+                    merged_into: owner,
+                    events,
+                }))
             }
             VisitorCall::Ack { cio_id } => {
                 if self.merged_into()?.as_deref() == Some(cio_id.as_str()) {
@@ -121,14 +147,24 @@ impl Visitor {
                         "UPDATE marker SET merged_into = ? WHERE k = 1 AND merged_into = ?",
                         vec![to.into(), from.into()],
                     )?,
-                    None => self.sql.exec("DELETE FROM marker WHERE k = 1 AND merged_into = ?", vec![from.into()])?,
+                    None => self.sql.exec(
+                        "DELETE FROM marker WHERE k = 1 AND merged_into = ?",
+                        vec![from.into()],
+                    )?,
                 };
                 reply(Ok(Done {}))
             }
             VisitorCall::Activity { limit } => {
                 let merged_into = self.merged_into()?;
-                let events = if merged_into.is_some() { Vec::new() } else { self.events(limit, true)? };
-                reply(Ok(VisitorActivity { merged_into, events }))
+                let events = if merged_into.is_some() {
+                    Vec::new()
+                } else {
+                    self.events(limit, true)?
+                };
+                reply(Ok(VisitorActivity {
+                    merged_into,
+                    events,
+                }))
             }
         }
     }
@@ -161,20 +197,56 @@ pub struct VisitorStore<'a> {
 
 impl VisitorStore<'_> {
     pub async fn record(&self, anon_id: &str, event: &Event) -> Result<Recorded, StoreError> {
-        call(self.env, BINDING, anon_id, &VisitorCall::Record { event: event.clone() }).await
+        call(
+            self.env,
+            BINDING,
+            anon_id,
+            &VisitorCall::Record {
+                event: event.clone(),
+            },
+        )
+        .await
     }
 
-    pub(super) async fn merge(&self, anon_id: &str, cio_id: &str) -> Result<MergeReply, StoreError> {
-        call(self.env, BINDING, anon_id, &VisitorCall::Merge { cio_id: cio_id.to_owned() }).await
+    pub(super) async fn merge(
+        &self,
+        anon_id: &str,
+        cio_id: &str,
+    ) -> Result<MergeReply, StoreError> {
+        call(
+            self.env,
+            BINDING,
+            anon_id,
+            &VisitorCall::Merge {
+                cio_id: cio_id.to_owned(),
+            },
+        )
+        .await
     }
 
     pub(super) async fn ack(&self, anon_id: &str, cio_id: &str) -> Result<(), StoreError> {
-        let _: Done = call(self.env, BINDING, anon_id, &VisitorCall::Ack { cio_id: cio_id.to_owned() }).await?;
+        let _: Done = call(
+            self.env,
+            BINDING,
+            anon_id,
+            &VisitorCall::Ack {
+                cio_id: cio_id.to_owned(),
+            },
+        )
+        .await?;
         Ok(())
     }
 
-    pub async fn repoint(&self, anon_id: &str, from: &str, to: Option<&str>) -> Result<(), StoreError> {
-        let request = VisitorCall::Repoint { from: from.to_owned(), to: to.map(str::to_owned) };
+    pub async fn repoint(
+        &self,
+        anon_id: &str,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let request = VisitorCall::Repoint {
+            from: from.to_owned(),
+            to: to.map(str::to_owned),
+        };
         let _: Done = call(self.env, BINDING, anon_id, &request).await?;
         Ok(())
     }
