@@ -10,4 +10,7 @@ export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen)}"
 export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
 export ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/@esbuild/linux-x64/bin/esbuild}"
 export WRANGLER_SEND_METRICS=false
-exec worker-build --release
+worker-build --release
+# The function-name section (~260 KiB, ~70 KiB gzipped) only serves stack
+# traces; wasm-bindgen needs the symbols, so it goes after, not via `strip`.
+"$WASM_OPT_BIN" build/index_bg.wasm --strip-debug --strip-producers -o build/index_bg.wasm
