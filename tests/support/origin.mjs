@@ -68,3 +68,6 @@ export async function closedPort() {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+/// A port on 127.0.0.1 that was free a moment ago (nothing listens on it).
+export const freePort = closedPort;
