@@ -32,13 +32,14 @@ function layout(req, title, body) {
   const h = req.headers;
   return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)} · cio-edge demo</title>
 <style>${STYLE}</style>${classicSnippet()}</head><body>
-<nav><a href="/">Home</a><a href="/pricing">Pricing</a><a href="/about">About</a><a href="/login">Log in</a><a href="/account">Account</a><a href="/campaign">Campaign landing</a><a href="#" id="logout">Log out</a></nav>
+<nav><a href="/">Home</a><a href="/pricing">Pricing</a><a href="/about">About</a><a href="/login">Log in</a><a href="/account">Account</a><a href="/campaign">Campaign landing</a><a href="/" id="logout">Log out</a></nav>
 <h1>${esc(title)}</h1>${body}
 <h2>What the edge told this page's server</h2>
 <div class="edge">X-Cio-Anon-Id: ${esc(h["x-cio-anon-id"] || "(none)")}<br>X-Cio-Id: ${esc(h["x-cio-id"] || "(not identified)")}<br>Cookie: ${esc(h.cookie || "(none)")}</div>
 <script>
 document.getElementById("logout").addEventListener("click", function (e) {
-  e.preventDefault(); _cio.reset(); setTimeout(function () { location.href = "/"; }, 300);
+  e.preventDefault();
+  fetch("/_cio/reset", { method: "POST" }).finally(function () { location.href = "/"; });
 });
 </script></body></html>`;
 }
@@ -50,14 +51,23 @@ const PAGES = {
   "/pricing": ["Pricing", "<p>Free while you try it. Browse around: each page view is recorded for this visitor.</p>"],
   "/about": ["About", "<p>A demo origin for cio-edge.</p>"],
   "/login": ["Log in", `<form id="login" method="post" action="/login">
-      <label>Email <input name="email" type="email" required></label>
-      <label>First name <input name="first_name"></label>
-      <label>Password <input name="password" type="password"></label>
+      <label>Email <input name="email" type="email" autocomplete="email" required></label>
+      <label>First name <input name="first_name" autocomplete="given-name"></label>
+      <label>Password <input name="password" type="password" autocomplete="current-password"></label>
       <button type="submit">Log in</button></form>
+    <p id="login-error" role="alert"></p>
     <script>document.getElementById("login").addEventListener("submit", function (e) {
       e.preventDefault(); var f = e.target;
-      _cio.identify({ id: f.email.value, email: f.email.value, first_name: f.first_name.value });
-      setTimeout(function () { location.href = "/account"; }, 300);
+      var person = { id: f.email.value, email: f.email.value, first_name: f.first_name.value };
+      fetch("/_cio/identify", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(person) })
+        .then(function (res) {
+          if (res.ok) { location.href = "/account"; return; }
+          return res.json().then(function (body) {
+            var err = body.errors && body.errors[0];
+            document.getElementById("login-error").textContent = "The edge said " + res.status + ": " + (err ? err.message : "error");
+          });
+        })
+        .catch(function () { document.getElementById("login-error").textContent = "Could not reach the edge."; });
     });</script>`],
   "/account": ["Account", "<p>Once identified, the box below shows <code>X-Cio-Id</code>: the edge tells the origin who this is.</p>"],
   "/campaign": ["Campaign landing", `<p>Customer.io appends <code>_cio_id=&lt;cio_id&gt;</code> to tracked links. Paste a person's cio_id (from the admin API) to open such a link:</p>
@@ -70,6 +80,10 @@ export function handle(req, res) {
   if (req.method === "POST" && path === "/login") {
     req.resume();
     res.writeHead(303, { location: "/account" });
+    return res.end();
+  }
+  if (path === "/favicon.ico") {
+    res.writeHead(204);
     return res.end();
   }
   const page = PAGES[path];
