@@ -115,7 +115,7 @@ async function journey(w, { edgePageViews }) {
   assert.deepEqual(pageEvent.data, { section: "top" });
   const trackEvent = events.find((e) => e.name === "viewed_plan");
   assert.equal(trackEvent.type, "event");
-  assert.equal(trackEvent.id, trackId);
+  assert.equal(trackEvent.id, `browser:${trackId}`, "a browser's event id, in its own key space");
   assert.deepEqual(trackEvent.data, { plan: "pro", seats: 3 });
   if (edgePageViews) {
     for (const e of events.filter((x) => x.name.startsWith(w.url))) assert.equal(e.type, "page");
@@ -329,7 +329,7 @@ test("_cio_id on a landing page identifies a fresh browser and merges its earlie
   const p = (await person(edge, id)).body;
   assert.equal(p.cio_id, cio_id);
   assert.ok(p.anonymous_ids.includes(anon));
-  const merged = (await activity(edge, id)).filter((e) => e.id === eventId);
+  const merged = (await activity(edge, id)).filter((e) => e.id === `browser:${eventId}`);
   assert.equal(merged.length, 1);
   assert.equal(merged[0].name, "before_click");
   assert.equal(merged[0].anonymous_id, anon);
@@ -531,7 +531,7 @@ test("event dedup by id (person and visitor); timestamps kept; text/plain bodies
     assert.equal(r.status, 200);
     assert.deepEqual(r.json, { ok: true });
   }
-  assert.equal((await visitorActivity(edge, b.anon)).events.filter((e) => e.id === "anon-evt-1").length, 1);
+  assert.equal((await visitorActivity(edge, b.anon)).events.filter((e) => e.id === "browser:anon-evt-1").length, 1);
 
   const id = uid();
   await b.identify({ id });
@@ -550,12 +550,12 @@ test("event dedup by id (person and visitor); timestamps kept; text/plain bodies
   assert.equal(noName.json.errors[0].field, "name");
 
   const events = await activity(edge, id);
-  const purchases = events.filter((e) => e.id === "evt-1");
+  const purchases = events.filter((e) => e.id === "browser:evt-1");
   assert.equal(purchases.length, 1);
   assert.equal(purchases[0].name, "purchase");
   assert.equal(purchases[0].timestamp, 1600000000, "the timestamp sent is kept");
   assert.deepEqual(purchases[0].data, { n: 0 }, "the first one wins");
-  assert.equal(events.filter((e) => e.id === "anon-evt-1").length, 1);
+  assert.equal(events.filter((e) => e.id === "browser:anon-evt-1").length, 1);
   const beaconEvent = events.find((e) => e.name === "beacon");
   assert.deepEqual(beaconEvent.data, { via: "sendBeacon" });
   assert.ok(Math.abs(beaconEvent.timestamp - nowSecs()) < 60, "no timestamp: the time received");

@@ -107,6 +107,7 @@ pub async fn track(
         default_name: referer.as_deref().filter(|_| kind == EventType::Page),
         now: now_secs(),
         use_array_params: edge.config.use_array_params,
+        from_browser: true,
     };
     let event = parse_event(&parse_object(&body, false)?, &ctx, || {
         uuid::Uuid::new_v4().to_string()

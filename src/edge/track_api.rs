@@ -155,6 +155,7 @@ fn event_from(edge: &Edge, body: &Object) -> Result<crate::core::event::Event, C
         default_name: None,
         now: now_secs(),
         use_array_params: edge.config.use_array_params,
+        from_browser: false,
     };
     parse_event(body, &ctx, || uuid::Uuid::new_v4().to_string())
 }
