@@ -313,8 +313,10 @@ test("customerio-node mergeCustomers: the primary takes what it lacks, events, a
   const mergedEvents = await events(primary);
   assert.deepEqual(sortedNames(mergedEvents), ["primary_event", "secondary_anon", "secondary_event"]);
   assert.equal(mergedEvents.find((e) => e.name === "secondary_anon").anonymous_id, anon);
-  assert.equal((await person(secondaryEmail)).status, 404, "the secondary is deleted");
-  assert.equal((await person(`cio_${secondary.cio_id}`)).status, 404);
+  // The primary had no email: it takes the secondary's, claimed in the index.
+  assert.equal(merged.email, secondaryEmail.toLowerCase(), "the secondary's email moves to a primary without one");
+  assert.equal((await profile(secondaryEmail)).cio_id, merged.cio_id, "the email names the primary");
+  assert.equal((await person(`cio_${secondary.cio_id}`)).status, 404, "the secondary is deleted");
 
   // Repeating the call: 200, nothing changed.
   assert.deepEqual(await cio.mergeCustomers("id", primary, "email", secondaryEmail), {});
@@ -325,12 +327,11 @@ test("customerio-node mergeCustomers: the primary takes what it lacks, events, a
   await cio.trackAnonymous(anon, { name: "after_merge" });
   assert.ok((await events(primary)).some((e) => e.name === "after_merge"));
 
-  // Released: the email starts a new person.
-  await cio.identify(secondaryEmail, {});
-  const fresh = await profile(secondaryEmail);
-  assert.notEqual(fresh.cio_id, merged.cio_id);
-  assert.notEqual(fresh.cio_id, secondary.cio_id);
-  assert.deepEqual(fresh.attributes, {});
+  // The email now identifies the primary, never a new person.
+  await cio.identify(secondaryEmail, { via_email: 1 });
+  const again = await profile(secondaryEmail);
+  assert.equal(again.cio_id, merged.cio_id);
+  assert.equal(again.attributes.via_email, 1);
 
   // By cio_id on both sides.
   const a = uid("ma");

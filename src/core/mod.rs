@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod body;
 pub mod cookies;
+pub mod cursor;
 pub mod error;
 pub mod event;
 pub mod form;

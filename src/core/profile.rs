@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::body::{json_kind, json_len, shape_object, Object};
 use super::error::Error;
 use super::event::unix_seconds;
-use super::identifier::{is_email, normalize_email, Identifier};
+use super::identifier::{integer_text, is_email, normalize_email, Identifier};
 
 pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 150;
 pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1000;
@@ -189,7 +189,7 @@ impl RelationshipChange {
                     Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 150 => {
                         Ok(s.clone())
                     }
-                    Some(Value::Number(n)) => Ok(n.to_string()),
+                    Some(Value::Number(n)) => integer_text(n, field(&format!("identifiers.{key}"))),
                     _ => Err(Error::invalid(
                         field(&format!("identifiers.{key}")),
                         "must be a non-empty string of at most 150 bytes",
@@ -334,7 +334,12 @@ impl Profile {
 
     /// Merge (Track API `merge_customers`): attributes this person lacks come
     /// from the secondary; its own stay. `created_at` becomes the earlier one.
+    /// A primary without an email takes the secondary's (the caller has moved
+    /// its claim in the index to this person first).
     pub fn absorb(&mut self, secondary: &Profile, now: i64) {
+        if self.email.is_none() {
+            self.email.clone_from(&secondary.email);
+        }
         for (name, value) in &secondary.attributes {
             if !self.attributes.contains_key(name) && self.attributes.len() < MAX_ATTRIBUTES {
                 self.attributes.insert(name.clone(), value.clone());
@@ -575,6 +580,43 @@ mod tests {
                 primary.updated_at
             ),
             ("p", 10, 200)
+        );
+    }
+
+    /// Item: a primary without an email takes the secondary's; one with an
+    /// email keeps its own.
+    #[test]
+    fn absorb_takes_the_email_only_when_the_primary_has_none() {
+        let mut secondary = Profile::new("s", None, 1);
+        secondary.email = Some("s@x.co".into());
+        let mut bare = Profile::new("p", None, 1);
+        bare.absorb(&secondary, 2);
+        assert_eq!(bare.email.as_deref(), Some("s@x.co"));
+        let mut own = Profile::new("p", None, 1);
+        own.email = Some("p@x.co".into());
+        own.absorb(&secondary, 2);
+        assert_eq!(own.email.as_deref(), Some("p@x.co"));
+        let mut neither = Profile::new("p", None, 1);
+        neither.absorb(&Profile::new("s", None, 1), 2);
+        assert_eq!(neither.email, None);
+    }
+
+    #[test]
+    fn relationship_ids_are_exact_integers() {
+        let parse = |id: Value| {
+            RelationshipChange::parse(
+                &json!({"action": "add_relationships", "relationships": [{"identifiers": {"object_type_id": 1, "object_id": id}}]}),
+                true,
+            )
+        };
+        assert_eq!(
+            parse(json!(18446744073709551615u64)).unwrap().relationships[0].object_id,
+            "18446744073709551615"
+        );
+        let err = parse(json!(1.5)).unwrap_err();
+        assert_eq!(
+            err.field(),
+            Some("cio_relationships.relationships[0].identifiers.object_id")
         );
     }
 

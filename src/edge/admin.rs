@@ -88,10 +88,12 @@ async fn list_people(edge: &Edge, url: &Url) -> Result<Response, EdgeError> {
         .query_pairs()
         .find(|(k, _)| k == "cursor")
         .map(|(_, v)| v.into_owned());
+    let cursor = crate::core::cursor::decode(cursor.as_deref())?;
     let (ids, next) = edge
         .cache()
         .list_people(u64::from(limit(url)?), cursor)
         .await;
+    let next = next.as_deref().map(crate::core::cursor::encode);
     let mut people = Vec::with_capacity(ids.len());
     for cio_id in ids {
         if let Some(person) = edge.cache().person(&cio_id).await {

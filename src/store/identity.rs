@@ -275,17 +275,42 @@ pub async fn merge(
         return Ok(());
     }
     let people = People { env };
-    let dump = match people.dump(&secondary).await {
-        Ok(dump) => dump,
+    let (mut dump, primary_email) = match (
+        people.dump(&secondary).await,
+        people.profile(&primary).await,
+    ) {
+        (Ok(dump), Ok(view)) => (dump, view.email),
+        (Err(StoreError::Client(ClientError::NotFound { .. })), _)
+        | (_, Err(StoreError::Client(ClientError::NotFound { .. }))) => return Ok(()),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    // A primary without an email takes the secondary's: its claim in the index
+    // moves first, so the index never names a person that lacks the email.
+    let index = Index { env };
+    let mut moved_email = None;
+    if let (None, Some(email)) = (&primary_email, dump.profile.email.clone()) {
+        let key = format!("email:{email}");
+        index.release(&key, &secondary).await?;
+        if index.claim(&key, &primary).await? == primary {
+            moved_email = Some(email);
+        }
+    }
+    if moved_email.is_none() {
+        dump.profile.email = None;
+    }
+    let view = match people.absorb(&primary, dump, now).await {
+        Ok(view) => view,
         Err(StoreError::Client(ClientError::NotFound { .. })) => return Ok(()),
         Err(e) => return Err(e),
     };
-    match people.absorb(&primary, dump, now).await {
-        Ok(view) => cache.remember_person(&view, false).await,
-        Err(StoreError::Client(ClientError::NotFound { .. })) => return Ok(()),
-        Err(e) => return Err(e),
+    if let Some(email) = &moved_email {
+        // The primary got an email meanwhile: it keeps its own.
+        if view.email.as_ref() != Some(email) {
+            index.release(&format!("email:{email}"), &primary).await?;
+        }
     }
     remove(env, cache, &secondary, Some(&primary)).await?;
+    cache.remember_person(&view, moved_email.is_some()).await;
     Ok(())
 }
 
