@@ -622,7 +622,9 @@ test("raw v1 merge_customers: identifier validation, missing sides, idempotence,
   assert.deepEqual(merged.attributes, { own: "p", shared: "p", own_s: "s" });
   assert.deepEqual(sortedNames(await events(p)), ["s_event"]);
   assert.equal((await person(s)).status, 404);
-  assert.equal((await person(se)).status, 404);
+  // The primary had no email: it takes the secondary's.
+  assert.equal(merged.email, se);
+  assert.equal((await profile(se)).cio_id, merged.cio_id);
   const mergedEvents = await events(p);
   for (const again of [{ email: se }, { id: s }, { cio_id: beforeS.cio_id }]) {
     const res = await merge({ id: p }, again);
@@ -632,13 +634,15 @@ test("raw v1 merge_customers: identifier validation, missing sides, idempotence,
   assert.deepEqual(await profile(p), merged, "repeating the merge changed nothing");
   assert.deepEqual(await events(p), mergedEvents);
 
-  // The secondary's id and email are free.
-  await api("PUT", `v1/customers/${s}`, { email: se });
+  // The secondary's id is free; its email stays the primary's.
+  assert.equal((await api("PUT", `v1/customers/${s}`, { email: se })).status, 409);
+  await api("PUT", `v1/customers/${s}`, {});
   const reborn = await profile(s);
   assert.notEqual(reborn.cio_id, beforeS.cio_id);
   assert.notEqual(reborn.cio_id, merged.cio_id);
   assert.deepEqual(reborn.attributes, {});
   assert.deepEqual(await events(s), []);
+  assert.equal((await profile(se)).cio_id, merged.cio_id);
 });
 
 test("raw v1 DELETE frees the identifiers: the same id is a new person with none of the old", async () => {
