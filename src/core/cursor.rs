@@ -25,8 +25,7 @@ pub fn encode(kv_cursor: &str) -> String {
 /// empty one (the first page).
 pub fn decode(cursor: Option<&str>) -> Result<Option<String>, Error> {
     let cursor = match cursor {
-        None => return Ok(None),
-        Some(c) if c.is_empty() => return Ok(None),
+        None | Some("") => return Ok(None),
         Some(c) => c,
     };
     let invalid = || {
