@@ -1,7 +1,7 @@
 //! The identity index object: one per identifier value (named by its
 //! `IndexKey`), holding the cio_id that owns it. Each call runs without
 //! interleaving, so one value belongs to at most one person under any
-//! concurrency (docs/API.md, identity rule 1).
+//! concurrency (docs/ARCHITECTURE.md, invariant 1).
 
 use std::cell::Cell;
 
