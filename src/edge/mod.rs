@@ -9,6 +9,8 @@ mod proxy;
 mod router;
 mod track_api;
 mod visit;
+#[cfg(test)]
+mod wasm_tests;
 
 use std::rc::Rc;
 
