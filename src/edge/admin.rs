@@ -2,7 +2,7 @@
 //! people and activity read back from the Durable Objects, the truth
 //! (docs/API.md section 5).
 
-use serde_json::json;
+use serde_json::{json, Value};
 use url::Url;
 use worker::{Method, Request, Response};
 
@@ -10,8 +10,10 @@ use super::error::{json_response, EdgeError};
 use super::visit::{authorize, invalid};
 use super::Edge;
 use crate::core::auth::bearer_matches;
+use crate::core::event::Event;
 use crate::core::identifier::Identifier;
 use crate::core::track_api::parse_anonymous_id;
+use crate::identity::wire::Position;
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
@@ -37,7 +39,10 @@ pub async fn handle(
         }
         ["people", identifier, "activity"] => {
             let identifier = Identifier::parse(identifier)?;
-            serde_json::to_value(store.activity(&identifier, limit(url)?).await?)
+            let page = store
+                .activity(&identifier, limit(url)?, before(url)?)
+                .await?;
+            Ok(activity_json(None, page.events, page.next))
         }
         ["people"] => {
             let (people, next) = store.list_people(limit(url)?, query(url, "cursor")).await?;
@@ -50,7 +55,10 @@ pub async fn handle(
                 "anonymous_id",
             )?
             .unwrap_or_default();
-            serde_json::to_value(store.visitor_activity(&anon_id, limit(url)?).await?)
+            let page = store
+                .visitor_activity(&anon_id, limit(url)?, before(url)?)
+                .await?;
+            Ok(activity_json(page.merged_into, page.events, page.next))
         }
         _ => return Err(EdgeError::NoRoute),
     };
@@ -84,6 +92,26 @@ fn export(edge: &Edge) -> Result<Response, EdgeError> {
         .headers_mut()
         .set("content-type", "application/x-ndjson");
     Ok(response)
+}
+
+/// `{"merged_into"?, "events", "cursor"?}`: a cursor only when more follow.
+fn activity_json(merged_into: Option<String>, events: Vec<Event>, next: Option<Position>) -> Value {
+    let mut body = json!({ "events": events });
+    if let Some(cio_id) = merged_into {
+        body["merged_into"] = json!(cio_id);
+    }
+    if let Some(next) = next {
+        body["cursor"] = json!(next.to_cursor());
+    }
+    body
+}
+
+/// `?cursor=` of an activity page: where it starts.
+fn before(url: &Url) -> Result<Option<Position>, EdgeError> {
+    match query(url, "cursor") {
+        None => Ok(None),
+        Some(c) => Ok(Some(Position::from_cursor(&c)?)),
+    }
 }
 
 fn query(url: &Url, name: &str) -> Option<String> {

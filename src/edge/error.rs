@@ -20,6 +20,8 @@ pub enum EdgeError {
     NoRoute,
     #[error("storage unavailable")]
     Storage(String),
+    #[error("too many requests; retry later")]
+    RateLimited,
 }
 
 impl From<StoreError> for EdgeError {
@@ -57,6 +59,7 @@ impl EdgeError {
             EdgeError::MethodNotAllowed => 405,
             EdgeError::NoRoute => 404,
             EdgeError::Storage(_) => 503,
+            EdgeError::RateLimited => 429,
         }
     }
 
@@ -67,6 +70,7 @@ impl EdgeError {
             EdgeError::MethodNotAllowed => "method_not_allowed",
             EdgeError::NoRoute => "not_found",
             EdgeError::Storage(_) => "storage_unavailable",
+            EdgeError::RateLimited => "rate_limited",
         }
     }
 
@@ -100,6 +104,10 @@ pub fn render(e: &EdgeError, shape: ErrorShape) -> Response {
         ErrorShape::Browser | ErrorShape::TrackV2 => json!({ "errors": [e.detail(None)] }),
     };
     let mut response = json_response(&body, e.status_code());
+    if matches!(e, EdgeError::RateLimited) {
+        let retry = super::limits::RETRY_AFTER_SECS.to_string();
+        let _ = response.headers_mut().set("retry-after", &retry);
+    }
     if matches!(e, EdgeError::Unauthorized) {
         let challenge = match shape {
             ErrorShape::Browser => "Bearer",

@@ -5,6 +5,7 @@
 mod admin;
 mod browser;
 mod error;
+mod limits;
 mod proxy;
 mod router;
 mod track_api;

@@ -9,7 +9,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{console_warn, Method, Request, Response};
 
 use super::visit::{is_html_navigation, new_anon_id, new_event_id, now_secs, Visit};
-use super::Edge;
+use super::{limits, Edge};
 use crate::core::event::{Event, EventType};
 use crate::core::form::{form_identify, parse_form, MAX_FORM_BYTES};
 use crate::core::identifier::{is_cio_id, Identifier};
@@ -39,7 +39,13 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Response {
     // earlier activity joins a person only when it identifies itself.
     if edge.config.auto_identify_links {
         if let Some(cio_id) = link_param(&url) {
-            match edge.store().link(&cio_id).await {
+            let lookup = if limits::link_lookup(edge, &req).await {
+                edge.store().link(&cio_id).await
+            } else {
+                console_warn!("_cio_id link not looked up: rate limited");
+                Ok(None)
+            };
+            match lookup {
                 Ok(Some(p)) => {
                     let written = cookie_identifier(p.id.as_deref(), p.email.as_deref(), &p.cio_id);
                     let linked = Identifier::parse(&written).ok();

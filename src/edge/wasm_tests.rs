@@ -37,7 +37,11 @@ fn errors_render_in_each_shape_with_each_cookie_its_own_header() {
     assert_eq!(browser.status_code(), 400);
     let unauthorized = render(&EdgeError::Unauthorized, ErrorShape::TrackV1);
     assert_eq!(
-        unauthorized.headers().get("www-authenticate").unwrap().as_deref(),
+        unauthorized
+            .headers()
+            .get("www-authenticate")
+            .unwrap()
+            .as_deref(),
         Some("Basic realm=\"track\"")
     );
     let _ = browser.headers_mut().append("set-cookie", "a=1; Path=/");
@@ -60,7 +64,10 @@ fn object_calls_and_errors_survive_the_trip_through_js_json() {
     // JSON.stringify -> serde.
     let through_js = |text: String| -> String {
         let value = js_sys::JSON::parse(&text).unwrap();
-        js_sys::JSON::stringify(&value).unwrap().as_string().unwrap()
+        js_sys::JSON::stringify(&value)
+            .unwrap()
+            .as_string()
+            .unwrap()
     };
     let call = PersonCall::Activity { limit: 7 };
     let back: PersonCall =
@@ -68,7 +75,9 @@ fn object_calls_and_errors_survive_the_trip_through_js_json() {
     assert!(matches!(back, PersonCall::Activity { limit: 7 }));
     for error in [
         StoreError::Client(ClientError::conflict("email", "taken")),
-        StoreError::Client(ClientError::TooLarge { message: "big".into() }),
+        StoreError::Client(ClientError::TooLarge {
+            message: "big".into(),
+        }),
         StoreError::Client(ClientError::not_found("no such person")),
         StoreError::unavailable("down"),
     ] {

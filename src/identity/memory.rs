@@ -26,6 +26,9 @@ pub struct PersonData {
     pub relationships: Vec<Relationship>,
     pub anonymous_ids: BTreeSet<String>,
     pub events: Vec<Event>,
+    /// The stored seq of each event, parallel to `events`.
+    pub seqs: Vec<i64>,
+    pub next_seq: i64,
     pub tombstone: Option<Tombstone>,
 }
 
@@ -33,6 +36,53 @@ pub struct PersonData {
 pub struct VisitorData {
     pub merged_into: Option<String>,
     pub events: Vec<Event>,
+    pub seqs: Vec<i64>,
+    pub next_seq: i64,
+}
+
+/// The event tables of both objects, in memory: insertion with dedup and a
+/// growing seq, pages both ways.
+fn insert(events: &mut Vec<Event>, seqs: &mut Vec<i64>, next: &mut i64, event: &Event) {
+    if !events.iter().any(|e| e.id == event.id) {
+        *next += 1;
+        events.push(event.clone());
+        seqs.push(*next);
+    }
+}
+
+fn desc(
+    events: &[Event],
+    seqs: &[i64],
+    limit: u32,
+    before: Option<Position>,
+) -> Vec<(Event, Position)> {
+    let mut rows: Vec<(Event, Position)> = events
+        .iter()
+        .zip(seqs)
+        .map(|(e, seq)| {
+            (
+                e.clone(),
+                Position {
+                    ts: e.timestamp,
+                    seq: *seq,
+                },
+            )
+        })
+        .filter(|(_, p)| before.is_none_or(|b| (p.ts, p.seq) < (b.ts, b.seq)))
+        .collect();
+    rows.sort_by_key(|(_, p)| std::cmp::Reverse((p.ts, p.seq)));
+    rows.truncate(limit as usize);
+    rows
+}
+
+fn asc(events: &[Event], seqs: &[i64], after: Option<i64>, limit: u32) -> Vec<(Event, i64)> {
+    events
+        .iter()
+        .zip(seqs)
+        .filter(|(_, seq)| after.is_none_or(|a| **seq > a))
+        .take(limit as usize)
+        .map(|(e, seq)| (e.clone(), *seq))
+        .collect()
 }
 
 #[derive(Default)]
@@ -190,24 +240,32 @@ impl VisitorTables for MemVisitor {
         Ok(())
     }
     fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
-        let mut v = self.0.borrow_mut();
-        if !v.events.iter().any(|e| e.id == event.id) {
-            v.events.push(event.clone());
-        }
+        let v = &mut *self.0.borrow_mut();
+        insert(&mut v.events, &mut v.seqs, &mut v.next_seq, event);
         Ok(())
     }
-    fn events(&self, limit: u32, newest_first: bool) -> Result<Vec<Event>, StoreError> {
-        let mut events = self.0.borrow().events.clone();
-        // Stable: ties keep their insertion order, as `ORDER BY ts, seq`.
-        events.sort_by_key(|e| e.timestamp);
-        if newest_first {
-            events.reverse();
-        }
-        events.truncate(limit as usize);
-        Ok(events)
+    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.0.borrow().events.iter().any(|e| e.id == id))
+    }
+    fn event_count(&self) -> Result<u64, StoreError> {
+        Ok(self.0.borrow().events.len() as u64)
+    }
+    fn events_desc(
+        &self,
+        limit: u32,
+        before: Option<Position>,
+    ) -> Result<Vec<(Event, Position)>, StoreError> {
+        let v = self.0.borrow();
+        Ok(desc(&v.events, &v.seqs, limit, before))
+    }
+    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
+        let v = self.0.borrow();
+        Ok(asc(&v.events, &v.seqs, after, limit))
     }
     fn clear_events(&self) -> Result<(), StoreError> {
-        self.0.borrow_mut().events.clear();
+        let mut v = self.0.borrow_mut();
+        v.events.clear();
+        v.seqs.clear();
         Ok(())
     }
 }
@@ -240,21 +298,27 @@ impl PersonTables for MemPerson {
         Ok(())
     }
     fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
-        let mut p = self.0.borrow_mut();
-        if !p.events.iter().any(|e| e.id == event.id) {
-            p.events.push(event.clone());
-        }
+        let p = &mut *self.0.borrow_mut();
+        insert(&mut p.events, &mut p.seqs, &mut p.next_seq, event);
         Ok(())
     }
-    fn events(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
-        let mut events = self.0.borrow().events.clone();
-        events.sort_by_key(|e| e.timestamp);
-        events.reverse();
-        events.truncate(limit as usize);
-        Ok(events)
+    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.0.borrow().events.iter().any(|e| e.id == id))
     }
-    fn all_events(&self) -> Result<Vec<Event>, StoreError> {
-        Ok(self.0.borrow().events.clone())
+    fn event_count(&self) -> Result<u64, StoreError> {
+        Ok(self.0.borrow().events.len() as u64)
+    }
+    fn events_desc(
+        &self,
+        limit: u32,
+        before: Option<Position>,
+    ) -> Result<Vec<(Event, Position)>, StoreError> {
+        let p = self.0.borrow();
+        Ok(desc(&p.events, &p.seqs, limit, before))
+    }
+    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
+        let p = self.0.borrow();
+        Ok(asc(&p.events, &p.seqs, after, limit))
     }
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError> {
         Ok(self.0.borrow().tombstone.clone())
@@ -266,8 +330,10 @@ impl PersonTables for MemPerson {
     fn wipe(&self) -> Result<(), StoreError> {
         let mut p = self.0.borrow_mut();
         let tombstone = p.tombstone.take();
+        let next_seq = p.next_seq;
         *p = PersonData {
             tombstone,
+            next_seq,
             ..PersonData::default()
         };
         Ok(())

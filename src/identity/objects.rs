@@ -14,6 +14,67 @@ use crate::core::profile::{Profile, ProfileUpdate, Relationship};
 use super::backend::Objects;
 use super::wire::*;
 
+/// Events an anonymous visitor may hold; past it, its events are refused
+/// (429, `at_capacity`) until it identifies. Merges move at most this many.
+pub const MAX_VISITOR_EVENTS: u64 = 1_000;
+/// Events a person may hold; past it, new events are refused (429). Merges
+/// are never refused: they move events already accepted.
+pub const MAX_PERSON_EVENTS: u64 = 50_000;
+/// The most event JSON one reply carries (activity pages, merge pages).
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
+/// The most events one merge page moves.
+pub const MERGE_PAGE_EVENTS: u32 = 200;
+
+fn at_capacity(what: &str, cap: u64) -> StoreError {
+    crate::core::Error::AtCapacity {
+        message: format!("{what} holds the most events it may ({cap})"),
+    }
+    .into()
+}
+
+/// Keeps events while they fit in `MAX_PAGE_BYTES` (always at least one),
+/// answering how many were kept.
+fn fit_page<T>(rows: &[(Event, T)]) -> usize {
+    let mut bytes = 0;
+    for (i, (event, _)) in rows.iter().enumerate() {
+        bytes += serde_json::to_string(event).map(|s| s.len()).unwrap_or(0);
+        if bytes > MAX_PAGE_BYTES && i > 0 {
+            return i;
+        }
+    }
+    rows.len()
+}
+
+/// A newest-first page of at most `limit` events and where the next starts.
+fn activity_page(rows: Vec<(Event, Position)>, limit: u32) -> (Vec<Event>, Option<Position>) {
+    let more = rows.len() > limit as usize;
+    let mut rows = rows;
+    rows.truncate(limit as usize);
+    let kept = fit_page(&rows);
+    let next = if more || kept < rows.len() {
+        rows.get(kept.saturating_sub(1)).map(|(_, p)| *p)
+    } else {
+        None
+    };
+    rows.truncate(kept);
+    (rows.into_iter().map(|(e, _)| e).collect(), next)
+}
+
+/// A stored-order page of events and the seq after which more follow.
+fn merge_page(rows: Vec<(Event, i64)>) -> (Vec<Event>, Option<i64>) {
+    let more = rows.len() > MERGE_PAGE_EVENTS as usize;
+    let mut rows = rows;
+    rows.truncate(MERGE_PAGE_EVENTS as usize);
+    let kept = fit_page(&rows);
+    let next = if more || kept < rows.len() {
+        rows.get(kept.saturating_sub(1)).map(|(_, seq)| *seq)
+    } else {
+        None
+    };
+    rows.truncate(kept);
+    (rows.into_iter().map(|(e, _)| e).collect(), next)
+}
+
 // ---------------------------------------------------------------- index ----
 
 /// One identifier value's owner.
@@ -58,9 +119,16 @@ pub trait VisitorTables {
     fn set_merged_into(&self, cio_id: Option<&str>) -> Result<(), StoreError>;
     /// Stores the event unless one with its id is stored (dedup).
     fn insert_event(&self, event: &Event) -> Result<(), StoreError>;
-    /// Newest first, or in the order they happened (a merge hands them over in
-    /// that order).
-    fn events(&self, limit: u32, newest_first: bool) -> Result<Vec<Event>, StoreError>;
+    fn has_event(&self, id: &str) -> Result<bool, StoreError>;
+    fn event_count(&self) -> Result<u64, StoreError>;
+    /// Newest first, from `before` on (exclusive), at most `limit`.
+    fn events_desc(
+        &self,
+        limit: u32,
+        before: Option<Position>,
+    ) -> Result<Vec<(Event, Position)>, StoreError>;
+    /// In stored order, after the seq `after`, at most `limit`.
+    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError>;
     fn clear_events(&self) -> Result<(), StoreError>;
 }
 
@@ -69,11 +137,14 @@ pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<Visitor
         VisitorCall::Record { event } => {
             let merged_into = t.merged_into()?;
             if merged_into.is_none() {
+                if t.event_count()? >= MAX_VISITOR_EVENTS && !t.has_event(&event.id)? {
+                    return Err(at_capacity("this anonymous visitor", MAX_VISITOR_EVENTS));
+                }
                 t.insert_event(&event)?;
             }
             VisitorReply::Recorded { merged_into }
         }
-        VisitorCall::Merge { cio_id } => {
+        VisitorCall::Merge { cio_id, after } => {
             let owner = match t.merged_into()? {
                 Some(owner) => owner,
                 None => {
@@ -81,14 +152,15 @@ pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<Visitor
                     cio_id.clone()
                 }
             };
-            let events = if owner == cio_id {
-                t.events(u32::MAX, false)?
+            let (events, next) = if owner == cio_id {
+                merge_page(t.events_asc(after, MERGE_PAGE_EVENTS + 1)?)
             } else {
-                Vec::new()
+                (Vec::new(), None)
             };
             VisitorReply::Merged {
                 merged_into: owner,
                 events,
+                next,
             }
         }
         VisitorCall::Ack { cio_id } => {
@@ -103,16 +175,17 @@ pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<Visitor
             }
             VisitorReply::Done
         }
-        VisitorCall::Activity { limit } => {
+        VisitorCall::Activity { limit, before } => {
             let merged_into = t.merged_into()?;
-            let events = if merged_into.is_some() {
-                Vec::new()
+            let (events, next) = if merged_into.is_some() {
+                (Vec::new(), None)
             } else {
-                t.events(limit, true)?
+                activity_page(t.events_desc(limit + 1, before)?, limit)
             };
             VisitorReply::Activity(VisitorActivity {
                 merged_into,
                 events,
+                next,
             })
         }
     })
@@ -138,10 +211,16 @@ pub trait PersonTables {
     fn add_anonymous_id(&self, anon_id: &str) -> Result<(), StoreError>;
     /// Stores the event unless one with its id is stored (dedup).
     fn insert_event(&self, event: &Event) -> Result<(), StoreError>;
-    /// Newest first.
-    fn events(&self, limit: u32) -> Result<Vec<Event>, StoreError>;
-    /// In the order they were stored.
-    fn all_events(&self) -> Result<Vec<Event>, StoreError>;
+    fn has_event(&self, id: &str) -> Result<bool, StoreError>;
+    fn event_count(&self) -> Result<u64, StoreError>;
+    /// Newest first, from `before` on (exclusive), at most `limit`.
+    fn events_desc(
+        &self,
+        limit: u32,
+        before: Option<Position>,
+    ) -> Result<Vec<(Event, Position)>, StoreError>;
+    /// In stored order, after the seq `after`, at most `limit`.
+    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError>;
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError>;
     fn set_tombstone(&self, tombstone: Option<&Tombstone>) -> Result<(), StoreError>;
     /// Drops everything but the tombstone.
@@ -204,6 +283,9 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
         PersonCall::Identify(_) => unreachable_identify(),
         PersonCall::Track { event } => match (sealed, t.profile()?) {
             (false, Some(_)) => {
+                if t.event_count()? >= MAX_PERSON_EVENTS && !t.has_event(&event.id)? {
+                    return Err(at_capacity("this person", MAX_PERSON_EVENTS));
+                }
                 t.insert_event(&event)?;
                 Ok(PersonReply::Tracked)
             }
@@ -213,10 +295,27 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
             (false, Some(profile)) => Ok(PersonReply::View(Box::new(view(t, profile)?))),
             _ => gone(&tomb),
         },
-        PersonCall::Activity { limit } => match (sealed, t.profile()?) {
-            (false, Some(_)) => Ok(PersonReply::Activity(Activity {
-                events: t.events(limit)?,
-            })),
+        PersonCall::Activity { limit, before } => match (sealed, t.profile()?) {
+            (false, Some(_)) => {
+                let (events, next) = activity_page(t.events_desc(limit + 1, before)?, limit);
+                Ok(PersonReply::Activity(Activity { events, next }))
+            }
+            _ => gone(&tomb),
+        },
+        PersonCall::DumpEvents { after } => match t.tombstone()? {
+            Some(Tombstone { successor: Some(_) }) => {
+                let (events, next) = merge_page(t.events_asc(Some(after), MERGE_PAGE_EVENTS + 1)?);
+                Ok(PersonReply::Events { events, next })
+            }
+            _ => gone(&tomb),
+        },
+        PersonCall::AbsorbEvents { events } => match (sealed, t.profile()?) {
+            (false, Some(_)) => {
+                for event in &events {
+                    t.insert_event(event)?;
+                }
+                Ok(PersonReply::Done)
+            }
             _ => gone(&tomb),
         },
         PersonCall::Seal { successor } => {
@@ -284,11 +383,13 @@ pub fn view(t: &impl PersonTables, profile: Profile) -> Result<PersonView, Store
 }
 
 fn dump(t: &impl PersonTables, profile: Profile) -> Result<PersonDump, StoreError> {
+    let (events, next) = merge_page(t.events_asc(None, MERGE_PAGE_EVENTS + 1)?);
     Ok(PersonDump {
         profile,
         relationships: t.relationships()?,
         anonymous_ids: t.anonymous_ids()?,
-        events: t.all_events()?,
+        events,
+        next,
     })
 }
 
@@ -441,40 +542,41 @@ async fn merge_visitor(
     if t.has_anonymous_id(anon_id)? {
         return Ok(Merged::AlreadyHere);
     }
-    let reply = objects
-        .visitor(
-            anon_id,
-            VisitorCall::Merge {
-                cio_id: cio_id.to_owned(),
-            },
-        )
-        .await?;
-    let VisitorReply::Merged {
-        merged_into,
-        events,
-    } = reply
-    else {
-        return Err(unexpected("visitor merge"));
-    };
-    if merged_into != cio_id {
-        return Ok(Merged::Elsewhere);
-    }
-    // Other calls may have run on this person while the visitor answered.
-    if let Some(tombstone) = t.tombstone()? {
-        objects
-            .visitor(
-                anon_id,
-                VisitorCall::Repoint {
-                    from: cio_id.to_owned(),
-                    // Anonymous again, with the events it still holds.
-                    to: None,
-                },
-            )
-            .await?;
-        return Ok(Merged::PersonGone(tombstone.successor));
-    }
-    for event in &events {
-        t.insert_event(event)?;
+    // The visitor's events come a page at a time; other calls may run on
+    // this person while the visitor answers, so it re-checks after each.
+    let mut after = None;
+    loop {
+        let call = VisitorCall::Merge {
+            cio_id: cio_id.to_owned(),
+            after,
+        };
+        let VisitorReply::Merged {
+            merged_into,
+            events,
+            next,
+        } = objects.visitor(anon_id, call).await?
+        else {
+            return Err(unexpected("visitor merge"));
+        };
+        if merged_into != cio_id {
+            return Ok(Merged::Elsewhere);
+        }
+        if let Some(tombstone) = t.tombstone()? {
+            let repoint = VisitorCall::Repoint {
+                from: cio_id.to_owned(),
+                // Anonymous again, with the events it still holds.
+                to: None,
+            };
+            objects.visitor(anon_id, repoint).await?;
+            return Ok(Merged::PersonGone(tombstone.successor));
+        }
+        for event in &events {
+            t.insert_event(event)?;
+        }
+        match next {
+            Some(seq) => after = Some(seq),
+            None => break,
+        }
     }
     t.add_anonymous_id(anon_id)?;
     Ok(Merged::Taken)

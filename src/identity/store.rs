@@ -112,15 +112,17 @@ where
         }
     }
 
+    /// A page of a person's activity, newest first, from `before` on.
     pub async fn activity(
         &self,
         identifier: &Identifier,
         limit: u32,
+        before: Option<Position>,
     ) -> Result<Activity, StoreError> {
         let cio_id = self.find(identifier).await?.ok_or_else(not_found)?;
         match self
             .objects
-            .person(&cio_id, PersonCall::Activity { limit })
+            .person(&cio_id, PersonCall::Activity { limit, before })
             .await?
         {
             PersonReply::Activity(activity) => Ok(activity),
@@ -133,10 +135,11 @@ where
         &self,
         anon_id: &str,
         limit: u32,
+        before: Option<Position>,
     ) -> Result<VisitorActivity, StoreError> {
         match self
             .objects
-            .visitor(anon_id, VisitorCall::Activity { limit })
+            .visitor(anon_id, VisitorCall::Activity { limit, before })
             .await?
         {
             VisitorReply::Activity(activity) => Ok(activity),
@@ -598,6 +601,7 @@ where
             _ => return Err(unexpected("seal")),
         };
         let secondary_email = dump.profile.email.clone();
+        let mut next = dump.next;
         let absorb = PersonCall::Absorb { dump, now };
         let view = match self.objects.person(&primary, absorb).await? {
             PersonReply::View(view) => view,
@@ -619,6 +623,29 @@ where
             }
             _ => return Err(unexpected("absorb")),
         };
+        // The rest of the secondary's events, a page at a time. A failure
+        // here leaves the secondary sealed with its data: the retry of the
+        // merge moves it all again (deduplicated).
+        while let Some(after) = next {
+            let page = match self
+                .objects
+                .person(&secondary, PersonCall::DumpEvents { after })
+                .await?
+            {
+                PersonReply::Events { events, next } => (events, next),
+                _ => break,
+            };
+            next = page.1;
+            let absorb = PersonCall::AbsorbEvents { events: page.0 };
+            if !matches!(
+                self.objects.person(&primary, absorb).await?,
+                PersonReply::Done
+            ) {
+                return Err(StoreError::unavailable(
+                    "the primary went away during the merge",
+                ));
+            }
+        }
         let keep: Vec<IndexKey> = secondary_email
             .filter(|e| view.email.as_ref() == Some(e))
             .map(IndexKey::Email)

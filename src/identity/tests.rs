@@ -658,3 +658,110 @@ fn race_two_new_people_claim_one_email() {
         },
     );
 }
+
+// ------------------------------------------------------------ limits ----
+
+fn sized_event(id: &str, ts: i64, bytes: usize) -> Event {
+    let mut e = event(id);
+    e.timestamp = ts;
+    e.data.insert("pad".into(), json!("x".repeat(bytes)));
+    e
+}
+
+#[test]
+fn a_visitor_at_its_cap_refuses_new_events_and_merges_them_all_in_pages() {
+    let mem = Mem::new(0);
+    let store = mem.store();
+    let cap = objects::MAX_VISITOR_EVENTS as usize;
+    for i in 0..cap {
+        run(
+            &mem,
+            store.record(None, "anon-cap", event(&format!("c{i}"))),
+        )
+        .unwrap();
+    }
+    let refused = run(&mem, store.record(None, "anon-cap", event("one-more")));
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Client(ClientError::AtCapacity { .. }))
+        ),
+        "{refused:?}"
+    );
+    // A repeat of an accepted event is still a 200 (dedup), not a refusal.
+    run(&mem, store.record(None, "anon-cap", event("c0"))).unwrap();
+    mem.0.calls.set(0);
+    let done = identify(&mem, json!({"id": "capped"}), Some("anon-cap")).unwrap();
+    assert_eq!(
+        mem.person_data(&done.person.cio_id).unwrap().events.len(),
+        cap
+    );
+    let pages = cap.div_ceil(objects::MERGE_PAGE_EVENTS as usize);
+    assert!(mem.0.calls.get() >= pages, "moved in {pages} pages or more");
+    // Identified, the events go to the person, well under its own cap.
+    run(
+        &mem,
+        store.record(Some(&id("capped")), "anon-cap", event("one-more")),
+    )
+    .unwrap();
+    check_invariants(&mem);
+}
+
+#[test]
+fn activity_pages_are_bounded_in_bytes_and_a_cursor_reaches_everything_once() {
+    let mem = Mem::new(0);
+    let store = mem.store();
+    identify(&mem, json!({"id": "pages"}), None).unwrap();
+    // 30 events of ~100 KB: about 3 MB, so a page of 1000 cannot hold them.
+    for i in 0..30 {
+        let e = sized_event(&format!("p{i:02}"), NOW + i % 3, 100_000);
+        run(&mem, store.record(Some(&id("pages")), "anon-p", e)).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let page = run(&mem, store.activity(&id("pages"), 1000, before)).unwrap();
+        let bytes: usize = page
+            .events
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap().len())
+            .sum();
+        assert!(
+            bytes <= objects::MAX_PAGE_BYTES + 110_000,
+            "a page is bounded: {bytes}"
+        );
+        seen.extend(page.events.iter().map(|e| e.id.clone()));
+        pages += 1;
+        match page.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    assert!(pages >= 3, "{pages} pages");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 30, "every event once");
+    assert_eq!(seen.len(), 30);
+}
+
+#[test]
+fn a_merge_moves_a_person_with_many_events_page_by_page() {
+    let mem = Mem::new(0);
+    let store = mem.store();
+    identify(&mem, json!({"id": "big-p"}), None).unwrap();
+    identify(&mem, json!({"id": "big-s"}), None).unwrap();
+    let n = objects::MERGE_PAGE_EVENTS as usize * 2 + 17;
+    for i in 0..n {
+        run(
+            &mem,
+            store.record(Some(&id("big-s")), "anon-b", event(&format!("b{i}"))),
+        )
+        .unwrap();
+    }
+    run(&mem, store.merge(&id("big-p"), &id("big-s"), NOW)).unwrap();
+    let p = run(&mem, store.profile(&id("big-p"))).unwrap();
+    assert_eq!(mem.person_data(&p.cio_id).unwrap().events.len(), n);
+    check_invariants(&mem);
+}

@@ -74,6 +74,7 @@ pub enum PersonCall {
     Profile,
     Activity {
         limit: u32,
+        before: Option<Position>,
     },
     /// Start a merge into `successor`: from now on this person is gone (every
     /// call is sent on to the successor) but keeps its data until deleted, and
@@ -85,7 +86,15 @@ pub enum PersonCall {
     Unseal {
         successor: String,
     },
-    /// Take in a sealed secondary person.
+    /// The next page of a sealed person's events, after `after` (a seq).
+    DumpEvents {
+        after: i64,
+    },
+    /// Take in a further page of a sealed secondary's events.
+    AbsorbEvents {
+        events: Vec<Event>,
+    },
+    /// Take in a sealed secondary person (its first page of events).
     Absorb {
         dump: Box<PersonDump>,
         now: i64,
@@ -116,6 +125,11 @@ pub enum PersonReply {
     View(Box<PersonView>),
     Activity(Activity),
     Dump(Box<PersonDump>),
+    /// A page of events in stored order; `next` continues after it.
+    Events {
+        events: Vec<Event>,
+        next: Option<i64>,
+    },
     /// No such person, and never was (nothing is created by asking).
     Missing,
     /// The person was deleted (`successor` none) or merged into `successor`.
@@ -155,18 +169,52 @@ pub struct PersonView {
     pub updated_at: i64,
 }
 
+/// Where an event sits in newest-first order: its timestamp and stored seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub ts: i64,
+    pub seq: i64,
+}
+
+impl Position {
+    /// The activity cursor a client gets: `<ts>.<seq>`.
+    pub fn to_cursor(self) -> String {
+        format!("{}.{}", self.ts, self.seq)
+    }
+
+    /// A cursor as `to_cursor` wrote it; anything else is a 400 naming it.
+    pub fn from_cursor(cursor: &str) -> Result<Self, ClientError> {
+        let invalid =
+            || ClientError::invalid("cursor", "must be a cursor exactly as a page returned it");
+        let (ts, seq) = cursor.split_once('.').ok_or_else(invalid)?;
+        let ts = ts.parse::<i64>().map_err(|_| invalid())?;
+        let seq = seq
+            .parse::<i64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(invalid)?;
+        Ok(Position { ts, seq })
+    }
+}
+
+/// A page of activity, newest first; `next` is where the following page
+/// starts (none on the last page).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activity {
     pub events: Vec<Event>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next: Option<Position>,
 }
 
-/// A whole person, as a merge moves it.
+/// A whole person, as a merge moves it; its events come a page at a time,
+/// the first here and the rest after `next`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PersonDump {
     pub profile: Profile,
     pub relationships: Vec<Relationship>,
     pub anonymous_ids: Vec<String>,
     pub events: Vec<Event>,
+    pub next: Option<i64>,
 }
 
 // ---- visitor: one object per anonymous id ----
@@ -178,9 +226,10 @@ pub enum VisitorCall {
         event: Event,
     },
     /// Mark the visitor merged into `cio_id` (unless it already is, into
-    /// another person) and hand over its events.
+    /// another person) and hand over a page of its events, after `after`.
     Merge {
         cio_id: String,
+        after: Option<i64>,
     },
     /// The person stored the handed-over events: drop them here.
     Ack {
@@ -188,6 +237,7 @@ pub enum VisitorCall {
     },
     Activity {
         limit: u32,
+        before: Option<Position>,
     },
     /// The person `from` was merged into another (`to`) or is gone (`None`):
     /// follow it, or become anonymous again, keeping any events not handed
@@ -211,6 +261,8 @@ pub enum VisitorReply {
     Merged {
         merged_into: String,
         events: Vec<Event>,
+        /// More events follow after this seq.
+        next: Option<i64>,
     },
     Activity(VisitorActivity),
     Done,
@@ -221,6 +273,26 @@ pub struct VisitorActivity {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
     pub events: Vec<Event>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next: Option<Position>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let p = Position {
+            ts: 1_700_000_000,
+            seq: 42,
+        };
+        assert_eq!(Position::from_cursor(&p.to_cursor()), Ok(p));
+        for bad in ["", "garbage", "1.", ".5", "1.0", "1.-3", "a.b", "1.2.3"] {
+            let err = Position::from_cursor(bad).unwrap_err();
+            assert_eq!(err.field(), Some("cursor"), "{bad:?}");
+        }
+    }
 }
 
 /// An answer of the wrong kind: a bug between client and object, never the

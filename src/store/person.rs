@@ -11,10 +11,11 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 
 use super::objects::DoObjects;
 use super::rpc::{read_call, reply, SqlResult};
-use super::sql::{bodies, insert_event, table_exists};
+use super::sql::{self, bodies, insert_event, table_exists};
 use crate::core::event::Event;
 use crate::core::profile::{Profile, Relationship};
 use crate::identity::objects::{person_call, FollowUp, PersonTables, Tombstone};
+use crate::identity::wire::Position;
 use crate::identity::wire::VisitorCall;
 use crate::identity::{Objects, StoreError};
 
@@ -155,15 +156,33 @@ impl PersonTables for Person {
         insert_event(&self.sql, event)
     }
 
-    fn events(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
-        self.read(
-            "SELECT body FROM events ORDER BY ts DESC, seq DESC LIMIT ?",
-            vec![i64::from(limit).into()],
-        )
+    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.exists()? && sql::has_event(&self.sql, id)?)
     }
 
-    fn all_events(&self) -> Result<Vec<Event>, StoreError> {
-        self.read("SELECT body FROM events ORDER BY seq", vec![])
+    fn event_count(&self) -> Result<u64, StoreError> {
+        if !self.exists()? {
+            return Ok(0);
+        }
+        sql::event_count(&self.sql)
+    }
+
+    fn events_desc(
+        &self,
+        limit: u32,
+        before: Option<Position>,
+    ) -> Result<Vec<(Event, Position)>, StoreError> {
+        if !self.exists()? {
+            return Ok(Vec::new());
+        }
+        sql::events_desc(&self.sql, limit, before)
+    }
+
+    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
+        if !self.exists()? {
+            return Ok(Vec::new());
+        }
+        sql::events_asc(&self.sql, after, limit)
     }
 
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError> {

@@ -9,9 +9,10 @@ use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::rpc::{read_call, reply, SqlResult};
-use super::sql::{bodies, insert_event, table_exists};
+use super::sql::{self, insert_event, table_exists};
 use crate::core::event::Event;
 use crate::identity::objects::{visitor_call, VisitorTables};
+use crate::identity::wire::Position;
 use crate::identity::StoreError;
 
 pub const BINDING: &str = "VISITOR";
@@ -85,16 +86,33 @@ impl VisitorTables for Visitor {
         insert_event(&self.sql, event)
     }
 
-    fn events(&self, limit: u32, newest_first: bool) -> Result<Vec<Event>, StoreError> {
+    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.exists()? && sql::has_event(&self.sql, id)?)
+    }
+
+    fn event_count(&self) -> Result<u64, StoreError> {
+        if !self.exists()? {
+            return Ok(0);
+        }
+        sql::event_count(&self.sql)
+    }
+
+    fn events_desc(
+        &self,
+        limit: u32,
+        before: Option<Position>,
+    ) -> Result<Vec<(Event, Position)>, StoreError> {
         if !self.exists()? {
             return Ok(Vec::new());
         }
-        let query = if newest_first {
-            "SELECT body FROM events ORDER BY ts DESC, seq DESC LIMIT ?"
-        } else {
-            "SELECT body FROM events ORDER BY ts, seq LIMIT ?"
-        };
-        bodies(&self.sql, query, vec![i64::from(limit).into()])
+        sql::events_desc(&self.sql, limit, before)
+    }
+
+    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
+        if !self.exists()? {
+            return Ok(Vec::new());
+        }
+        sql::events_asc(&self.sql, after, limit)
     }
 
     fn clear_events(&self) -> Result<(), StoreError> {
