@@ -19,7 +19,7 @@ pub struct Config {
     /// How long to wait for the origin's response headers (`ORIGIN_TIMEOUT_MS`).
     pub origin_timeout_ms: u32,
     pub cookies: CookiePolicy,
-    /// `USE_ARRAY_PARAMS` (default true): false reshapes arrays (rule 8).
+    /// `USE_ARRAY_PARAMS` (default true): false reshapes arrays (rule 6.8).
     pub use_array_params: bool,
     /// `AUTO_IDENTIFY_LINKS` (default true): honour `_cio_id` on page URLs.
     pub auto_identify_links: bool,

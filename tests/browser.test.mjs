@@ -186,12 +186,13 @@ test("a fresh browser opening a _cio_id link is identified", async () => {
   await tab.goto(`${base(plain)}/landing?_cio_id=${person.cio_id}`);
   assert.equal(await cookie(fresh, "_cioid"), id);
   const anon = await cookie(fresh, "_cioanonid");
-  await eventually(async () => (await admin(plain, `people/${id}`)).body.anonymous_ids.includes(anon), "anon merged");
   // The landing page's own auto page view goes to the person.
   await eventually(async () => {
     const events = (await admin(plain, `people/${id}/activity`)).body.events;
     return events.some((e) => e.type === "page" && e.name.includes(`_cio_id=${person.cio_id}`));
   }, "landing page view on the person");
+  // A link merges no anonymous history (identity rule 12).
+  assert.ok(!(await admin(plain, `people/${id}`)).body.anonymous_ids.includes(anon));
   await fresh.close();
 });
 

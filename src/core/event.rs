@@ -1,4 +1,4 @@
-//! Page views and track events: parsing, the limits of rule 9, and the shape
+//! Page views and track events: parsing, the limits of rule 6.9, and the shape
 //! they are stored and read back in.
 
 use serde::{Deserialize, Serialize};

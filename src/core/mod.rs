@@ -11,6 +11,7 @@ pub mod event;
 pub mod form;
 pub mod identifier;
 pub mod profile;
+pub mod routes;
 pub mod snippet;
 pub mod track_api;
 

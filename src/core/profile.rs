@@ -1,4 +1,4 @@
-//! Person profiles: the identify body (API rules 6.1-6.9), the profile record,
+//! Person profiles: the identify body (docs/API.md rules 6.1-6.9), the profile record,
 //! and how an identify changes it. The storage layer runs `apply` inside the
 //! person's Durable Object, so every rule here holds under concurrency.
 
@@ -64,7 +64,7 @@ pub fn parse_identify(body: &Object, use_array_params: bool) -> Result<Identify,
 }
 
 /// Everything of an identify body but the identifier: email, created_at,
-/// attributes and relationships, with the limits of rule 9.
+/// attributes and relationships, with the limits of rule 6.9.
 pub fn parse_update(body: &Object, use_array_params: bool) -> Result<ProfileUpdate, Error> {
     let email = match body.get("email") {
         None | Some(Value::Null) => None,
@@ -156,7 +156,7 @@ pub struct RelationshipChange {
 }
 
 impl RelationshipChange {
-    /// API rule 7: `{"action", "relationships": [{"identifiers": {...},
+    /// Rule 6.7: `{"action", "relationships": [{"identifiers": {...},
     /// "relationship_attributes"?}]}`.
     pub fn parse(value: &Value, use_array_params: bool) -> Result<Self, Error> {
         const FIELD: &str = "cio_relationships";
@@ -357,7 +357,7 @@ impl Profile {
 }
 
 /// The `_cioid` value for a person reached by cio_id: the id, else the email,
-/// else `cio_<cio_id>` (API section 1).
+/// else `cio_<cio_id>` (docs/API.md section 1).
 pub fn cookie_identifier(id: Option<&str>, email: Option<&str>, cio_id: &str) -> String {
     id.or(email)
         .map(str::to_owned)

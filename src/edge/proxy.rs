@@ -8,14 +8,15 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use worker::{console_warn, Method, Request, Response};
 
-use super::visit::{is_html_navigation, new_anon_id, now_secs, Visit};
-use super::Edge;
+use super::visit::{is_html_navigation, new_anon_id, new_event_id, now_secs, Visit};
+use super::{limits, Edge};
 use crate::core::event::{Event, EventType};
 use crate::core::form::{form_identify, parse_form, MAX_FORM_BYTES};
 use crate::core::identifier::{is_cio_id, Identifier};
 use crate::core::profile::cookie_identifier;
 use crate::core::snippet::SnippetInjector;
-use crate::store::identity::{self, IdentifyOptions};
+use crate::identity::IdentifyOptions;
+use crate::store::{detached_store, finish};
 
 pub const ANON_HEADER: &str = "x-cio-anon-id";
 pub const ID_HEADER: &str = "x-cio-id";
@@ -26,24 +27,34 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Response {
     let policy = &edge.config.cookies;
     let html_navigation = is_html_navigation(&req.method(), req.headers());
 
-    let (mut anon_id, mut anon_changed) = match &visit.cookies.anon_id {
+    let (anon_id, anon_changed) = match &visit.cookies.anon_id {
         Some(anon) => (anon.clone(), false),
         None => (new_anon_id(), true),
     };
     let mut identifier = visit.cookies.identifier.clone();
     let mut set_cookies = Vec::new();
 
+    // A tracked link names a person; it identifies this browser unless the
+    // browser is already someone else, and merges nothing: the visitor's
+    // earlier activity joins a person only when it identifies itself.
     if edge.config.auto_identify_links {
         if let Some(cio_id) = link_param(&url) {
-            match identity::link(&edge.env, &cio_id, &anon_id, now_secs()).await {
-                Ok(Some(found)) => {
-                    let p = &found.person;
+            let lookup = if limits::link_lookup(edge, &req).await {
+                edge.store().link(&cio_id).await
+            } else {
+                console_warn!("_cio_id link not looked up: rate limited");
+                Ok(None)
+            };
+            match lookup {
+                Ok(Some(p)) => {
                     let written = cookie_identifier(p.id.as_deref(), p.email.as_deref(), &p.cio_id);
-                    set_cookies.push(policy.id_cookie(visit.https, &written));
-                    identifier = Identifier::parse(&written).ok();
-                    if found.rotate_anon {
-                        anon_id = new_anon_id();
-                        anon_changed = true;
+                    let linked = Identifier::parse(&written).ok();
+                    let someone_else = identifier.is_some()
+                        && identifier != linked
+                        && identifier != Some(Identifier::CioId(p.cio_id.clone()));
+                    if !someone_else {
+                        set_cookies.push(policy.id_cookie(visit.https, &written));
+                        identifier = linked;
                     }
                 }
                 Ok(None) => {}
@@ -114,20 +125,16 @@ fn small_form(req: &Request) -> Option<String> {
 fn identify_in_background(edge: &Edge, identify: crate::core::profile::Identify, anon_id: String) {
     let env = edge.env.clone();
     edge.ctx.wait_until(async move {
-        let cache = crate::store::cache::Cache::new(&env);
         let options = IdentifyOptions {
             create: true,
             anonymous_id: Some(&anon_id),
             now: now_secs(),
         };
-        match identity::identify(&env, &cache, &identify, options).await {
-            Ok(done) => {
-                cache
-                    .remember_person(&done.person, done.identifiers_changed)
-                    .await
-            }
-            Err(e) => console_warn!("form identify not applied: {e}"),
+        let store = detached_store(&env);
+        if let Err(e) = store.identify(&identify, options).await {
+            console_warn!("form identify not applied: {e}");
         }
+        finish(store).await;
     });
 }
 
@@ -147,13 +154,14 @@ fn record_page_view(edge: &Edge, url: &Url, identifier: Option<Identifier>, anon
         data: Default::default(),
         timestamp: now_secs(),
         anonymous_id: None,
-        id: uuid::Uuid::new_v4().to_string(),
+        id: new_event_id(),
     };
     edge.ctx.wait_until(async move {
-        let cache = crate::store::cache::Cache::new(&env);
-        if let Err(e) = identity::record(&env, &cache, identifier.as_ref(), &anon_id, event).await {
+        let store = detached_store(&env);
+        if let Err(e) = store.record(identifier.as_ref(), &anon_id, event).await {
             console_warn!("edge page view not recorded: {e}");
         }
+        finish(store).await;
     });
 }
 
