@@ -1,4 +1,4 @@
-// Input hardening (docs/hardening-notes.md): long page names, event ids and
+// Input hardening (docs/API.md rules 6.1, 6.2, 6.9, 6.10, sections 3 and 5): long page names, event ids and
 // timestamps a browser cannot abuse, ids that cannot be mistaken for a cio_id
 // or folded into another, one person per email spelling, a checked admin
 // cursor, and merges that keep the secondary's email.
