@@ -6,7 +6,9 @@ use std::fmt;
 
 use crate::core::identifier::Identifier;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum IndexKey {
     Id(String),
     /// Always the normalised (lowercased) email.

@@ -12,6 +12,7 @@ use crate::core::event::Event;
 use crate::core::profile::{Profile, ProfileUpdate, Relationship};
 
 use super::backend::Objects;
+use super::key::IndexKey;
 use super::wire::*;
 
 /// Events an anonymous visitor may hold; past it, its events are refused
@@ -443,7 +444,16 @@ fn apply_update(t: &impl PersonTables, call: &IdentifyCall) -> Result<Applied, S
     if let Some(tombstone) = t.tombstone()? {
         return Ok(Applied::Gone(tombstone.successor));
     }
-    let (mut profile, created) = match t.profile()? {
+    let stored = t.profile()?;
+    if let Some(key) = &call.must_hold {
+        let holds = stored
+            .as_ref()
+            .is_some_and(|p| IndexKey::all_of(p.id.as_deref(), p.email.as_deref()).contains(key));
+        if !holds {
+            return Ok(Applied::Missing);
+        }
+    }
+    let (mut profile, created) = match stored {
         // Nothing to change (a link click): leave updated_at alone.
         Some(_) if call.update == ProfileUpdate::default() => {
             return Ok(Applied::Done {

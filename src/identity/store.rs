@@ -50,6 +50,8 @@ enum Attempt {
     Done(Box<Identified>, bool),
     /// The person reached was deleted or merged while we worked on it.
     Gone(String),
+    /// The cached owner no longer holds the identifier: ask the index.
+    Stale(IndexKey),
 }
 
 impl<O, C, B> Store<O, C, B>
@@ -216,12 +218,22 @@ where
         identify: &Identify,
         options: IdentifyOptions<'_>,
     ) -> Result<Identified, StoreError> {
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
             let mut claims = Vec::new();
-            match self.identify_once(&mut claims, identify, options).await {
+            // The first attempt may find an existing person through the cache
+            // and skip the index claim; a retry always asks the index.
+            let use_cache = attempt == 0;
+            match self
+                .identify_once(&mut claims, identify, options, use_cache)
+                .await
+            {
                 Ok(Attempt::Done(done, identifiers_changed)) => {
                     self.cache_person(&done.person, identifiers_changed);
                     return Ok(*done);
+                }
+                Ok(Attempt::Stale(key)) => {
+                    self.roll_back(&mut claims).await;
+                    self.cache_owner(key, None);
                 }
                 Ok(Attempt::Gone(gone)) => {
                     self.roll_back(&mut claims).await;
@@ -267,6 +279,7 @@ where
         claims: &mut Vec<(IndexKey, String)>,
         identify: &Identify,
         options: IdentifyOptions<'_>,
+        use_cache: bool,
     ) -> Result<Attempt, StoreError> {
         let update = &identify.update;
         let conflict = |field: &'static str| -> StoreError {
@@ -276,8 +289,16 @@ where
         // Who: the cio_id itself, or the owner of the identifier, claimed for a
         // fresh cio_id when creating (the claim decides any race).
         let primary = IndexKey::of(&identify.identifier);
+        let cached = match (&primary, use_cache) {
+            (Some(key), true) => self.cache.owner(key).await,
+            _ => None,
+        };
+        let must_hold = cached.as_ref().and(primary.clone());
         let (mut target, created) = match (&identify.identifier, &primary) {
             (Identifier::CioId(cio_id), _) => (cio_id.clone(), false),
+            // An existing person found through the cache; it checks it still
+            // holds the identifier, which saves the index round trip.
+            (_, Some(_)) if cached.is_some() => (cached.clone().unwrap_or_default(), false),
             (_, Some(key)) if options.create => {
                 let fresh = new_cio_id();
                 let owner = self.claim_for(claims, key, &fresh).await?;
@@ -329,6 +350,7 @@ where
                 email_claimed,
                 anonymous_id: options.anonymous_id.map(str::to_owned),
                 now: options.now,
+                must_hold: must_hold.clone(),
             };
             let reply = match self
                 .objects
@@ -347,38 +369,43 @@ where
                 }
                 other => other?,
             };
-            match reply {
-                PersonReply::Missing if adopting_lead => return Err(conflict("email")),
-                PersonReply::Missing => return Err(not_found()),
-                PersonReply::Gone { .. } if created => {
-                    return Err(StoreError::unavailable("a new person was gone at once"))
+            match (reply, &must_hold) {
+                (PersonReply::Missing | PersonReply::Gone { .. }, Some(key)) => {
+                    return Ok(Attempt::Stale(key.clone()))
                 }
-                PersonReply::Gone { .. } => return Ok(Attempt::Gone(target)),
-                PersonReply::Identified(IdentifyReply::NeedsEmailClaim) if !email_claimed => {
-                    let email = IndexKey::Email(update.email.clone().unwrap_or_default());
-                    if self.claim_for(claims, &email, &target).await? != target {
-                        return Err(conflict("email"));
+                (reply, _) => match reply {
+                    PersonReply::Missing if adopting_lead => return Err(conflict("email")),
+                    PersonReply::Missing => return Err(not_found()),
+                    PersonReply::Gone { .. } if created => {
+                        return Err(StoreError::unavailable("a new person was gone at once"))
                     }
-                    email_claimed = true;
-                }
-                PersonReply::Identified(IdentifyReply::Done {
-                    person,
-                    released_email,
-                    rotate_anon,
-                    identifiers_changed,
-                }) => {
-                    if let Some(old) = released_email {
-                        let key = IndexKey::Email(old);
-                        self.release(&key, &person.cio_id).await?;
-                        self.cache_owner(key, None);
+                    PersonReply::Gone { .. } => return Ok(Attempt::Gone(target)),
+                    PersonReply::Identified(IdentifyReply::NeedsEmailClaim) if !email_claimed => {
+                        let email = IndexKey::Email(update.email.clone().unwrap_or_default());
+                        if self.claim_for(claims, &email, &target).await? != target {
+                            return Err(conflict("email"));
+                        }
+                        email_claimed = true;
                     }
-                    let done = Identified {
-                        person: *person,
+                    PersonReply::Identified(IdentifyReply::Done {
+                        person,
+                        released_email,
                         rotate_anon,
-                    };
-                    return Ok(Attempt::Done(Box::new(done), identifiers_changed));
-                }
-                _ => return Err(unexpected("identify")),
+                        identifiers_changed,
+                    }) => {
+                        if let Some(old) = released_email {
+                            let key = IndexKey::Email(old);
+                            self.release(&key, &person.cio_id).await?;
+                            self.cache_owner(key, None);
+                        }
+                        let done = Identified {
+                            person: *person,
+                            rotate_anon,
+                        };
+                        return Ok(Attempt::Done(Box::new(done), identifiers_changed));
+                    }
+                    _ => return Err(unexpected("identify")),
+                },
             }
         }
     }

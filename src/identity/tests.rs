@@ -447,10 +447,29 @@ fn a_link_resolves_the_person_and_merges_nothing() {
 fn round_trips_per_identify() {
     let mem = Mem::new(0);
     identify(&mem, json!({"id": "rt", "email": "rt@x.io"}), None).unwrap();
-    mem.0.calls.set(0);
     let store = mem.store();
-    block_on(store.identify(&identify_body(json!({"id": "rt", "plan": "x"})), opts(None))).unwrap();
-    assert_eq!(mem.0.calls.get(), 2, "existing person: index claim, person");
+    let again = || identify_body(json!({"id": "rt", "plan": "x"}));
+    mem.0.calls.set(0);
+    block_on(store.identify(&again(), opts(None))).unwrap();
+    assert_eq!(mem.0.calls.get(), 1, "existing person, owner cached: the person alone");
+    mem.0.kv.borrow_mut().clear();
+    mem.0.calls.set(0);
+    block_on(store.identify(&again(), opts(None))).unwrap();
+    assert_eq!(mem.0.calls.get(), 2, "nothing cached: index claim, person");
+}
+
+#[test]
+fn a_stale_cached_owner_never_misdirects_an_identify() {
+    let mem = Mem::new(0);
+    let a = identify(&mem, json!({"id": "a", "email": "old@x.io"}), None).unwrap();
+    identify(&mem, json!({"id": "a", "email": "new@x.io"}), None).unwrap();
+    let b = identify(&mem, json!({"id": "b", "email": "old@x.io"}), None).unwrap();
+    // A cache write that lost a race: old@ still cached as A's.
+    block_on(mem.remember_owner_for_test(&IndexKey::Email("old@x.io".into()), &a.person.cio_id));
+    let done = identify(&mem, json!({"id": "old@x.io", "seen": true}), None).unwrap();
+    assert_eq!(done.person.cio_id, b.person.cio_id, "the index decides, not the stale cache");
+    assert_eq!(mem.person_data(&a.person.cio_id).unwrap().profile.unwrap().attributes.get("seen"), None);
+    check_invariants(&mem);
 }
 
 // ------------------------------------------------------------------ races --

@@ -11,6 +11,8 @@ use crate::core::event::Event;
 use crate::core::profile::{Profile, ProfileUpdate, Relationship};
 use crate::core::Error as ClientError;
 
+use super::key::IndexKey;
+
 /// Why a storage call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum StoreError {
@@ -114,6 +116,10 @@ pub struct IdentifyCall {
     /// The visitor whose anonymous activity merges into this person.
     pub anonymous_id: Option<String>,
     pub now: i64,
+    /// The person was found through the cache, not the index: it must still
+    /// hold this identifier, else it answers `Missing` and nothing changes.
+    #[serde(default)]
+    pub must_hold: Option<IndexKey>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
