@@ -108,3 +108,25 @@ test(`merges of one pair in both directions at once, ${TRIES} times: one person 
   }
   console.log(`# merge vs merge: ${JSON.stringify(outcomes)}`);
 });
+
+test("right after an identify or a link click answers, the admin reads see everything (no waiting), 20 times", async () => {
+  for (let i = 0; i < 20; i++) {
+    const b = new Browser(edge);
+    await b.visit("/");
+    const ids = [uid("m1"), uid("m2"), uid("m3")];
+    for (const id of ids) assert.equal((await b.track("before", {}, { id })).status, 200);
+    const who = uid("now");
+    assert.equal((await b.identify({ id: who })).status, 200);
+    const seen = (await events(who)).map((e) => e.id).filter((id) => id.startsWith("browser:m"));
+    assert.deepEqual(seen.sort(), ids.map((id) => `browser:${id}`).sort(), "every merged event, at once");
+
+    const { cio_id } = (await person(who)).body;
+    const fresh = new Browser(edge);
+    const click = await fresh.visit(`/?_cio_id=${cio_id}`);
+    assert.equal(click.status, 200);
+    assert.equal(fresh.cioid, who);
+    const after = uid("click");
+    assert.equal((await fresh.track("after_click", {}, { id: after })).status, 200);
+    assert.ok((await events(who)).some((e) => e.id === `browser:${after}`), "the clicked browser's event is the person's at once");
+  }
+});
