@@ -1,7 +1,9 @@
 // The reference: a hand-written minimal JS worker doing the proxy's job (read
 // the cookie, issue a UUID v4 if missing, forward with X-Cio-Anon-Id, stream
-// back, append the cookie). cio-edge is measured against it.
+// back, append the cookie; with INJECT_SNIPPET=true, insert the snippet before
+// </head> with HTMLRewriter). cio-edge is measured against it.
 const ANON = /(?:^|;\s*)_cioanonid=([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?:;|$)/;
+const SNIPPET = `<script>var _cio=_cio||[];(function(){var a,b,c;a=function(f){return function(){_cio.push([f].concat(Array.prototype.slice.call(arguments,0)))}};b=["load","identify","sidentify","track","page","on","off"];for(c=0;c<b.length;c++){_cio[b[c]]=a(b[c])};var t=document.createElement('script'),s=document.getElementsByTagName('script')[0];t.async=true;t.id='cio-tracker';t.src='/_cio/track.js';(s?s.parentNode.insertBefore(t,s):document.head.appendChild(t))})();</script>`;
 
 export default {
   async fetch(request, env) {
@@ -18,6 +20,19 @@ export default {
     });
     const out = new Response(res.body, res);
     if (!found) out.headers.append("set-cookie", `_cioanonid=${anon}; Path=/; Max-Age=31536000; SameSite=Lax`);
+    if (env.INJECT_SNIPPET === "true" && res.status === 200 && (res.headers.get("content-type") || "").startsWith("text/html")) {
+      out.headers.delete("content-length");
+      let has = false;
+      return new HTMLRewriter()
+        .on("head script", {
+          element(el) {
+            const src = el.getAttribute("src");
+            if (src && src.includes("track.js")) has = true;
+          },
+        })
+        .on("head", { element: (el) => el.onEndTag((end) => has || end.before(SNIPPET, { html: true })) })
+        .transform(out);
+    }
     return out;
   },
 };

@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod form;
 pub mod identifier;
+pub mod plan;
 pub mod profile;
 pub mod snippet;
 pub mod track_api;

@@ -1,7 +1,7 @@
-//! What the edge knows about one incoming request before it acts: the
+//! What the edge knows about one request to an endpoint before it acts: the
 //! visitor's validated identity cookies and how the request arrived.
 
-use worker::{Headers, Method, Request};
+use worker::Request;
 
 use crate::core::cookies::{read_cookies, IncomingCookies};
 
@@ -17,18 +17,6 @@ impl Visit {
             cookies: read_cookies(header.as_deref()),
             https: url.scheme() == "https",
         }
-    }
-}
-
-/// A top-level HTML navigation: a GET a browser makes for a document.
-pub fn is_html_navigation(method: &Method, headers: &Headers) -> bool {
-    if *method != Method::Get {
-        return false;
-    }
-    let header = |name: &str| headers.get(name).ok().flatten();
-    match header("sec-fetch-mode") {
-        Some(mode) => mode == "navigate",
-        None => header("accept").is_some_and(|accept| accept.contains("text/html")),
     }
 }
 
