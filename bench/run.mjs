@@ -22,7 +22,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS || 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS || 16);
 const ENDPOINTS = process.env.BENCH_ENDPOINTS !== "0"; // the cio-edge-only endpoint scenarios
-const ONLY = process.env.BENCH_ONLY; // run only the scenarios whose name contains this
+const ONLY = process.env.BENCH_ONLY; // a comma-separated list of scenario names to run
 const WASM_BUDGET_KIB = 300; // gzipped; stretch 250
 const ANON = "0f8fad5b-d9cb-469f-a165-70867728950e"; // a returning visitor
 const ADMIN_TOKEN = "bench-admin";
@@ -243,7 +243,7 @@ try {
     );
   }
   for (const { name, passThrough, pair, s } of scenarios) {
-    if (ONLY && !name.includes(ONLY)) continue;
+    if (ONLY && !ONLY.split(",").includes(name)) continue;
     const runs = { cio_edge: [], js: [] };
     const rounds = pair.length > 1 ? ROUNDS : Math.min(ROUNDS, 3);
     for (let round = 0; round < rounds; round++) {

@@ -40,6 +40,7 @@ async function forward(request, text, body) {
     }
   }
   const method = request.method;
+  // The origin has the plan's milliseconds to send its headers.
   const init = { method, headers, redirect: "manual", signal: AbortSignal.timeout(Number(lines[2])) };
   if (body !== undefined) init.body = body;
   else if (method !== "GET" && method !== "HEAD") init.body = request.body;

@@ -292,7 +292,7 @@ pub fn forward(
         (ID_HEADER, identifier.map(str::to_owned)),
     ];
     Forward {
-        target: origin_url(&config.origin, url).into(),
+        target: origin_url(&config.origin, url),
         timeout_ms: config.origin_timeout_ms,
         headers,
         set_cookies,
@@ -312,11 +312,17 @@ pub fn injects(status: u16, content_type: Option<&str>) -> bool {
 
 /// The origin URL for a request: the origin's scheme, host and port, its path
 /// as a prefix, then the request's own path and query, untouched.
-pub fn origin_url(origin: &Url, url: &Url) -> Url {
-    let mut target = origin.clone();
-    let prefix = origin.path().trim_end_matches('/');
-    target.set_path(&format!("{prefix}{}", url.path()));
-    target.set_query(url.query());
+pub fn origin_url(origin: &Url, url: &Url) -> String {
+    // Both are serialized already: join the strings (an origin carries no
+    // query or fragment, so its text ends with its path).
+    let base = origin.as_str().trim_end_matches('/');
+    let mut target = String::with_capacity(base.len() + url.path().len() + 64);
+    target.push_str(base);
+    target.push_str(url.path());
+    if let Some(query) = url.query() {
+        target.push('?');
+        target.push_str(query);
+    }
     target
 }
 
@@ -563,6 +569,26 @@ mod tests {
         assert_eq!(cookies, f.set_cookies.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(cookies.len(), 1);
         assert_eq!(Plan::Rust(Reason::Link).to_text(), "rust link");
+    }
+
+    #[test]
+    fn origin_urls() {
+        let cases = [
+            ("http://127.0.0.1:9000", "https://x.test/a/b?c=d&e", "http://127.0.0.1:9000/a/b?c=d&e"),
+            ("http://127.0.0.1:9000/", "https://x.test/", "http://127.0.0.1:9000/"),
+            ("https://o.test/base/", "https://x.test/p%20q?", "https://o.test/base/p%20q?"),
+            ("https://o.test/base", "https://x.test/?x=%2F", "https://o.test/base/?x=%2F"),
+        ];
+        for (origin, url, want) in cases {
+            let got = origin_url(&Url::parse(origin).unwrap(), &Url::parse(url).unwrap());
+            assert_eq!(got, want, "{origin} {url}");
+            // The same as setting the joined path and the query on the origin.
+            let (o, u) = (Url::parse(origin).unwrap(), Url::parse(url).unwrap());
+            let mut old = o.clone();
+            old.set_path(&format!("{}{}", o.path().trim_end_matches('/'), u.path()));
+            old.set_query(u.query());
+            assert_eq!(got, old.as_str());
+        }
     }
 
     #[test]

@@ -20,9 +20,17 @@ impl Visit {
     }
 }
 
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// The runtime's `crypto.randomUUID()`: one call, where building a UUID
+    /// from `getRandomValues` takes several.
+    #[wasm_bindgen(js_namespace = crypto, js_name = randomUUID)]
+    fn random_uuid() -> String;
+}
+
 /// A new anonymous id: a lowercase UUID v4 from the runtime's crypto source.
 pub fn new_anon_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    random_uuid()
 }
 
 /// Unix seconds now.
