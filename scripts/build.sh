@@ -31,7 +31,7 @@ fi
 
 # Names and producers only serve stack traces: the release build drops them.
 strip=
-[ "$profile" = release ] && strip="--remove-name-section --remove-producers-section"
+[ "$profile" = release ] && [ -z "${CIO_KEEP_NAMES:-}" ] && strip="--remove-name-section --remove-producers-section"
 out=build/.wbg
 rm -rf "$out"
 # The same flags worker-build passes: panic recovery (`__wbg_reset_state`).

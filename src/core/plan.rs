@@ -166,19 +166,62 @@ pub fn set_cookies_of(text: &str) -> impl Iterator<Item = &str> {
         .filter_map(|line| line.strip_prefix('c'))
 }
 
+/// The parts of a request URL the decision reads. The runtime hands over its
+/// own serialization (scheme and host lowercase, path and query encoded), so
+/// splitting the text is enough; a URL that does not split is handed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrlParts<'a> {
+    pub scheme: &'a str,
+    /// Without userinfo and port; an IPv6 address keeps its brackets.
+    pub host: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+}
+
+impl<'a> UrlParts<'a> {
+    pub fn split(url: &'a str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        if !matches!(scheme, "http" | "https") {
+            return None;
+        }
+        let rest = rest.split('#').next().unwrap_or_default();
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, rest) = rest.split_at(authority_end);
+        let authority = authority.rsplit('@').next().unwrap_or_default();
+        let host = if authority.starts_with('[') {
+            &authority[..authority.find(']')? + 1]
+        } else {
+            authority.split(':').next().unwrap_or_default()
+        };
+        let (path, query) = match rest.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (rest, None),
+        };
+        if host.is_empty() || !path.starts_with('/') {
+            return None;
+        }
+        Some(UrlParts {
+            scheme,
+            host,
+            path,
+            query,
+        })
+    }
+}
+
 /// What is known of one request to the site before it is forwarded.
-pub struct Visit {
-    pub url: Url,
+pub struct Visit<'a> {
+    pub url: UrlParts<'a>,
     pub cookies: IncomingCookies,
     pub https: bool,
     pub html_navigation: bool,
 }
 
-impl Visit {
-    pub fn read(inputs: &Inputs) -> Option<Self> {
-        let url = Url::parse(inputs.url).ok()?;
+impl<'a> Visit<'a> {
+    pub fn read(inputs: &Inputs<'a>) -> Option<Self> {
+        let url = UrlParts::split(inputs.url)?;
         Some(Visit {
-            https: url.scheme() == "https",
+            https: url.scheme == "https",
             cookies: read_cookies(inputs.cookie),
             html_navigation: is_html_navigation(inputs),
             url,
@@ -198,9 +241,9 @@ pub fn is_html_navigation(inputs: &Inputs) -> bool {
 }
 
 /// The `_cio_id` of a link, when it has the shape of one.
-pub fn link_param(url: &Url) -> Option<String> {
-    url.query()?;
-    url.query_pairs()
+pub fn link_param(url: &UrlParts) -> Option<String> {
+    let query = url.query.filter(|q| q.contains(LINK_PARAM))?;
+    url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == LINK_PARAM)
         .map(|(_, v)| v.into_owned())
         .filter(|v| is_cio_id(v))
@@ -220,11 +263,9 @@ pub fn small_form<'a>(inputs: &Inputs<'a>) -> Option<&'a str> {
 }
 
 /// The route under the track API host, when this request is for it.
-pub fn track_host_route<'u>(config: &Config, url: &'u Url) -> Option<&'u str> {
+pub fn track_host_route<'u>(config: &Config, url: &UrlParts<'u>) -> Option<&'u str> {
     let host = config.track_api_host.as_deref()?;
-    (url.host_str() == Some(host))
-        .then(|| url.path().strip_prefix("/api/"))
-        .flatten()
+    (url.host == host).then(|| url.path.strip_prefix("/api/")).flatten()
 }
 
 /// Decides a request. `new_anon_id` is called only when the visitor needs one.
@@ -242,7 +283,7 @@ pub fn plan(
     if track_host_route(config, &visit.url).is_some() {
         return Plan::Rust(Reason::TrackApiHost);
     }
-    if visit.url.path().starts_with(PREFIX) {
+    if visit.url.path.starts_with(PREFIX) {
         return Plan::Rust(Reason::Reserved);
     }
     if config.auto_identify_links && link_param(&visit.url).is_some() {
@@ -265,7 +306,7 @@ pub fn plan(
     }
     Plan::Forward(forward(
         config,
-        &visit.url,
+        visit.url,
         inputs.method,
         &anon_id,
         identifier.as_deref(),
@@ -277,7 +318,7 @@ pub fn plan(
 /// told, which cookies are set, whether the page gets the snippet.
 pub fn forward(
     config: &Config,
-    url: &Url,
+    url: UrlParts,
     method: &str,
     anon_id: &str,
     identifier: Option<&str>,
@@ -286,8 +327,8 @@ pub fn forward(
     // A client-sent X-Cio-* header never reaches the origin.
     let headers = vec![
         ("host", None),
-        ("x-forwarded-host", Some(url.host_str().unwrap_or_default().to_owned())),
-        ("x-forwarded-proto", Some(url.scheme().to_owned())),
+        ("x-forwarded-host", Some(url.host.to_owned())),
+        ("x-forwarded-proto", Some(url.scheme.to_owned())),
         (ANON_HEADER, Some(anon_id.to_owned())),
         (ID_HEADER, identifier.map(str::to_owned)),
     ];
@@ -312,14 +353,14 @@ pub fn injects(status: u16, content_type: Option<&str>) -> bool {
 
 /// The origin URL for a request: the origin's scheme, host and port, its path
 /// as a prefix, then the request's own path and query, untouched.
-pub fn origin_url(origin: &Url, url: &Url) -> String {
+pub fn origin_url(origin: &Url, url: UrlParts) -> String {
     // Both are serialized already: join the strings (an origin carries no
     // query or fragment, so its text ends with its path).
     let base = origin.as_str().trim_end_matches('/');
-    let mut target = String::with_capacity(base.len() + url.path().len() + 64);
+    let mut target = String::with_capacity(base.len() + url.path.len() + 64);
     target.push_str(base);
-    target.push_str(url.path());
-    if let Some(query) = url.query() {
+    target.push_str(url.path);
+    if let Some(query) = url.query {
         target.push('?');
         target.push_str(query);
     }
@@ -572,6 +613,29 @@ mod tests {
     }
 
     #[test]
+    fn url_parts_match_the_url_parser() {
+        for url in [
+            "http://x.test/",
+            "https://Shop.Example.com:8443/a/b?c=d&e#frag",
+            "http://user:pw@x.test:81/p?q",
+            "http://[::1]:8787/x?y=1",
+            "http://127.0.0.1:8787/_cio/track.js",
+            "https://x.test/p%20q?",
+            "https://xn--bcher-kva.example/",
+        ] {
+            let parsed = Url::parse(url).unwrap();
+            let parts = UrlParts::split(parsed.as_str()).unwrap();
+            assert_eq!(parts.scheme, parsed.scheme(), "{url}");
+            assert_eq!(Some(parts.host), parsed.host_str(), "{url}");
+            assert_eq!(parts.path, parsed.path(), "{url}");
+            assert_eq!(parts.query, parsed.query(), "{url}");
+        }
+        for bad in ["", "not a url", "ftp://x.test/", "http://", "http:///p", "http://x.test", "http://[::1/"] {
+            assert_eq!(UrlParts::split(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn origin_urls() {
         let cases = [
             ("http://127.0.0.1:9000", "https://x.test/a/b?c=d&e", "http://127.0.0.1:9000/a/b?c=d&e"),
@@ -580,7 +644,7 @@ mod tests {
             ("https://o.test/base", "https://x.test/?x=%2F", "https://o.test/base/?x=%2F"),
         ];
         for (origin, url, want) in cases {
-            let got = origin_url(&Url::parse(origin).unwrap(), &Url::parse(url).unwrap());
+            let got = origin_url(&Url::parse(origin).unwrap(), UrlParts::split(url).unwrap());
             assert_eq!(got, want, "{origin} {url}");
             // The same as setting the joined path and the query on the origin.
             let (o, u) = (Url::parse(origin).unwrap(), Url::parse(url).unwrap());

@@ -146,7 +146,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<proxy::Ou
         ctx,
         cache: std::cell::OnceCell::new(),
     };
-    if let Some(route) = plan::track_host_route(&edge.config, &url) {
+    let parts = plan::UrlParts::split(url.as_str());
+    if let Some(route) = parts.and_then(|p| plan::track_host_route(&edge.config, &p)) {
         let route = route.to_owned();
         return Ok(Respond(track_api::handle(req, &edge, &route).await));
     }

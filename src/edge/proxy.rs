@@ -27,9 +27,10 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
     let (cookie, accept, mode) = (header("cookie"), header("accept"), header("sec-fetch-mode"));
     let (content_type, content_length) = (header("content-type"), header("content-length"));
     let method = req.method().to_string();
+    let url_text = url.as_str().to_owned();
     let inputs = Inputs {
         method: &method,
-        url: url.as_str(),
+        url: &url_text,
         cookie: cookie.as_deref(),
         accept: accept.as_deref(),
         sec_fetch_mode: mode.as_deref(),
@@ -52,7 +53,7 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
     let mut set_cookies = Vec::new();
 
     if edge.config.auto_identify_links {
-        if let Some(cio_id) = link_param(&url) {
+        if let Some(cio_id) = link_param(&visit.url) {
             match identity::link(&edge.env, &cio_id, &anon_id, now_secs()).await {
                 Ok(Some(found)) => {
                     let p = &found.person;
@@ -105,7 +106,7 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
     let written = identifier.as_ref().map(Identifier::as_written);
     let forward = plan::forward(
         &edge.config,
-        &url,
+        visit.url,
         &method,
         &anon_id,
         written.as_deref(),
