@@ -567,6 +567,15 @@ mod tests {
     }
 
     #[test]
+    fn host_names_are_ascii() {
+        // idna_adapter 1.0: no Unicode back end; punycode is taken as written.
+        let bad = config(&[("ORIGIN_URL", "http://bücher.example")]);
+        assert_eq!(bad.unwrap_err().setting, "ORIGIN_URL");
+        let ok = config(&[("ORIGIN_URL", "http://xn--bcher-kva.example")]);
+        assert_eq!(ok.unwrap().origin.host_str(), Some("xn--bcher-kva.example"));
+    }
+
+    #[test]
     fn injection_on_and_off() {
         let on = config(&[("INJECT_SNIPPET", "true")]);
         assert_eq!(forwarded(decide(&on, &get("http://x.test/"))).snippet, Some(SNIPPET));
