@@ -40,15 +40,20 @@ async function forward(request, text, body) {
     }
   }
   const method = request.method;
-  // The origin has the plan's milliseconds to send its headers.
-  const init = { method, headers, redirect: "manual", signal: AbortSignal.timeout(Number(lines[2])) };
+  // The origin has the plan's milliseconds to send its headers; the timer
+  // goes as soon as they come, so no timer outlives the request.
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), Number(lines[2]));
+  const init = { method, headers, redirect: "manual", signal: abort.signal };
   if (body !== undefined) init.body = body;
   else if (method !== "GET" && method !== "HEAD") init.body = request.body;
   let fetched;
   try {
     fetched = await fetch(lines[1], init);
   } catch (e) {
-    return rust.bad_gateway(text, e?.name === "TimeoutError", String(e));
+    return rust.bad_gateway(text, abort.signal.aborted, String(e));
+  } finally {
+    clearTimeout(timer);
   }
   const response = new Response(fetched.body, fetched);
   for (const cookie of cookies) response.headers.append("set-cookie", cookie);
