@@ -22,7 +22,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS || 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS || 16);
 const ENDPOINTS = process.env.BENCH_ENDPOINTS !== "0"; // the cio-edge-only endpoint scenarios
-const ONLY = process.env.BENCH_ONLY; // a comma-separated list of scenario names to run
+const ONLY = process.env.BENCH_ONLY; // scenario names to run, separated by ";"
 const WASM_BUDGET_KIB = 300; // gzipped; stretch 250
 const ANON = "0f8fad5b-d9cb-469f-a165-70867728950e"; // a returning visitor
 const ADMIN_TOKEN = "bench-admin";
@@ -215,7 +215,8 @@ try {
   const js = await startJs(originUrl);
   const edgeInject = await startEdge(originUrl, { INJECT_SNIPPET: "true" });
   const jsInject = await startJs(originUrl, { INJECT_SNIPPET: "true" });
-  workers.push(edge, js, edgeInject, jsInject);
+  const jsSameJob = await startJs(originUrl, { SAME_JOB: "true" });
+  workers.push(edge, js, edgeInject, jsInject, jsSameJob);
   for (const w of workers) if (!w.pid) throw new Error("could not find the workerd process of a worker");
 
   // The existing people the identified scenarios spread over.
@@ -234,6 +235,9 @@ try {
     { name: "first visit", passThrough: true, pair: [edge, js], s: {} },
     { name: "identified returning visitor", passThrough: true, pair: [edge, js], s: { headers: { cookie: `_cioanonid=${poolAnon(1)}; _cioid=bench-user-1` } } },
     { name: "INJECT_SNIPPET=true, returning visitor", pair: [edgeInject, jsInject], s: returning },
+    // Like for like: the JS reference also doing the origin timeout and the
+    // header hygiene cio-edge does on every forward (not a target).
+    { name: "returning visitor, JS doing the same job (timeout, header hygiene)", pair: [edge, jsSameJob], s: returning },
   ];
   if (ENDPOINTS) {
     scenarios.push(
@@ -243,7 +247,7 @@ try {
     );
   }
   for (const { name, passThrough, pair, s } of scenarios) {
-    if (ONLY && !ONLY.split(",").includes(name)) continue;
+    if (ONLY && !ONLY.split(";").includes(name)) continue;
     const runs = { cio_edge: [], js: [] };
     const rounds = pair.length > 1 ? ROUNDS : Math.min(ROUNDS, 3);
     for (let round = 0; round < rounds; round++) {
