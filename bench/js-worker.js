@@ -27,19 +27,13 @@ export default {
       headers.set("x-forwarded-host", url.hostname);
       headers.set("x-forwarded-proto", url.protocol.slice(0, -1));
       headers.delete("x-cio-id");
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), 15000);
-      try {
-        var res = await fetch(env.ORIGIN_URL + url.pathname + url.search, {
-          method: request.method,
-          headers,
-          body: request.method === "GET" || request.method === "HEAD" ? undefined : request.body,
-          redirect: "manual",
-          signal: abort.signal,
-        });
-      } finally {
-        clearTimeout(timer);
-      }
+      var res = await fetch(env.ORIGIN_URL + url.pathname + url.search, {
+        method: request.method,
+        headers,
+        body: request.method === "GET" || request.method === "HEAD" ? undefined : request.body,
+        redirect: "manual",
+        signal: AbortSignal.timeout(15000),
+      });
     }
     const out = new Response(res.body, res);
     if (!found) out.headers.append("set-cookie", `_cioanonid=${anon}; Path=/; Max-Age=31536000; SameSite=Lax`);
