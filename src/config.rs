@@ -4,6 +4,7 @@
 use url::Url;
 
 use crate::core::cookies::{CookiePolicy, SecureMode};
+use crate::core::secure::{Consent, IdCookie, Secret, Trust};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("setting {setting}: {reason}")]
@@ -42,6 +43,15 @@ pub struct Config {
     /// `FORM_ATTRIBUTES` (comma-separated, default none): form fields kept as
     /// attributes.
     pub form_attributes: Vec<String>,
+    /// Secret `IDENTIFY_SECRET` and `ID_COOKIE`: which `_cioid` is trusted
+    /// and what it holds (secure mode, docs/API.md section 9).
+    pub trust: Trust,
+    /// `CONSENT` (default `none`).
+    pub consent: Consent,
+    /// `ANONYMOUS_RETENTION_DAYS` (default 30) in seconds; 0 keeps forever.
+    pub anonymous_retention_secs: i64,
+    /// `EVENT_RETENTION_DAYS` (default 0: keep) in seconds.
+    pub event_retention_secs: i64,
 }
 
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 15_000;
@@ -67,7 +77,15 @@ pub const SETTINGS: &[(&str, Option<&str>)] = &[
     ("ADMIN_TOKEN", None),
     ("SITE_ID", None),
     ("API_KEY", None),
+    ("IDENTIFY_SECRET", None),
+    ("ID_COOKIE", Some("identifier")),
+    ("CONSENT", Some("none")),
+    ("ANONYMOUS_RETENTION_DAYS", Some("30")),
+    ("EVENT_RETENTION_DAYS", Some("0")),
 ];
+
+/// Longest retention a setting may ask for: 100 years.
+const MAX_RETENTION_DAYS: f64 = 36_500.0;
 
 impl Config {
     /// Builds the config from a lookup of settings by name (the worker's `Env`
@@ -136,7 +154,41 @@ impl Config {
             cross_site: flag("CROSS_SITE_COOKIES", false)?,
         };
 
+        let days = |name: &'static str, default: i64| -> Result<i64, ConfigError> {
+            match get(name) {
+                None => Ok(default * 86_400),
+                Some(v) => parse_days(&v).ok_or_else(|| ConfigError {
+                    setting: name,
+                    reason: format!("{v:?} is not a number of days from 0 to 36500"),
+                }),
+            }
+        };
+        let id_cookie = match get("ID_COOKIE").as_deref() {
+            None | Some("identifier") => IdCookie::Identifier,
+            Some("cio") => IdCookie::Cio,
+            Some(v) => {
+                return Err(ConfigError {
+                    setting: "ID_COOKIE",
+                    reason: format!("{v:?} is not identifier or cio"),
+                })
+            }
+        };
+        let consent = match get("CONSENT") {
+            None => Consent::None,
+            Some(v) => Consent::parse(&v).ok_or_else(|| ConfigError {
+                setting: "CONSENT",
+                reason: format!("{v:?} is not none, gpc or cookie:<name>=<value>"),
+            })?,
+        };
+
         Ok(Config {
+            trust: Trust {
+                secret: get("IDENTIFY_SECRET").map(|s| Secret::new(&s)),
+                id_cookie,
+            },
+            consent,
+            anonymous_retention_secs: days("ANONYMOUS_RETENTION_DAYS", 30)?,
+            event_retention_secs: days("EVENT_RETENTION_DAYS", 0)?,
             origin,
             origin_timeout_ms,
             cookies,
@@ -166,6 +218,13 @@ impl Config {
             },
         })
     }
+}
+
+/// Days as a decimal number (fractions allowed), in whole seconds.
+fn parse_days(v: &str) -> Option<i64> {
+    let days = v.parse::<f64>().ok()?;
+    (days.is_finite() && (0.0..=MAX_RETENTION_DAYS).contains(&days))
+        .then(|| (days * 86_400.0).round() as i64)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -237,6 +296,39 @@ mod tests {
             (c.form_email_field.as_str(), c.form_attributes.len()),
             ("email", 0)
         );
+        assert_eq!(c.trust, Trust::default());
+        assert_eq!(c.consent, Consent::None);
+        assert_eq!(c.anonymous_retention_secs, 30 * 86_400);
+        assert_eq!(c.event_retention_secs, 0);
+    }
+
+    #[test]
+    fn secure_mode_settings() {
+        let c = config(&[
+            ("ORIGIN_URL", "http://x.com"),
+            ("IDENTIFY_SECRET", "s"),
+            ("ID_COOKIE", "cio"),
+            ("CONSENT", "cookie:consent=granted"),
+            ("ANONYMOUS_RETENTION_DAYS", "0.5"),
+            ("EVENT_RETENTION_DAYS", "90"),
+        ])
+        .unwrap();
+        assert_eq!(c.trust.secret, Some(Secret::new("s")));
+        assert_eq!(c.trust.id_cookie, IdCookie::Cio);
+        assert!(matches!(c.consent, Consent::Cookie { .. }));
+        assert_eq!(c.anonymous_retention_secs, 43_200);
+        assert_eq!(c.event_retention_secs, 90 * 86_400);
+        for (name, bad) in [
+            ("ID_COOKIE", "email"),
+            ("CONSENT", "ask"),
+            ("ANONYMOUS_RETENTION_DAYS", "-1"),
+            ("EVENT_RETENTION_DAYS", "forever"),
+            ("EVENT_RETENTION_DAYS", "NaN"),
+            ("EVENT_RETENTION_DAYS", "36501"),
+        ] {
+            let err = config(&[("ORIGIN_URL", "http://x.com"), (name, bad)]).unwrap_err();
+            assert_eq!(err.setting, name, "{name}={bad}");
+        }
     }
 
     #[test]

@@ -113,6 +113,17 @@ impl Default for CookiePolicy {
 
 impl CookiePolicy {
     fn build(&self, https: bool, name: &'static str, value: String, max_age: i64) -> String {
+        self.build_with(https, name, value, max_age, self.http_only)
+    }
+
+    fn build_with(
+        &self,
+        https: bool,
+        name: &'static str,
+        value: String,
+        max_age: i64,
+        http_only: bool,
+    ) -> String {
         let secure = self.cross_site
             || match self.secure {
                 SecureMode::Auto => https,
@@ -121,7 +132,7 @@ impl CookiePolicy {
             };
         // The attribute order of the `cookie` crate, which built these before.
         let mut out = format!("{name}={value}");
-        if self.http_only {
+        if http_only {
             out.push_str("; HttpOnly");
         }
         out.push_str(if self.cross_site {
@@ -157,6 +168,16 @@ impl CookiePolicy {
 
     pub fn clear_id_cookie(&self, https: bool) -> String {
         self.build(https, ID_COOKIE, String::new(), 0)
+    }
+
+    /// The companion of `_cioid` (secure mode): always HttpOnly.
+    pub fn sig_cookie(&self, https: bool, value: &str) -> String {
+        let name = super::secure::SIG_COOKIE;
+        self.build_with(https, name, value.to_owned(), COOKIE_MAX_AGE_SECS, true)
+    }
+
+    pub fn clear_sig_cookie(&self, https: bool) -> String {
+        self.build_with(https, super::secure::SIG_COOKIE, String::new(), 0, true)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod identifier;
 pub mod plan;
 pub mod profile;
 pub mod routes;
+pub mod secure;
 pub mod snippet;
 pub mod track_api;
 
