@@ -11,22 +11,23 @@ export default {
     const h = request.headers;
     const text = rust.plan(
       env,
-      `${request.method}\n${request.url}\n${h.get("cookie") ?? ""}\n${h.get("accept") ?? ""}\n${h.get("sec-fetch-mode") ?? ""}\n${h.get("content-type") ?? ""}\n${h.get("content-length") ?? ""}`,
+      `${request.method}\n${request.url}\n${h.get("cookie") ?? ""}\n${h.get("accept") ?? ""}\n${h.get("sec-fetch-mode") ?? ""}\n${h.get("content-type") ?? ""}\n${h.get("content-length") ?? ""}\n${h.get("sec-gpc") ?? ""}`,
     );
     if (text.charCodeAt(0) !== 102 /* "forward" */) {
       const out = await rust.handle(request, env, ctx);
       if (out instanceof Response) return out;
-      return forward(request, out[0], out[1]);
+      return forward(request, env, ctx, out[0], out[1]);
     }
-    return forward(request, text, undefined);
+    return forward(request, env, ctx, text, undefined);
   },
 };
 
 // The plan's format is described in src/core/plan.rs.
-async function forward(request, text, body) {
+async function forward(request, env, ctx, text, body) {
   const lines = text.split("\n");
   const headers = new Headers(request.headers);
-  const cookies = [];
+  let cookies = [];
+  const watch = [];
   for (let i = 4; i < lines.length; i++) {
     const line = lines[i];
     const op = line.charCodeAt(0);
@@ -35,6 +36,8 @@ async function forward(request, text, body) {
       headers.set(line.slice(1, colon), line.slice(colon + 1));
     } else if (op === 100 /* d */) {
       headers.delete(line.slice(1));
+    } else if (op === 114 /* r */) {
+      watch.push(line.slice(1));
     } else {
       cookies.push(line.slice(1));
     }
@@ -53,6 +56,24 @@ async function forward(request, text, body) {
     return rust.bad_gateway(text, e?.name === "TimeoutError", String(e));
   }
   const response = new Response(fetched.body, fetched);
+  // Response headers the plan names are the origin's word to the edge (an
+  // identify, a reset): stripped, and handed to Rust when present.
+  let seen = false;
+  const values = watch.map((name) => {
+    const value = response.headers.get(name);
+    if (value !== null) {
+      seen = true;
+      response.headers.delete(name);
+    }
+    return value ?? undefined;
+  });
+  if (seen) {
+    try {
+      cookies = await rust.from_origin(request, env, ctx, text, ...values);
+    } catch (e) {
+      console.error("origin identity header not applied", e); // the page is served
+    }
+  }
   for (const cookie of cookies) response.headers.append("set-cookie", cookie);
   const snippet = lines[3];
   if (snippet && rust.injects(fetched.status, fetched.headers.get("content-type"))) {

@@ -85,7 +85,7 @@ pub const SETTINGS: &[(&str, Option<&str>)] = &[
 ];
 
 /// Longest retention a setting may ask for: 100 years.
-const MAX_RETENTION_DAYS: f64 = 36_500.0;
+const MAX_RETENTION_DAYS: i64 = 36_500;
 
 impl Config {
     /// Builds the config from a lookup of settings by name (the worker's `Env`
@@ -220,11 +220,26 @@ impl Config {
     }
 }
 
-/// Days as a decimal number (fractions allowed), in whole seconds.
+/// Days as a decimal number (`30`, `0.5`; up to 9 decimals), in whole
+/// seconds. Read by hand: float parsing would add its tables to the wasm.
 fn parse_days(v: &str) -> Option<i64> {
-    let days = v.parse::<f64>().ok()?;
-    (days.is_finite() && (0.0..=MAX_RETENTION_DAYS).contains(&days))
-        .then(|| (days * 86_400.0).round() as i64)
+    let (whole, frac) = v.split_once('.').unwrap_or((v, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || whole.len() > 5 || frac.len() > 9 || !digits(whole) || !digits(frac) {
+        return None;
+    }
+    if v.ends_with('.') {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let scale = 10i64.pow(frac.len() as u32);
+    let frac: i64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    let secs = whole * 86_400 + (frac * 86_400 + scale / 2) / scale;
+    (secs <= MAX_RETENTION_DAYS * 86_400).then_some(secs)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -318,6 +333,8 @@ mod tests {
         assert!(matches!(c.consent, Consent::Cookie { .. }));
         assert_eq!(c.anonymous_retention_secs, 43_200);
         assert_eq!(c.event_retention_secs, 90 * 86_400);
+        assert_eq!(parse_days("0.00001"), Some(1));
+        assert_eq!(parse_days("36500"), Some(36_500 * 86_400));
         for (name, bad) in [
             ("ID_COOKIE", "email"),
             ("CONSENT", "ask"),
@@ -325,6 +342,9 @@ mod tests {
             ("EVENT_RETENTION_DAYS", "forever"),
             ("EVENT_RETENTION_DAYS", "NaN"),
             ("EVENT_RETENTION_DAYS", "36501"),
+            ("EVENT_RETENTION_DAYS", "1."),
+            ("EVENT_RETENTION_DAYS", ".5"),
+            ("EVENT_RETENTION_DAYS", "1e3"),
         ] {
             let err = config(&[("ORIGIN_URL", "http://x.com"), (name, bad)]).unwrap_err();
             assert_eq!(err.setting, name, "{name}={bad}");

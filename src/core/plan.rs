@@ -15,6 +15,8 @@
 //! h<name>:<value>    set a header toward the origin
 //! d<name>            drop a header toward the origin
 //! c<value>           append a Set-Cookie to the response
+//! r<name>            a response header of the origin's to strip; when it is
+//!                    present, hand its value back to Rust (`from_origin`)
 //! ```
 //!
 //! A request for the async handler is the single line `rust <reason>`.
@@ -25,6 +27,7 @@ use super::cookies::{read_cookies, IncomingCookies};
 use super::form::MAX_FORM_BYTES;
 use super::identifier::{is_cio_id, Identifier};
 use super::routes::{self, Route};
+use super::secure::{origin_id_header, Trust};
 use super::snippet::SNIPPET;
 use crate::config::{Config, ConfigError};
 
@@ -34,6 +37,11 @@ pub use super::routes::PREFIX;
 pub const LINK_PARAM: &str = "_cio_id";
 pub const ANON_HEADER: &str = "x-cio-anon-id";
 pub const ID_HEADER: &str = "x-cio-id";
+/// Response headers by which the origin identifies or resets the visitor
+/// (docs/API.md section 9); never passed on to the browser.
+pub const IDENTIFY_HEADER: &str = "x-cio-identify";
+pub const RESET_HEADER: &str = "x-cio-reset";
+pub const ORIGIN_HEADERS: [&str; 2] = [IDENTIFY_HEADER, RESET_HEADER];
 
 /// The raw inputs of the decision, as the runtime hands them over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,6 +53,7 @@ pub struct Inputs<'a> {
     pub sec_fetch_mode: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub content_length: Option<&'a str>,
+    pub sec_gpc: Option<&'a str>,
 }
 
 impl<'a> Inputs<'a> {
@@ -62,6 +71,7 @@ impl<'a> Inputs<'a> {
             sec_fetch_mode: next(),
             content_type: next(),
             content_length: next(),
+            sec_gpc: next(),
         }
     }
 }
@@ -109,6 +119,8 @@ pub struct Forward {
     pub set_cookies: Vec<String>,
     /// The snippet to insert when the answer is an HTML page.
     pub snippet: Option<&'static str>,
+    /// Origin response headers to strip and hand back to Rust.
+    pub watch: &'static [&'static str],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +166,10 @@ impl Forward {
         for cookie in &self.set_cookies {
             out.push_str("\nc");
             out.push_str(cookie);
+        }
+        for name in self.watch {
+            out.push_str("\nr");
+            out.push_str(name);
         }
         out
     }
@@ -219,11 +235,13 @@ pub struct Visit<'a> {
 }
 
 impl<'a> Visit<'a> {
-    pub fn read(inputs: &Inputs<'a>) -> Option<Self> {
+    /// The request's URL and cookies; a `_cioid` secure mode cannot vouch
+    /// for is dropped here (`Trust::vouch`).
+    pub fn read(inputs: &Inputs<'a>, trust: &Trust) -> Option<Self> {
         let url = UrlParts::split(inputs.url)?;
         Some(Visit {
             https: url.scheme == "https",
-            cookies: read_cookies(inputs.cookie),
+            cookies: trust.vouch(read_cookies(inputs.cookie), inputs.cookie),
             html_navigation: is_html_navigation(inputs),
             url,
         })
@@ -274,7 +292,7 @@ pub fn plan(
     let Ok(config) = config else {
         return Plan::Rust(Reason::BadSetting);
     };
-    let Some(visit) = Visit::read(inputs) else {
+    let Some(visit) = Visit::read(inputs, &config.trust) else {
         return Plan::Rust(Reason::BadUrl);
     };
     // The route table decides what is ours; everything else is the site's.
@@ -285,6 +303,9 @@ pub fn plan(
             return Plan::Rust(Reason::TrackApiHost)
         }
         _ => return Plan::Rust(Reason::Reserved),
+    }
+    if !config.consent.allows(inputs.cookie, inputs.sec_gpc) {
+        return Plan::Forward(untracked(config, visit.url));
     }
     if config.auto_identify_links && link_param(&visit.url).is_some() {
         return Plan::Rust(Reason::Link);
@@ -334,7 +355,7 @@ pub fn forward(
         ("x-forwarded-host", Some(url.host.to_owned())),
         ("x-forwarded-proto", Some(url.scheme.to_owned())),
         (ANON_HEADER, Some(anon_id.to_owned())),
-        (ID_HEADER, identifier.map(str::to_owned)),
+        (ID_HEADER, identifier.map(origin_id_header)),
     ];
     Forward {
         target: origin_url(&config.origin, url),
@@ -342,7 +363,44 @@ pub fn forward(
         headers,
         set_cookies,
         snippet: (config.inject_snippet && method != "HEAD").then_some(SNIPPET),
+        watch: &ORIGIN_HEADERS,
     }
+}
+
+/// A request without consent (`CONSENT`): forwarded with no id, no cookie
+/// and no snippet, so the page is the origin's byte for byte; an identify
+/// header of the origin's is still stripped, and applies nothing.
+pub fn untracked(config: &Config, url: UrlParts) -> Forward {
+    Forward {
+        target: origin_url(&config.origin, url),
+        timeout_ms: config.origin_timeout_ms,
+        headers: vec![
+            ("host", None),
+            ("x-forwarded-host", Some(url.host.to_owned())),
+            ("x-forwarded-proto", Some(url.scheme.to_owned())),
+            (ANON_HEADER, None),
+            (ID_HEADER, None),
+        ],
+        set_cookies: Vec::new(),
+        snippet: None,
+        watch: &ORIGIN_HEADERS,
+    }
+}
+
+/// A response header's value as the runtime hands it over (each byte one
+/// character, as `Headers` reads them), read back as UTF-8 when it is.
+pub fn header_text(value: &str) -> std::borrow::Cow<'_, str> {
+    let bytes: Option<Vec<u8>> = value.chars().map(|c| u8::try_from(c).ok()).collect();
+    match bytes.and_then(|b| String::from_utf8(b).ok()) {
+        Some(text) if text != value => std::borrow::Cow::Owned(text),
+        _ => std::borrow::Cow::Borrowed(value),
+    }
+}
+
+/// The anonymous id a plan text tells the origin (none without consent).
+pub fn anon_id_of(text: &str) -> Option<&str> {
+    text.split('\n')
+        .find_map(|line| line.strip_prefix("hx-cio-anon-id:"))
 }
 
 /// Whether an origin answer gets the snippet: a 200 HTML page.
@@ -721,8 +779,82 @@ mod tests {
     }
 
     #[test]
+    fn secure_mode_ignores_an_unsigned_cioid_and_encodes_the_header() {
+        use crate::core::secure::{Secret, SIG_COOKIE};
+        let c = config(&[("IDENTIFY_SECRET", "k")]);
+        let signed = Secret::new("k").companion(&Identifier::Id("ünï".into()));
+        for (cookie, want) in [
+            (format!("_cioanonid={ANON}; _cioid=%C3%BCn%C3%AF"), None),
+            (
+                format!("_cioanonid={ANON}; _cioid=%C3%BCn%C3%AF; {SIG_COOKIE}=00"),
+                None,
+            ),
+            (
+                format!("_cioanonid={ANON}; _cioid=%C3%BCn%C3%AF; {SIG_COOKIE}={signed}"),
+                Some("%C3%BCn%C3%AF"),
+            ),
+        ] {
+            let inputs = Inputs {
+                cookie: Some(&cookie),
+                ..get("http://x.test/")
+            };
+            let f = forwarded(decide(&c, &inputs));
+            assert_eq!(header(&f, ID_HEADER), Some(want), "{cookie}");
+            assert_eq!(header(&f, ANON_HEADER), Some(Some(ANON)));
+        }
+    }
+
+    #[test]
+    fn without_consent_the_page_is_the_origins() {
+        let gpc = config(&[
+            ("CONSENT", "gpc"),
+            ("INJECT_SNIPPET", "true"),
+            ("EDGE_PAGE_VIEWS", "true"),
+        ]);
+        let nav = Inputs {
+            sec_fetch_mode: Some("navigate"),
+            sec_gpc: Some("1"),
+            cookie: Some("_cioid=bob"),
+            ..get("http://x.test/p?_cio_id=abc123")
+        };
+        let f = forwarded(decide(&gpc, &nav));
+        assert!(f.set_cookies.is_empty());
+        assert_eq!(f.snippet, None);
+        assert_eq!(header(&f, ANON_HEADER), Some(None));
+        assert_eq!(header(&f, ID_HEADER), Some(None));
+        assert_eq!(anon_id_of(&f.to_text()), None);
+        // Without the signal: as today (here, an edge page view and a link).
+        let nav = Inputs {
+            sec_gpc: None,
+            ..nav
+        };
+        assert_eq!(decide(&gpc, &nav), Plan::Rust(Reason::Link));
+        let cookie = config(&[("CONSENT", "cookie:ok=1")]);
+        let before = forwarded(decide(&cookie, &get("http://x.test/")));
+        assert!(before.set_cookies.is_empty());
+        let consented = Inputs {
+            cookie: Some("ok=1"),
+            ..get("http://x.test/")
+        };
+        let after = forwarded(decide(&cookie, &consented));
+        assert_eq!(after.set_cookies.len(), 1);
+        assert_eq!(anon_id_of(&after.to_text()), Some(NEW));
+        assert!(after.to_text().ends_with("\nrx-cio-identify\nrx-cio-reset"));
+    }
+
+    #[test]
+    fn header_text_reads_utf8_bytes_back() {
+        assert_eq!(header_text(r#"{"id":"a"}"#), r#"{"id":"a"}"#);
+        // "ü" sent as UTF-8 bytes, read by the runtime one byte per character.
+        assert_eq!(header_text("\u{c3}\u{bc}"), "ü");
+        assert_eq!(header_text("caf\u{e9}"), "caf\u{e9}");
+        assert_eq!(header_text("ü€"), "ü€");
+    }
+
+    #[test]
     fn inputs_from_lines() {
-        let i = Inputs::from_lines("POST\nhttp://x.test/\n\ntext/html\n\napplication/json\n12");
+        let i = Inputs::from_lines("POST\nhttp://x.test/\n\ntext/html\n\napplication/json\n12\n1");
+        assert_eq!(i.sec_gpc, Some("1"));
         assert_eq!(i.method, "POST");
         assert_eq!(i.url, "http://x.test/");
         assert_eq!(

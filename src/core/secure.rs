@@ -175,11 +175,12 @@ impl Trust {
         };
         let signed = match &self.secret {
             None => true,
-            Some(secret) => companion_of(header)
-                .is_some_and(|value| secret.verify_companion(identifier, value)),
+            Some(secret) => {
+                companion_of(header).is_some_and(|value| secret.verify_companion(identifier, value))
+            }
         };
-        let shaped = self.id_cookie == IdCookie::Identifier
-            || matches!(identifier, Identifier::CioId(_));
+        let shaped =
+            self.id_cookie == IdCookie::Identifier || matches!(identifier, Identifier::CioId(_));
         if !(signed && shaped) {
             cookies.identifier = None;
         }
@@ -196,7 +197,12 @@ impl Trust {
 
     /// The `Set-Cookie` values that identify a browser: `_cioid`, and with a
     /// secret its HttpOnly companion.
-    pub fn id_cookies(&self, policy: &CookiePolicy, https: bool, identifier: &Identifier) -> Vec<String> {
+    pub fn id_cookies(
+        &self,
+        policy: &CookiePolicy,
+        https: bool,
+        identifier: &Identifier,
+    ) -> Vec<String> {
         let mut out = vec![policy.id_cookie(https, &identifier.as_written())];
         if let Some(secret) = &self.secret {
             out.push(policy.sig_cookie(https, &secret.companion(identifier)));
@@ -306,7 +312,10 @@ mod tests {
         let h = "_cioid=bob%40example.com";
         assert_eq!(cio.vouch(read_cookies(Some(h)), Some(h)).identifier, None);
         let h = "_cioid=cio_abc123";
-        assert!(cio.vouch(read_cookies(Some(h)), Some(h)).identifier.is_some());
+        assert!(cio
+            .vouch(read_cookies(Some(h)), Some(h))
+            .identifier
+            .is_some());
     }
 
     #[test]
@@ -321,7 +330,10 @@ mod tests {
         let cookies = trust.id_cookies(&policy, true, &user);
         assert_eq!(cookies.len(), 2);
         assert!(cookies[0].starts_with("_cioid=u;"));
-        assert!(cookies[1].starts_with(&format!("{SIG_COOKIE}={};", Secret::new("k").companion(&user))));
+        assert!(cookies[1].starts_with(&format!(
+            "{SIG_COOKIE}={};",
+            Secret::new("k").companion(&user)
+        )));
         assert!(cookies[1].contains("HttpOnly"));
         let cleared = trust.clear_id_cookies(&policy, false);
         assert!(cleared.iter().all(|c| c.ends_with("Max-Age=0")));
@@ -331,7 +343,10 @@ mod tests {
             id_cookie: IdCookie::Cio,
         };
         let email = Identifier::Email("a@b.co".into());
-        assert_eq!(cio.cookie_identifier(&email, "abc"), Identifier::CioId("abc".into()));
+        assert_eq!(
+            cio.cookie_identifier(&email, "abc"),
+            Identifier::CioId("abc".into())
+        );
     }
 
     #[test]
@@ -346,7 +361,15 @@ mod tests {
                 value: "yes".into()
             }
         );
-        for bad in ["", "GPC", "cookie:", "cookie:=x", "cookie:a=", "cookie:a b=c", "cookie:a=b;c"] {
+        for bad in [
+            "",
+            "GPC",
+            "cookie:",
+            "cookie:=x",
+            "cookie:a=",
+            "cookie:a b=c",
+            "cookie:a=b;c",
+        ] {
             assert_eq!(Consent::parse(bad), None, "{bad:?}");
         }
         assert!(Consent::None.allows(None, Some("1")));
@@ -366,7 +389,9 @@ mod tests {
         assert_eq!(origin_id_header("ünï"), "%C3%BCn%C3%AF");
         assert_eq!(origin_id_header("50%"), "50%25");
         let header = origin_id_header("a%b ü");
-        let decoded = percent_encoding::percent_decode_str(&header).decode_utf8().unwrap();
+        let decoded = percent_encoding::percent_decode_str(&header)
+            .decode_utf8()
+            .unwrap();
         assert_eq!(decoded, "a%b ü");
     }
 
@@ -374,9 +399,18 @@ mod tests {
     fn user_hash_message_is_the_id_else_the_email_as_sent() {
         let body = |v: serde_json::Value| v.as_object().unwrap().clone();
         let m = |v| user_hash_message(&body(v));
-        assert_eq!(m(serde_json::json!({"id": "Bob@X.com"})), Some("Bob@X.com".into()));
-        assert_eq!(m(serde_json::json!({"id": 42, "email": "a@b.co"})), Some("42".into()));
-        assert_eq!(m(serde_json::json!({"email": "A@b.co"})), Some("A@b.co".into()));
+        assert_eq!(
+            m(serde_json::json!({"id": "Bob@X.com"})),
+            Some("Bob@X.com".into())
+        );
+        assert_eq!(
+            m(serde_json::json!({"id": 42, "email": "a@b.co"})),
+            Some("42".into())
+        );
+        assert_eq!(
+            m(serde_json::json!({"email": "A@b.co"})),
+            Some("A@b.co".into())
+        );
         assert_eq!(m(serde_json::json!({"id": 4.5})), None);
         assert_eq!(m(serde_json::json!({})), None);
     }

@@ -11,6 +11,7 @@ use super::Edge;
 use crate::core::body::{parse_object, MAX_BODY_BYTES};
 use crate::core::event::{parse_event, EventContext, EventType};
 use crate::core::profile::parse_identify;
+use crate::core::secure::user_hash_message;
 use crate::core::Error as ClientError;
 use crate::identity::IdentifyOptions;
 
@@ -55,24 +56,58 @@ fn ok_with_cookies(cookies: &[String]) -> Response {
 
 pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Response, EdgeError> {
     let body = read_body(&mut req).await?;
-    let identify = parse_identify(&parse_object(&body, false)?, edge.config.use_array_params)?;
+    let mut body = parse_object(&body, false)?;
+    // `user_hash` vouches for the call (secure mode); it is never an attribute.
+    let user_hash = body.remove("user_hash");
+    if let Some(secret) = &edge.config.trust.secret {
+        let verified = match (user_hash_message(&body), user_hash) {
+            (Some(message), Some(serde_json::Value::String(hash))) => {
+                secret.verify_user_hash(&message, &hash)
+            }
+            _ => false,
+        };
+        if !verified {
+            return Err(EdgeError::Unauthorized);
+        }
+    }
+    let identify = parse_identify(&body, edge.config.use_array_params)?;
+    let cookies = apply_identify(edge, &visit.cookies, visit.https, &identify).await?;
+    Ok(ok_with_cookies(&cookies))
+}
+
+/// Identifies the visitor as `identify` says (a browser call or the origin's
+/// `X-Cio-Identify`) and answers the cookies to set.
+pub async fn apply_identify(
+    edge: &Edge,
+    incoming: &crate::core::cookies::IncomingCookies,
+    https: bool,
+    identify: &crate::core::profile::Identify,
+) -> Result<Vec<String>, EdgeError> {
+    let policy = &edge.config.cookies;
     let mut cookies = Vec::new();
-    let anon = visit.anon_id(&edge.config.cookies, &mut cookies);
+    let anon = match &incoming.anon_id {
+        Some(anon) => anon.clone(),
+        None => {
+            let anon = new_anon_id();
+            cookies.push(policy.anon_cookie(https, &anon));
+            anon
+        }
+    };
     let options = IdentifyOptions {
         create: true,
         anonymous_id: Some(&anon),
         now: now_secs(),
     };
-    let done = edge.store().identify(&identify, options).await?;
-
-    let policy = &edge.config.cookies;
-    cookies.push(policy.id_cookie(visit.https, &identify.identifier.as_written()));
+    let done = edge.store().identify(identify, options).await?;
+    let trust = &edge.config.trust;
+    let written = trust.cookie_identifier(&identify.identifier, &done.person.cio_id);
+    cookies.extend(trust.id_cookies(policy, https, &written));
     if done.rotate_anon {
         // Already merged into someone else: this browser starts a new visitor.
         cookies.retain(|c| !c.starts_with("_cioanonid="));
-        cookies.push(policy.anon_cookie(visit.https, &new_anon_id()));
+        cookies.push(policy.anon_cookie(https, &new_anon_id()));
     }
-    Ok(ok_with_cookies(&cookies))
+    Ok(cookies)
 }
 
 pub async fn track(
@@ -140,9 +175,13 @@ pub fn sdk(req: &Request) -> Response {
 }
 
 pub fn reset(edge: &Edge, visit: &Visit) -> Response {
+    ok_with_cookies(&reset_cookies(edge, visit.https))
+}
+
+/// Forget the identity, start a new visitor.
+pub fn reset_cookies(edge: &Edge, https: bool) -> Vec<String> {
     let policy = &edge.config.cookies;
-    ok_with_cookies(&[
-        policy.clear_id_cookie(visit.https),
-        policy.anon_cookie(visit.https, &new_anon_id()),
-    ])
+    let mut cookies = edge.config.trust.clear_id_cookies(policy, https);
+    cookies.push(policy.anon_cookie(https, &new_anon_id()));
+    cookies
 }

@@ -110,6 +110,91 @@ pub fn bad_gateway(plan_text: &str, timed_out: bool, detail: &str) -> web_sys::R
     proxy::bad_gateway(&failure, &cookies).into()
 }
 
+/// The origin answered a forward plan with `X-Cio-Identify` or `X-Cio-Reset`
+/// (the plan's `r` lines; the driver strips them): identify or reset the
+/// visitor as the browser calls would, and answer every `Set-Cookie` the
+/// response gets, in place of the plan's. A header that cannot be applied
+/// is logged and changes nothing: the page is served either way.
+#[wasm_bindgen]
+pub async fn from_origin(
+    req: web_sys::Request,
+    env: Env,
+    ctx: worker::worker_sys::Context,
+    plan_text: String,
+    identify: Option<String>,
+    reset: Option<String>,
+) -> js_sys::Array {
+    let plan_cookies: Vec<String> = plan::set_cookies_of(&plan_text)
+        .map(str::to_owned)
+        .collect();
+    let cookies = match load_config(&env) {
+        Ok(config) => {
+            let edge = Edge {
+                config,
+                env,
+                ctx: Context::new(ctx),
+            };
+            let req = Request::from(req);
+            origin_identity(&edge, &req, &plan_text, identify, reset)
+                .await
+                .map(|mut extra| {
+                    // A cookie set again replaces the plan's of that name.
+                    let mut out: Vec<String> = plan_cookies
+                        .iter()
+                        .filter(|c| !extra.iter().any(|e| same_cookie(c, e)))
+                        .cloned()
+                        .collect();
+                    out.append(&mut extra);
+                    out
+                })
+                .unwrap_or_else(|e| {
+                    worker::console_error!("{e}");
+                    plan_cookies
+                })
+        }
+        Err(_) => plan_cookies,
+    };
+    cookies.into_iter().map(JsValue::from).collect()
+}
+
+fn same_cookie(a: &str, b: &str) -> bool {
+    a.split('=').next() == b.split('=').next()
+}
+
+async fn origin_identity(
+    edge: &Edge,
+    req: &Request,
+    plan_text: &str,
+    identify: Option<String>,
+    reset: Option<String>,
+) -> Result<Vec<String>, String> {
+    use crate::core::body::parse_object;
+    use crate::core::profile::parse_identify;
+    // No anonymous id told to the origin: no consent; nothing is applied.
+    let Some(anon) = plan::anon_id_of(plan_text) else {
+        return Err("origin identity header ignored: no consent".into());
+    };
+    let url = req.url().map_err(|e| e.to_string())?;
+    let https = url.scheme() == "https";
+    let mut visit = visit::Visit::read(req, &url, &edge.config.trust);
+    visit.cookies.anon_id = Some(anon.to_owned());
+    if let Some(raw) = identify {
+        let raw = plan::header_text(&raw);
+        let parsed = parse_object(raw.as_bytes(), false).and_then(|mut body| {
+            body.remove("user_hash");
+            parse_identify(&body, edge.config.use_array_params)
+        });
+        let identify = parsed.map_err(|e| format!("X-Cio-Identify not applied: {e}"))?;
+        return browser::apply_identify(edge, &visit.cookies, https, &identify)
+            .await
+            .map_err(|e| format!("X-Cio-Identify not applied: {e}"));
+    }
+    if reset.as_deref().map(str::trim) == Some("1") {
+        return Ok(browser::reset_cookies(edge, https));
+    }
+    Err(format!("X-Cio-Reset {reset:?} ignored: only 1 resets"))
+}
+
 /// The async handler: a `Response`, or for a page request whose async work is
 /// done, `[plan text, body bytes or undefined]` for the driver to forward.
 #[wasm_bindgen]

@@ -13,6 +13,7 @@ use crate::core::form::{form_identify, parse_form};
 use crate::core::identifier::Identifier;
 use crate::core::plan::{self, link_param, small_form, Inputs, Visit};
 use crate::core::profile::cookie_identifier;
+use crate::core::secure::IdCookie;
 use crate::identity::IdentifyOptions;
 use crate::store::{detached_store, finish};
 
@@ -27,6 +28,7 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let (cookie, accept, mode) = (header("cookie"), header("accept"), header("sec-fetch-mode"));
     let (content_type, content_length) = (header("content-type"), header("content-length"));
+    let sec_gpc = header("sec-gpc");
     let method = req.method().to_string();
     let url_text = url.as_str().to_owned();
     let inputs = Inputs {
@@ -37,14 +39,19 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
         sec_fetch_mode: mode.as_deref(),
         content_type: content_type.as_deref(),
         content_length: content_length.as_deref(),
+        sec_gpc: sec_gpc.as_deref(),
     };
-    let Some(visit) = Visit::read(&inputs) else {
+    let Some(visit) = Visit::read(&inputs, &edge.config.trust) else {
         return Outcome::Respond(bad_gateway(
             &Failure::Unreachable(format!("unreadable URL {url}")),
             &[],
         ));
     };
     let policy = &edge.config.cookies;
+    let trust = &edge.config.trust;
+    if !edge.config.consent.allows(inputs.cookie, inputs.sec_gpc) {
+        return Outcome::Forward(plan::untracked(&edge.config, visit.url).to_text(), None);
+    }
 
     let (anon_id, anon_changed) = match &visit.cookies.anon_id {
         Some(anon) => (anon.clone(), false),
@@ -67,12 +74,17 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
             match lookup {
                 Ok(Some(p)) => {
                     let written = cookie_identifier(p.id.as_deref(), p.email.as_deref(), &p.cio_id);
-                    let linked = Identifier::parse(&written).ok();
+                    let as_cio = Identifier::CioId(p.cio_id.clone());
+                    let linked = Identifier::parse(&written)
+                        .ok()
+                        .map(|l| trust.cookie_identifier(&l, &p.cio_id));
                     let someone_else = identifier.is_some()
                         && identifier != linked
-                        && identifier != Some(Identifier::CioId(p.cio_id.clone()));
+                        && identifier.as_ref() != Some(&as_cio);
                     if !someone_else {
-                        set_cookies.push(policy.id_cookie(visit.https, &written));
+                        if let Some(linked) = &linked {
+                            set_cookies.extend(trust.id_cookies(policy, visit.https, linked));
+                        }
                         identifier = linked;
                     }
                 }
@@ -100,12 +112,27 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
             };
             let fields = parse_form(&content_type, &body).unwrap_or_default();
             let config = &edge.config;
-            if let Some(identify) =
+            // A form is the browser's word: in secure mode it cannot vouch
+            // for anyone, so it identifies nobody.
+            let identify =
                 form_identify(&fields, &config.form_email_field, &config.form_attributes)
-            {
-                set_cookies.push(policy.id_cookie(visit.https, &identify.identifier.as_written()));
-                identifier = Some(identify.identifier.clone());
-                identify_in_background(edge, identify, anon_id.clone());
+                    .filter(|_| trust.secret.is_none());
+            if let Some(identify) = identify {
+                if trust.id_cookie == IdCookie::Cio {
+                    // `_cioid` holds the cio_id: the identify runs first.
+                    match identify_now(edge, &identify, &anon_id).await {
+                        Ok(cio_id) => {
+                            let cio = Identifier::CioId(cio_id);
+                            set_cookies.extend(trust.id_cookies(policy, visit.https, &cio));
+                            identifier = Some(cio);
+                        }
+                        Err(e) => console_warn!("form identify not applied: {e}"),
+                    }
+                } else {
+                    set_cookies.extend(trust.id_cookies(policy, visit.https, &identify.identifier));
+                    identifier = Some(identify.identifier.clone());
+                    identify_in_background(edge, identify, anon_id.clone());
+                }
             }
             buffered = Some(body);
         }
@@ -124,6 +151,24 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
         set_cookies,
     );
     Outcome::Forward(forward.to_text(), buffered)
+}
+
+async fn identify_now(
+    edge: &Edge,
+    identify: &crate::core::profile::Identify,
+    anon_id: &str,
+) -> Result<String, crate::identity::StoreError> {
+    let options = IdentifyOptions {
+        create: true,
+        anonymous_id: Some(anon_id),
+        now: now_secs(),
+    };
+    Ok(edge
+        .store()
+        .identify(identify, options)
+        .await?
+        .person
+        .cio_id)
 }
 
 fn identify_in_background(edge: &Edge, identify: crate::core::profile::Identify, anon_id: String) {

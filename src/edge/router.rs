@@ -5,7 +5,7 @@ use url::Url;
 use worker::{Request, Response};
 
 use super::error::{render, EdgeError, ErrorShape};
-use super::visit::Visit;
+use super::visit::{consented, Visit};
 use super::{admin, browser, limits, proxy, track_api, Edge};
 use crate::core::routes::{route, Route};
 
@@ -38,19 +38,37 @@ async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Re
     match route {
         Route::TrackApi(segments) => track_api::handle(req, edge, &segments).await,
         Route::Admin(segments) => admin::handle(req, edge, url, &segments).await,
+        // Without consent (`CONSENT`) a browser call stores nothing: 204.
+        Route::Identify | Route::Track(_) | Route::Reset
+            if !consented(&req, &edge.config.consent) =>
+        {
+            Ok(no_content())
+        }
         Route::Identify => {
-            let visit = Visit::read(&req, url);
+            let visit = Visit::read(&req, url, &edge.config.trust);
             limits::browser_write(edge, &req, visit.cookies.anon_id.as_deref()).await?;
             browser::identify(req, edge, visit).await
         }
         Route::Track(kind) => {
-            let visit = Visit::read(&req, url);
+            let visit = Visit::read(&req, url, &edge.config.trust);
             limits::browser_write(edge, &req, visit.cookies.anon_id.as_deref()).await?;
             browser::track(req, edge, visit, kind).await
         }
-        Route::Reset => Ok(browser::reset(edge, &Visit::read(&req, url))),
+        Route::Reset => Ok(browser::reset(
+            edge,
+            &Visit::read(&req, url, &edge.config.trust),
+        )),
         Route::Sdk => Ok(browser::sdk(&req)),
         Route::MethodNotAllowed => Err(EdgeError::MethodNotAllowed),
         Route::NotFound | Route::Proxy => Err(EdgeError::NoRoute),
     }
+}
+
+fn no_content() -> Response {
+    let headers = worker::Headers::new();
+    let _ = headers.set("cache-control", "no-store");
+    Response::builder()
+        .with_status(204)
+        .with_headers(headers)
+        .empty()
 }

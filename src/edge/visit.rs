@@ -5,6 +5,7 @@
 use worker::Request;
 
 use crate::core::cookies::{read_cookies, CookiePolicy, IncomingCookies};
+use crate::core::secure::{Consent, Trust};
 use crate::core::Error as ClientError;
 
 use super::error::EdgeError;
@@ -15,10 +16,12 @@ pub struct Visit {
 }
 
 impl Visit {
-    pub fn read(req: &Request, url: &url::Url) -> Self {
+    /// The cookies of a request; a `_cioid` secure mode cannot vouch for is
+    /// dropped (`Trust::vouch`).
+    pub fn read(req: &Request, url: &url::Url, trust: &Trust) -> Self {
         let header = req.headers().get("cookie").ok().flatten();
         Visit {
-            cookies: read_cookies(header.as_deref()),
+            cookies: trust.vouch(read_cookies(header.as_deref()), header.as_deref()),
             https: url.scheme() == "https",
         }
     }
@@ -34,6 +37,12 @@ impl Visit {
             }
         }
     }
+}
+
+/// Whether `CONSENT` lets this request be tracked.
+pub fn consented(req: &Request, consent: &Consent) -> bool {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    consent.allows(header("cookie").as_deref(), header("sec-gpc").as_deref())
 }
 
 #[wasm_bindgen::prelude::wasm_bindgen]
