@@ -27,8 +27,11 @@ impl Secret {
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        // HMAC takes a key of any length.
-        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length")
+        // HMAC takes a key of any length: the error cannot happen.
+        match Hmac::<Sha256>::new_from_slice(&self.0) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!(),
+        }
     }
 
     /// The lowercase hex HMAC-SHA256 of `message`: what a site's backend

@@ -48,16 +48,8 @@ thread_local! {
 
 fn load_config(env: &Env) -> Result<Rc<Config>, ConfigError> {
     CONFIG.with(|cell| {
-        cell.get_or_init(|| {
-            Config::from_lookup(|name| {
-                env.var(name)
-                    .map(|v| v.to_string())
-                    .or_else(|_| env.secret(name).map(|s| s.to_string()))
-                    .ok()
-            })
-            .map(Rc::new)
-        })
-        .clone()
+        cell.get_or_init(|| crate::store::read_config(env).map(Rc::new))
+            .clone()
     })
 }
 

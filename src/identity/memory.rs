@@ -17,6 +17,7 @@ use crate::core::profile::{Profile, Relationship};
 use super::backend::{Background, Cache, Objects, Task};
 use super::key::IndexKey;
 use super::objects::*;
+use super::retention::{self, PersonClock, Retention, VisitorClock};
 use super::wire::*;
 use super::Store;
 
@@ -35,6 +36,7 @@ pub struct PersonData {
 #[derive(Default, Clone, Debug)]
 pub struct VisitorData {
     pub merged_into: Option<String>,
+    pub last_active: Option<i64>,
     pub events: Vec<Event>,
     pub seqs: Vec<i64>,
     pub next_seq: i64,
@@ -98,6 +100,11 @@ pub struct Memory {
     pending: RefCell<Vec<Task>>,
     /// Object calls made, for round-trip counts.
     pub calls: Cell<usize>,
+    /// The objects' clock (unix seconds) and retention settings, and each
+    /// object's alarm (`(is_person, name)` to when), as Durable Objects have.
+    pub clock: Cell<i64>,
+    pub retention: Cell<Retention>,
+    pub alarms: RefCell<BTreeMap<(bool, String), i64>>,
 }
 
 /// A handle on one in-memory world; clones share it.
@@ -340,6 +347,35 @@ impl PersonTables for MemPerson {
     }
 }
 
+impl VisitorClock for MemVisitor {
+    fn last_active(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.0.borrow().last_active)
+    }
+    fn touch(&self, now: i64) -> Result<(), StoreError> {
+        self.0.borrow_mut().last_active = Some(now);
+        Ok(())
+    }
+    fn forget(&self) -> Result<(), StoreError> {
+        *self.0.borrow_mut() = VisitorData::default();
+        Ok(())
+    }
+}
+
+impl PersonClock for MemPerson {
+    fn delete_events_before(&self, ts: i64) -> Result<(), StoreError> {
+        let mut p = self.0.borrow_mut();
+        let keep: Vec<bool> = p.events.iter().map(|e| e.timestamp >= ts).collect();
+        let mut k = keep.iter();
+        p.events.retain(|_| *k.next().unwrap_or(&true));
+        let mut k = keep.iter();
+        p.seqs.retain(|_| *k.next().unwrap_or(&true));
+        Ok(())
+    }
+    fn oldest_event(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.0.borrow().events.iter().map(|e| e.timestamp).min())
+    }
+}
+
 fn entry<T: Default>(
     map: &RefCell<BTreeMap<String, Rc<RefCell<T>>>>,
     name: &str,
@@ -358,7 +394,15 @@ impl Objects for Mem {
         self.jitter().await;
         self.0.calls.set(self.0.calls.get() + 1);
         let person = MemPerson(entry(&self.0.people, cio_id));
+        let wake = retention::person_after(&call, self.0.clock.get(), self.0.retention.get());
         let answered = person_call(&person, self, call).await;
+        if let (Some(at), Ok(_)) = (wake, &answered.reply) {
+            self.0
+                .alarms
+                .borrow_mut()
+                .entry((true, cio_id.to_owned()))
+                .or_insert(at);
+        }
         for follow_up in answered.follow_up {
             let FollowUp::AckVisitor {
                 anonymous_id,
@@ -384,7 +428,20 @@ impl Objects for Mem {
                 "visitor object unreachable (injected)",
             ));
         }
-        visitor_call(&MemVisitor(entry(&self.0.visitors, anon_id)), call)
+        let visitor = MemVisitor(entry(&self.0.visitors, anon_id));
+        let (now, r) = (self.0.clock.get(), self.0.retention.get());
+        let activity = retention::visitor_activity(&call);
+        let reply = visitor_call(&visitor, call)?;
+        if activity {
+            if let Some(at) = retention::visitor_after(&visitor, now, r)? {
+                self.0
+                    .alarms
+                    .borrow_mut()
+                    .entry((false, anon_id.to_owned()))
+                    .or_insert(at);
+            }
+        }
+        Ok(reply)
     }
 }
 
@@ -443,6 +500,34 @@ impl Background for Mem {
 }
 
 impl Mem {
+    /// Moves the clock to `now` and rings every alarm due by then, as the
+    /// runtime would; an alarm set again for later waits.
+    pub fn run_alarms(&self, now: i64) -> Result<(), StoreError> {
+        self.0.clock.set(now);
+        let r = self.0.retention.get();
+        let due: Vec<(bool, String)> = self
+            .0
+            .alarms
+            .borrow()
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.0.alarms.borrow_mut().remove(&key);
+            let (is_person, name) = &key;
+            let next = if *is_person {
+                retention::person_alarm(&MemPerson(entry(&self.0.people, name)), now, r)?
+            } else {
+                retention::visitor_alarm(&MemVisitor(entry(&self.0.visitors, name)), now, r)?
+            };
+            if let Some(at) = next {
+                self.0.alarms.borrow_mut().insert(key, at);
+            }
+        }
+        Ok(())
+    }
+
     /// Reseeds the scheduler: from now on calls yield at random.
     pub fn reseed(&self, seed: u64) {
         self.0.rng.set(seed.max(1));

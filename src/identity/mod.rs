@@ -7,12 +7,14 @@
 //! - `wire`: the calls and replies of the three kinds of object, and `StoreError`.
 //! - `objects`: what each object does with a call, over a table interface.
 //! - `backend`: the seam (`Objects`, `Cache`, `Background`).
+//! - `retention`: what an object's alarm deletes (retention settings).
 //! - `store`: the front door handlers call (`Store`).
 //! - `memory`: the in-memory implementation of the seam (native tests).
 
 pub mod backend;
 pub mod key;
 pub mod objects;
+pub mod retention;
 pub mod store;
 pub mod wire;
 

@@ -799,3 +799,156 @@ fn a_merge_moves_a_person_with_many_events_page_by_page() {
     assert_eq!(mem.person_data(&p.cio_id).unwrap().events.len(), n);
     check_invariants(&mem);
 }
+
+// ---- retention: alarms with a moved clock ----
+
+fn event_at(id: &str, ts: i64) -> Event {
+    Event {
+        timestamp: ts,
+        ..event(id)
+    }
+}
+
+const DAY: i64 = 86_400;
+
+#[test]
+fn anonymous_retention_deletes_idle_never_identified_visitors_only() {
+    let mem = Mem::new(0);
+    mem.0.retention.set(retention::Retention {
+        anonymous_secs: 30 * DAY,
+        event_secs: 0,
+    });
+    mem.0.clock.set(NOW);
+    let store = mem.store();
+    let (idle, busy, merged) = (
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "1f8fad5b-d9cb-469f-a165-70867728950e",
+        "2f8fad5b-d9cb-469f-a165-70867728950e",
+    );
+    for anon in [idle, busy, merged] {
+        run(&mem, store.record(None, anon, event(&format!("{anon}-1")))).unwrap();
+    }
+    let person = identify(&mem, json!({"id": "kept"}), Some(merged))
+        .unwrap()
+        .person;
+    // The busy visitor comes back after 20 days.
+    mem.run_alarms(NOW + 20 * DAY).unwrap();
+    run(
+        &mem,
+        store.record(None, busy, event_at("busy-2", NOW + 20 * DAY)),
+    )
+    .unwrap();
+
+    mem.run_alarms(NOW + 30 * DAY).unwrap();
+    assert!(
+        mem.visitor_data(idle).unwrap().events.is_empty(),
+        "idle deleted"
+    );
+    assert_eq!(mem.visitor_data(idle).unwrap().last_active, None);
+    assert_eq!(
+        mem.visitor_data(busy).unwrap().events.len(),
+        2,
+        "active 10 days ago: kept"
+    );
+    assert_eq!(
+        mem.visitor_data(merged).unwrap().merged_into,
+        Some(person.cio_id.clone())
+    );
+    let p = mem.person_data(&person.cio_id).unwrap();
+    assert_eq!(p.events.len(), 1, "the person keeps the merged events");
+
+    mem.run_alarms(NOW + 50 * DAY).unwrap();
+    assert!(
+        mem.visitor_data(busy).unwrap().events.is_empty(),
+        "now idle 30 days"
+    );
+    assert_eq!(
+        mem.visitor_data(merged).unwrap().merged_into,
+        Some(person.cio_id.clone())
+    );
+    assert_eq!(mem.person_data(&person.cio_id).unwrap().events.len(), 1);
+    assert!(mem.0.alarms.borrow().is_empty(), "nothing left to ring");
+}
+
+#[test]
+fn event_retention_deletes_a_persons_old_events_and_nothing_else() {
+    let mem = Mem::new(0);
+    mem.0.retention.set(retention::Retention {
+        anonymous_secs: 0,
+        event_secs: 7 * DAY,
+    });
+    mem.0.clock.set(NOW);
+    let store = mem.store();
+    let cio = identify(&mem, json!({"id": "p", "plan": "x"}), None)
+        .unwrap()
+        .person
+        .cio_id;
+    let who = Some(id("p"));
+    for (name, ts) in [("old", NOW - 10 * DAY), ("week", NOW - DAY), ("new", NOW)] {
+        run(
+            &mem,
+            store.record(
+                who.as_ref(),
+                "0f8fad5b-d9cb-469f-a165-70867728950e",
+                event_at(name, ts),
+            ),
+        )
+        .unwrap();
+    }
+    let names = |mem: &Mem| -> Vec<String> {
+        mem.person_data(&cio)
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.id.clone())
+            .collect()
+    };
+    // An anonymous visitor is untouched by event retention (no alarm).
+    run(
+        &mem,
+        store.record(
+            None,
+            "9f8fad5b-d9cb-469f-a165-70867728950e",
+            event_at("anon", NOW - 30 * DAY),
+        ),
+    )
+    .unwrap();
+    mem.run_alarms(NOW + 6 * DAY).unwrap();
+    assert_eq!(names(&mem), ["old", "week", "new"], "not yet rung");
+    mem.run_alarms(NOW + 7 * DAY).unwrap();
+    assert_eq!(names(&mem), ["new"], "older than 7 days gone");
+    let p = mem.person_data(&cio).unwrap();
+    assert_eq!(
+        p.profile.unwrap().attributes["plan"],
+        json!("x"),
+        "the profile stays"
+    );
+    mem.run_alarms(NOW + 7 * DAY + 1).unwrap();
+    assert!(names(&mem).is_empty());
+    assert_eq!(
+        mem.visitor_data("9f8fad5b-d9cb-469f-a165-70867728950e")
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+    assert!(mem.0.alarms.borrow().is_empty());
+}
+
+#[test]
+fn retention_off_sets_no_alarm() {
+    let mem = Mem::new(0);
+    let store = mem.store();
+    run(
+        &mem,
+        store.record(None, "0f8fad5b-d9cb-469f-a165-70867728950e", event("a")),
+    )
+    .unwrap();
+    identify(
+        &mem,
+        json!({"id": "q"}),
+        Some("0f8fad5b-d9cb-469f-a165-70867728950e"),
+    )
+    .unwrap();
+    assert!(mem.0.alarms.borrow().is_empty());
+}

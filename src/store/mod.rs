@@ -18,6 +18,44 @@ pub use index::IdentityIndex;
 pub use person::Person;
 pub use visitor::Visitor;
 
+/// The settings from the environment (vars, then secrets); the one reader,
+/// for the worker and its objects alike.
+pub fn read_config(env: &Env) -> Result<crate::config::Config, crate::config::ConfigError> {
+    crate::config::Config::from_lookup(|name| {
+        env.var(name)
+            .map(|v| v.to_string())
+            .or_else(|_| env.secret(name).map(|s| s.to_string()))
+            .ok()
+    })
+}
+
+/// The retention settings an object runs its alarm by; a broken setting
+/// keeps everything (the worker answers the error on every request).
+pub fn retention(env: &Env) -> crate::identity::retention::Retention {
+    read_config(env)
+        .map(|c| crate::identity::retention::Retention {
+            anonymous_secs: c.anonymous_retention_secs,
+            event_secs: c.event_retention_secs,
+        })
+        .unwrap_or_default()
+}
+
+/// Unix seconds now, as the objects see it.
+pub fn now_secs() -> i64 {
+    (js_sys::Date::now() / 1000.0) as i64
+}
+
+/// Sets an object's alarm for `at` (unix seconds) unless one is set.
+pub async fn wake_at(storage: &worker::Storage, at: i64, replace: bool) {
+    if !replace && matches!(storage.get_alarm().await, Ok(Some(_))) {
+        return;
+    }
+    let offset_ms = (at * 1000 - js_sys::Date::now() as i64).max(0);
+    if let Err(e) = storage.set_alarm(offset_ms).await {
+        worker::console_error!("alarm not set: {e}");
+    }
+}
+
 /// Background work handed to the runtime, so it outlives the answer.
 pub struct WaitUntil<'a>(pub &'a Context);
 

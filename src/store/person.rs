@@ -15,6 +15,7 @@ use super::sql::{self, bodies, insert_event, table_exists};
 use crate::core::event::Event;
 use crate::core::profile::{Profile, Relationship};
 use crate::identity::objects::{person_call, FollowUp, PersonTables, Tombstone};
+use crate::identity::retention::{self, PersonClock, Retention};
 use crate::identity::wire::Position;
 use crate::identity::wire::VisitorCall;
 use crate::identity::{Objects, StoreError};
@@ -34,6 +35,7 @@ const SCHEMA: [&str; 5] = [
 #[durable_object]
 pub struct Person {
     state: State,
+    retention: Retention,
     env: Env,
     sql: SqlStorage,
     /// Tables are created by the first write: a lookup of a cio_id nobody
@@ -210,10 +212,36 @@ impl PersonTables for Person {
     }
 }
 
+impl PersonClock for Person {
+    fn delete_events_before(&self, ts: i64) -> Result<(), StoreError> {
+        if self.exists()? {
+            self.exec("DELETE FROM events WHERE ts < ?", vec![ts.into()])?;
+        }
+        Ok(())
+    }
+
+    fn oldest_event(&self) -> Result<Option<i64>, StoreError> {
+        #[derive(Deserialize)]
+        struct TsRow {
+            ts: i64,
+        }
+        if !self.exists()? {
+            return Ok(None);
+        }
+        let rows: Vec<TsRow> = self
+            .sql
+            .exec("SELECT ts FROM events ORDER BY ts LIMIT 1", None)
+            .and_then(|c| c.to_array())
+            .or_unavailable()?;
+        Ok(rows.first().map(|r| r.ts))
+    }
+}
+
 impl DurableObject for Person {
     fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
         Self {
+            retention: super::retention(&env),
             state,
             env,
             sql,
@@ -224,7 +252,13 @@ impl DurableObject for Person {
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let call = read_call(req).await?;
         let objects = DoObjects::new(self.env.clone());
+        let wake = retention::person_after(&call, super::now_secs(), self.retention);
         let answered = person_call(self, &objects, call).await;
+        if let (Some(at), Ok(_)) = (wake, &answered.reply) {
+            if self.exists().unwrap_or(false) {
+                super::wake_at(&self.state.storage(), at, false).await;
+            }
+        }
         for follow_up in answered.follow_up {
             let FollowUp::AckVisitor {
                 anonymous_id,
@@ -238,5 +272,14 @@ impl DurableObject for Person {
             });
         }
         reply(answered.reply)
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        match retention::person_alarm(self, super::now_secs(), self.retention) {
+            Ok(Some(at)) => super::wake_at(&self.state.storage(), at, true).await,
+            Ok(None) => {}
+            Err(e) => return Err(worker::Error::RustError(e.to_string())),
+        }
+        Response::empty()
     }
 }

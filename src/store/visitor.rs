@@ -12,6 +12,7 @@ use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{self, insert_event, table_exists};
 use crate::core::event::Event;
 use crate::identity::objects::{visitor_call, VisitorTables};
+use crate::identity::retention::{self, Retention, VisitorClock};
 use crate::identity::wire::Position;
 use crate::identity::StoreError;
 
@@ -24,9 +25,16 @@ const SCHEMA: [&str; 2] = [
 
 #[durable_object]
 pub struct Visitor {
+    state: State,
+    retention: Retention,
     sql: SqlStorage,
     /// Tables are created by the first write: a read leaves nothing on disk.
     ready: Cell<Option<bool>>,
+}
+
+#[derive(Deserialize)]
+struct TouchedRow {
+    at: i64,
 }
 
 #[derive(Deserialize)]
@@ -123,16 +131,80 @@ impl VisitorTables for Visitor {
     }
 }
 
+impl VisitorClock for Visitor {
+    fn last_active(&self) -> Result<Option<i64>, StoreError> {
+        if !self.exists()? || !table_exists(&self.sql, "touched")? {
+            return Ok(None);
+        }
+        let rows: Vec<TouchedRow> = self
+            .sql
+            .exec("SELECT at FROM touched WHERE k = 1", None)
+            .and_then(|c| c.to_array())
+            .or_unavailable()?;
+        Ok(rows.first().map(|r| r.at))
+    }
+
+    fn touch(&self, now: i64) -> Result<(), StoreError> {
+        self.ensure()?;
+        // Created here, not in SCHEMA: visitors stored before it lack it.
+        self.sql
+            .exec(
+                "CREATE TABLE IF NOT EXISTS touched (k INTEGER PRIMARY KEY CHECK (k = 1), at INTEGER NOT NULL)",
+                None,
+            )
+            .or_unavailable()?;
+        self.sql
+            .exec(
+                "INSERT OR REPLACE INTO touched (k, at) VALUES (1, ?)",
+                vec![now.into()],
+            )
+            .or_unavailable()?;
+        Ok(())
+    }
+
+    fn forget(&self) -> Result<(), StoreError> {
+        for drop in [
+            "DROP TABLE IF EXISTS events",
+            "DROP TABLE IF EXISTS marker",
+            "DROP TABLE IF EXISTS touched",
+        ] {
+            self.sql.exec(drop, None).or_unavailable()?;
+        }
+        self.ready.set(Some(false));
+        Ok(())
+    }
+}
+
 impl DurableObject for Visitor {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         Self {
             sql: state.storage().sql(),
+            retention: super::retention(&env),
+            state,
             ready: Cell::new(None),
         }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let call = read_call(req).await?;
-        reply(visitor_call(self, call))
+        let activity = retention::visitor_activity(&call);
+        let answer = visitor_call(self, call);
+        if activity && answer.is_ok() {
+            match retention::visitor_after(self, super::now_secs(), self.retention) {
+                Ok(Some(at)) => super::wake_at(&self.state.storage(), at, false).await,
+                Ok(None) => {}
+                Err(e) => worker::console_error!("visitor activity not noted: {e}"),
+            }
+        }
+        reply(answer)
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        match retention::visitor_alarm(self, super::now_secs(), self.retention) {
+            Ok(Some(at)) => super::wake_at(&self.state.storage(), at, true).await,
+            Ok(None) => {}
+            Err(e) => return Err(worker::Error::RustError(e.to_string())),
+        }
+        Response::empty()
     }
 }
