@@ -5,6 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { existsSync } from "node:fs";
+import { createHmac } from "node:crypto";
 import { chromium } from "playwright-core";
 import { startWorker } from "./support/worker.mjs";
 import { classicSnippet } from "../demo/server.mjs";
@@ -310,4 +311,29 @@ test("calls still queued when the page is left go out as beacons on pagehide", a
   }, "all eight calls delivered");
   assert.deepEqual(events.map((e) => e.data.i).sort(), [0, 1, 2, 3, 4, 5, 6, 7]);
   await context.close();
+});
+
+test("secure mode: _cio.identify passes user_hash through; the companion cookie is HttpOnly; without it nothing is applied", async () => {
+  const secret = "browser-identify-secret";
+  const secure = await startWorker({ originUrl, secrets: { ADMIN_TOKEN: ADMIN, IDENTIFY_SECRET: secret } });
+  try {
+    const context = await browser.newContext();
+    const tab = await context.newPage();
+    await tab.goto(`${base(secure)}/landing`);
+    const forged = `forged-${crypto.randomUUID()}`;
+    await tab.evaluate((id) => window._cio.identify({ id }), forged);
+    const id = `verified-${crypto.randomUUID()}`;
+    const user_hash = createHmac("sha256", secret).update(id).digest("hex");
+    await tab.evaluate(([id, user_hash]) => window._cio.identify({ id, user_hash, plan: "pro" }), [id, user_hash]);
+    assert.equal(await eventually(() => cookie(context, "_cioid"), "_cioid cookie"), encodeURIComponent(id));
+    const sig = (await context.cookies()).find((c) => c.name === "_cioidsig");
+    assert.ok(sig?.httpOnly, "an HttpOnly companion");
+    assert.equal(await tab.evaluate(() => document.cookie.includes("_cioidsig")), false);
+    assert.equal((await admin(secure, `people/${encodeURIComponent(forged)}`)).status, 404);
+    const person = (await admin(secure, `people/${encodeURIComponent(id)}`)).body;
+    assert.deepEqual(person.attributes, { plan: "pro" });
+    await context.close();
+  } finally {
+    await secure.dispose();
+  }
 });
