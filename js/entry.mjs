@@ -69,7 +69,7 @@ async function forward(request, env, ctx, text, body) {
   });
   if (seen) {
     try {
-      cookies = await rust.from_origin(request, env, ctx, text, ...values);
+      cookies = await rust.handle(request, env, ctx, [text, ...values]);
     } catch (e) {
       console.error("origin identity header not applied", e); // the page is served
     }

@@ -62,7 +62,7 @@ pub fn read_cookies(header: Option<&str>) -> IncomingCookies {
 
 /// The `name=value` pairs of a `Cookie` header, trimmed (quotes are part of
 /// a value); a piece without `=` or without a name is skipped.
-fn split_cookies(header: &str) -> impl Iterator<Item = (&str, &str)> {
+pub fn split_cookies(header: &str) -> impl Iterator<Item = (&str, &str)> {
     header.split(';').filter_map(|piece| {
         let (name, value) = piece.split_once('=')?;
         let name = name.trim();

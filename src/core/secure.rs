@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use sha2::Sha256;
 
-use super::cookies::{CookiePolicy, IncomingCookies};
+use super::cookies::{split_cookies, CookiePolicy, IncomingCookies};
 use super::identifier::Identifier;
 
 /// The companion of `_cioid`: an HMAC of its identifier, HttpOnly.
@@ -149,13 +149,8 @@ impl Consent {
         match self {
             Consent::None => true,
             Consent::Gpc => sec_gpc.map(str::trim) != Some("1"),
-            Consent::Cookie { name, value } => cookie_header.is_some_and(|header| {
-                header.split(';').any(|piece| {
-                    piece
-                        .split_once('=')
-                        .is_some_and(|(n, v)| n.trim() == name && v.trim() == value)
-                })
-            }),
+            Consent::Cookie { name, value } => cookie_header
+                .is_some_and(|header| split_cookies(header).any(|(n, v)| n == name && v == value)),
         }
     }
 }
@@ -225,10 +220,7 @@ impl Trust {
 
 /// The first companion value of a `Cookie` header.
 fn companion_of(header: Option<&str>) -> Option<&str> {
-    header?.split(';').find_map(|piece| {
-        let (name, value) = piece.split_once('=')?;
-        (name.trim() == SIG_COOKIE).then(|| value.trim())
-    })
+    split_cookies(header?).find_map(|(name, value)| (name == SIG_COOKIE).then_some(value))
 }
 
 /// What `X-Cio-Id` carries toward the origin: the identifier with every

@@ -56,10 +56,22 @@ fn ok_with_cookies(cookies: &[String]) -> Response {
 
 pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Response, EdgeError> {
     let body = read_body(&mut req).await?;
-    let mut body = parse_object(&body, false)?;
+    let cookies = identify_body(edge, &visit, &body, false).await?;
+    Ok(ok_with_cookies(&cookies))
+}
+
+/// An identify body (a browser call, or the origin's `X-Cio-Identify` when
+/// `from_origin`, which needs no `user_hash`) applied: the cookies to set.
+pub async fn identify_body(
+    edge: &Edge,
+    visit: &Visit,
+    body: &[u8],
+    from_origin: bool,
+) -> Result<Vec<String>, EdgeError> {
+    let mut body = parse_object(body, false)?;
     // `user_hash` vouches for the call (secure mode); it is never an attribute.
     let user_hash = body.remove("user_hash");
-    if let Some(secret) = &edge.config.trust.secret {
+    if let (Some(secret), false) = (&edge.config.trust.secret, from_origin) {
         let verified = match (user_hash_message(&body), user_hash) {
             (Some(message), Some(serde_json::Value::String(hash))) => {
                 secret.verify_user_hash(&message, &hash)
@@ -71,8 +83,7 @@ pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Res
         }
     }
     let identify = parse_identify(&body, edge.config.use_array_params)?;
-    let cookies = apply_identify(edge, &visit.cookies, visit.https, &identify).await?;
-    Ok(ok_with_cookies(&cookies))
+    apply_identify(edge, &visit.cookies, visit.https, &identify).await
 }
 
 /// Identifies the visitor as `identify` says (a browser call or the origin's

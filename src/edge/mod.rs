@@ -106,28 +106,18 @@ pub fn bad_gateway(plan_text: &str, timed_out: bool, detail: &str) -> web_sys::R
 /// (the plan's `r` lines; the driver strips them): identify or reset the
 /// visitor as the browser calls would, and answer every `Set-Cookie` the
 /// response gets, in place of the plan's. A header that cannot be applied
-/// is logged and changes nothing: the page is served either way.
-#[wasm_bindgen]
-pub async fn from_origin(
-    req: web_sys::Request,
-    env: Env,
-    ctx: worker::worker_sys::Context,
-    plan_text: String,
-    identify: Option<String>,
-    reset: Option<String>,
-) -> js_sys::Array {
+/// is logged and changes nothing: the page is served either way. Reached
+/// through [`handle`] (one async entry keeps the wasm small).
+async fn from_origin(req: Request, env: Env, ctx: Context, origin: js_sys::Array) -> JsValue {
+    let text = |i: u32| origin.get(i).as_string();
+    let plan_text = text(0).unwrap_or_default();
     let plan_cookies: Vec<String> = plan::set_cookies_of(&plan_text)
         .map(str::to_owned)
         .collect();
     let cookies = match load_config(&env) {
         Ok(config) => {
-            let edge = Edge {
-                config,
-                env,
-                ctx: Context::new(ctx),
-            };
-            let req = Request::from(req);
-            origin_identity(&edge, &req, &plan_text, identify, reset)
+            let edge = Edge { config, env, ctx };
+            origin_identity(&edge, &req, &plan_text, text(1), text(2))
                 .await
                 .map(|mut extra| {
                     // A cookie set again replaces the plan's of that name.
@@ -146,7 +136,11 @@ pub async fn from_origin(
         }
         Err(_) => plan_cookies,
     };
-    cookies.into_iter().map(JsValue::from).collect()
+    cookies
+        .into_iter()
+        .map(JsValue::from)
+        .collect::<js_sys::Array>()
+        .into()
 }
 
 fn same_cookie(a: &str, b: &str) -> bool {
@@ -160,38 +154,41 @@ async fn origin_identity(
     identify: Option<String>,
     reset: Option<String>,
 ) -> Result<Vec<String>, String> {
-    use crate::core::body::parse_object;
-    use crate::core::profile::parse_identify;
     // No anonymous id told to the origin: no consent; nothing is applied.
     let Some(anon) = plan::anon_id_of(plan_text) else {
-        return Err("origin identity header ignored: no consent".into());
+        return Err("X-Cio-Identify or X-Cio-Reset ignored: no consent".into());
     };
     let url = req.url().map_err(|e| e.to_string())?;
-    let https = url.scheme() == "https";
     let mut visit = visit::Visit::read(req, &url, &edge.config.trust);
     visit.cookies.anon_id = Some(anon.to_owned());
     if let Some(raw) = identify {
         let raw = plan::header_text(&raw);
-        let parsed = parse_object(raw.as_bytes(), false).and_then(|mut body| {
-            body.remove("user_hash");
-            parse_identify(&body, edge.config.use_array_params)
-        });
-        let identify = parsed.map_err(|e| format!("X-Cio-Identify not applied: {e}"))?;
-        return browser::apply_identify(edge, &visit.cookies, https, &identify)
+        return browser::identify_body(edge, &visit, raw.as_bytes(), true)
             .await
             .map_err(|e| format!("X-Cio-Identify not applied: {e}"));
     }
     if reset.as_deref().map(str::trim) == Some("1") {
-        return Ok(browser::reset_cookies(edge, https));
+        return Ok(browser::reset_cookies(edge, visit.https));
     }
-    Err(format!("X-Cio-Reset {reset:?} ignored: only 1 resets"))
+    Err("X-Cio-Reset ignored: only 1 resets".into())
 }
 
 /// The async handler: a `Response`, or for a page request whose async work is
 /// done, `[plan text, body bytes or undefined]` for the driver to forward.
+/// With `origin` (`[plan text, X-Cio-Identify, X-Cio-Reset]`, the origin's
+/// answer to a forward plan), the `Set-Cookie` values for that answer
+/// ([`from_origin`]).
 #[wasm_bindgen]
-pub async fn handle(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> JsValue {
+pub async fn handle(
+    req: web_sys::Request,
+    env: Env,
+    ctx: worker::worker_sys::Context,
+    origin: Option<js_sys::Array>,
+) -> JsValue {
     let ctx = Context::new(ctx);
+    if let Some(origin) = origin {
+        return from_origin(Request::from(req), env, ctx, origin).await;
+    }
     let answer = match fetch(Request::from(req), env, ctx).await {
         Ok(answer) => answer,
         Err(e) => {

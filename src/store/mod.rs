@@ -56,6 +56,13 @@ pub async fn wake_at(storage: &worker::Storage, at: i64, replace: bool) {
     }
 }
 
+/// An alarm that failed: logged, and answered as an error so the runtime
+/// rings it again.
+pub fn alarm_failed(e: crate::identity::StoreError) -> worker::Error {
+    worker::console_error!("retention alarm failed: {e}");
+    worker::Error::RustError("retention alarm failed".into())
+}
+
 /// Background work handed to the runtime, so it outlives the answer.
 pub struct WaitUntil<'a>(pub &'a Context);
 

@@ -221,19 +221,10 @@ impl PersonClock for Person {
     }
 
     fn oldest_event(&self) -> Result<Option<i64>, StoreError> {
-        #[derive(Deserialize)]
-        struct TsRow {
-            ts: i64,
-        }
         if !self.exists()? {
             return Ok(None);
         }
-        let rows: Vec<TsRow> = self
-            .sql
-            .exec("SELECT ts FROM events ORDER BY ts LIMIT 1", None)
-            .and_then(|c| c.to_array())
-            .or_unavailable()?;
-        Ok(rows.first().map(|r| r.ts))
+        sql::first_n(&self.sql, "SELECT ts AS n FROM events ORDER BY ts LIMIT 1")
     }
 }
 
@@ -278,7 +269,7 @@ impl DurableObject for Person {
         match retention::person_alarm(self, super::now_secs(), self.retention) {
             Ok(Some(at)) => super::wake_at(&self.state.storage(), at, true).await,
             Ok(None) => {}
-            Err(e) => return Err(worker::Error::RustError(e.to_string())),
+            Err(e) => return Err(super::alarm_failed(e)),
         }
         Response::empty()
     }

@@ -131,6 +131,15 @@ pub fn has_event(sql: &SqlStorage, id: &str) -> Result<bool, StoreError> {
     Ok(rows.first().is_some_and(|r| r.n > 0))
 }
 
+/// The first row's `n` of a query that selects one integer `AS n`.
+pub fn first_n(sql: &SqlStorage, query: &str) -> Result<Option<i64>, StoreError> {
+    let rows: Vec<CountRow> = sql
+        .exec(query, None)
+        .and_then(|c| c.to_array())
+        .or_unavailable()?;
+    Ok(rows.first().map(|r| r.n))
+}
+
 pub fn event_count(sql: &SqlStorage) -> Result<u64, StoreError> {
     let rows: Vec<CountRow> = sql
         .exec("SELECT count(*) AS n FROM events", None)

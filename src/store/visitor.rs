@@ -33,11 +33,6 @@ pub struct Visitor {
 }
 
 #[derive(Deserialize)]
-struct TouchedRow {
-    at: i64,
-}
-
-#[derive(Deserialize)]
 struct MarkerRow {
     merged_into: String,
 }
@@ -136,12 +131,7 @@ impl VisitorClock for Visitor {
         if !self.exists()? || !table_exists(&self.sql, "touched")? {
             return Ok(None);
         }
-        let rows: Vec<TouchedRow> = self
-            .sql
-            .exec("SELECT at FROM touched WHERE k = 1", None)
-            .and_then(|c| c.to_array())
-            .or_unavailable()?;
-        Ok(rows.first().map(|r| r.at))
+        sql::first_n(&self.sql, "SELECT at AS n FROM touched WHERE k = 1")
     }
 
     fn touch(&self, now: i64) -> Result<(), StoreError> {
@@ -203,7 +193,7 @@ impl DurableObject for Visitor {
         match retention::visitor_alarm(self, super::now_secs(), self.retention) {
             Ok(Some(at)) => super::wake_at(&self.state.storage(), at, true).await,
             Ok(None) => {}
-            Err(e) => return Err(worker::Error::RustError(e.to_string())),
+            Err(e) => return Err(super::alarm_failed(e)),
         }
         Response::empty()
     }
