@@ -176,6 +176,29 @@ test("IDENTIFY_SECRET: a link click and an origin identify set a valid companion
   assert.ok(c.jar.get("_cioidsig"));
   await c.visit("/p");
   assert.equal(originSaw()["x-cio-id"], sid);
+
+  // Reset forgets the companion with the identity.
+  const out = await c.reset();
+  assert.equal(cookiesNamed(out, "_cioidsig")[0]?.attrs["max-age"], "0");
+  assert.equal(c.jar.get("_cioidsig"), undefined);
+});
+
+const form = (w, b, email) =>
+  w.raw("/signup", {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", cookie: b.jar.header() },
+    body: `email=${encodeURIComponent(email)}`,
+  }).then((res) => b.jar.store(res));
+
+test("IDENTIFY_SECRET: a form post identifies no one (it is the browser's word)", async () => {
+  const w = await edge({ AUTO_IDENTIFY_FORMS: "true" }, { IDENTIFY_SECRET: SECRET });
+  const b = new Browser(w);
+  const email = `${uid("form")}@example.com`;
+  const res = await form(w, b, email);
+  assert.equal(res.status, 200);
+  assert.equal(cookiesNamed(res, "_cioid").length, 0);
+  assert.equal(originSaw()["x-cio-id"], undefined);
+  assert.equal((await person(w, email)).status, 404);
 });
 
 test("CONSENT=gpc: Sec-GPC: 1 gets no cookie, stores nothing, the page byte-identical; without it, as today", async () => {
@@ -228,8 +251,8 @@ test("CONSENT=cookie:<name>=<value>: nothing until the site's consent cookie, th
   assert.deepEqual((await visitorActivity(w, b.anon)).events.map((e) => e.name), ["consented"]);
 });
 
-test("ID_COOKIE=cio: no email in any Set-Cookie or origin header, across identify, origin identify, link click, reset", async () => {
-  const w = await edge({ ID_COOKIE: "cio" });
+test("ID_COOKIE=cio: no email in any Set-Cookie or origin header, across identify, origin identify, link click, form, reset", async () => {
+  const w = await edge({ ID_COOKIE: "cio", AUTO_IDENTIFY_FORMS: "true" });
   const email = `${uid("pii")}@example.com`;
   const enc = encodeURIComponent(email);
   const leaks = (text) => text.toLowerCase().includes(email) || text.toLowerCase().includes(enc.toLowerCase());
@@ -257,6 +280,11 @@ test("ID_COOKIE=cio: no email in any Set-Cookie or origin header, across identif
   const link = await d.visit(`/x?_cio_id=${cio}`);
   assert.ok(!leaks(cookieText(link)));
   assert.equal(d.cioid, `cio_${cio}`);
+
+  const f = new Browser(w);
+  const fromForm = await form(w, f, email);
+  assert.ok(!leaks(cookieText(fromForm)));
+  assert.equal(f.cioid, `cio_${cio}`, "a form identify waits for the cio_id");
 
   // An email _cioid from before the setting is never passed on.
   const old = new Browser(w);
