@@ -15,8 +15,9 @@
 //! h<name>:<value>    set a header toward the origin
 //! d<name>            drop a header toward the origin
 //! c<value>           append a Set-Cookie to the response
-//! r<name>            a response header of the origin's to strip; when it is
-//!                    present, hand its value back to Rust (`from_origin`)
+//! r<name>            a response header of the origin's to strip; when one is
+//!                    present, the driver hands the values, in order, back to
+//!                    the async handler (`handle`) for the cookies to set
 //! ```
 //!
 //! A request for the async handler is the single line `rust <reason>`.
