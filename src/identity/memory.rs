@@ -401,6 +401,7 @@ impl Objects for Mem {
                 .alarms
                 .borrow_mut()
                 .entry((true, cio_id.to_owned()))
+                .and_modify(|set| *set = (*set).min(at))
                 .or_insert(at);
         }
         for follow_up in answered.follow_up {
@@ -438,6 +439,8 @@ impl Objects for Mem {
                     .alarms
                     .borrow_mut()
                     .entry((false, anon_id.to_owned()))
+                    .and_modify(|set| *set = (*set).min(at))
+                    .and_modify(|set| *set = (*set).min(at))
                     .or_insert(at);
             }
         }

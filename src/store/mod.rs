@@ -45,12 +45,15 @@ pub fn now_secs() -> i64 {
     (js_sys::Date::now() / 1000.0) as i64
 }
 
-/// Sets an object's alarm for `at` (unix seconds) unless one is set.
-pub async fn wake_at(storage: &worker::Storage, at: i64, replace: bool) {
-    if !replace && matches!(storage.get_alarm().await, Ok(Some(_))) {
+/// Asks for an object's alarm by `at` (unix seconds): the earliest wish
+/// wins, so work sharing the one alarm of an object keeps its turn; each
+/// alarm handler tolerates ringing early.
+pub async fn wake_by(storage: &worker::Storage, at: i64) {
+    let at_ms = at * 1000;
+    if matches!(storage.get_alarm().await, Ok(Some(set)) if set <= at_ms) {
         return;
     }
-    let offset_ms = (at * 1000 - js_sys::Date::now() as i64).max(0);
+    let offset_ms = (at_ms - js_sys::Date::now() as i64).max(0);
     if let Err(e) = storage.set_alarm(offset_ms).await {
         worker::console_error!("alarm not set: {e}");
     }

@@ -247,7 +247,7 @@ impl DurableObject for Person {
         let answered = person_call(self, &objects, call).await;
         if let (Some(at), Ok(_)) = (wake, &answered.reply) {
             if self.exists().unwrap_or(false) {
-                super::wake_at(&self.state.storage(), at, false).await;
+                super::wake_by(&self.state.storage(), at).await;
             }
         }
         for follow_up in answered.follow_up {
@@ -267,7 +267,7 @@ impl DurableObject for Person {
 
     async fn alarm(&self) -> worker::Result<Response> {
         match retention::person_alarm(self, super::now_secs(), self.retention) {
-            Ok(Some(at)) => super::wake_at(&self.state.storage(), at, true).await,
+            Ok(Some(at)) => super::wake_by(&self.state.storage(), at).await,
             Ok(None) => {}
             Err(e) => return Err(super::alarm_failed(e)),
         }

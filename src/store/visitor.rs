@@ -181,7 +181,7 @@ impl DurableObject for Visitor {
         let answer = visitor_call(self, call);
         if activity && answer.is_ok() {
             match retention::visitor_after(self, super::now_secs(), self.retention) {
-                Ok(Some(at)) => super::wake_at(&self.state.storage(), at, false).await,
+                Ok(Some(at)) => super::wake_by(&self.state.storage(), at).await,
                 Ok(None) => {}
                 Err(e) => worker::console_error!("visitor activity not noted: {e}"),
             }
@@ -191,7 +191,7 @@ impl DurableObject for Visitor {
 
     async fn alarm(&self) -> worker::Result<Response> {
         match retention::visitor_alarm(self, super::now_secs(), self.retention) {
-            Ok(Some(at)) => super::wake_at(&self.state.storage(), at, true).await,
+            Ok(Some(at)) => super::wake_by(&self.state.storage(), at).await,
             Ok(None) => {}
             Err(e) => return Err(super::alarm_failed(e)),
         }
