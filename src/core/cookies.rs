@@ -353,7 +353,13 @@ mod tests {
             split_cookies(" a=1;b = 2 ;; novalue; =x; c=\"q\"; d=\"; e=f=g").collect();
         assert_eq!(
             pairs,
-            vec![("a", "1"), ("b", "2"), ("c", "\"q\""), ("d", "\""), ("e", "f=g")]
+            vec![
+                ("a", "1"),
+                ("b", "2"),
+                ("c", "\"q\""),
+                ("d", "\""),
+                ("e", "f=g")
+            ]
         );
     }
 

@@ -236,7 +236,9 @@ pub fn is_html_navigation(inputs: &Inputs) -> bool {
     }
     match inputs.sec_fetch_mode {
         Some(mode) => mode == "navigate",
-        None => inputs.accept.is_some_and(|accept| accept.contains("text/html")),
+        None => inputs
+            .accept
+            .is_some_and(|accept| accept.contains("text/html")),
     }
 }
 
@@ -265,7 +267,9 @@ pub fn small_form<'a>(inputs: &Inputs<'a>) -> Option<&'a str> {
 /// The route under the track API host, when this request is for it.
 pub fn track_host_route<'u>(config: &Config, url: &UrlParts<'u>) -> Option<&'u str> {
     let host = config.track_api_host.as_deref()?;
-    (url.host == host).then(|| url.path.strip_prefix("/api/")).flatten()
+    (url.host == host)
+        .then(|| url.path.strip_prefix("/api/"))
+        .flatten()
 }
 
 /// Decides a request. `new_anon_id` is called only when the visitor needs one.
@@ -299,7 +303,11 @@ pub fn plan(
         Some(anon) => (anon.clone(), false),
         None => (new_anon_id(), true),
     };
-    let identifier = visit.cookies.identifier.as_ref().map(Identifier::as_written);
+    let identifier = visit
+        .cookies
+        .identifier
+        .as_ref()
+        .map(Identifier::as_written);
     let mut set_cookies = Vec::new();
     if anon_changed || visit.html_navigation {
         set_cookies.push(config.cookies.anon_cookie(visit.https, &anon_id));
@@ -426,7 +434,10 @@ mod tests {
         assert_eq!(header(&f, ANON_HEADER), Some(Some(ANON)));
         assert_eq!(header(&f, ID_HEADER), Some(None));
         assert_eq!(header(&f, "host"), Some(None));
-        assert_eq!(header(&f, "x-forwarded-host"), Some(Some("shop.example.com")));
+        assert_eq!(
+            header(&f, "x-forwarded-host"),
+            Some(Some("shop.example.com"))
+        );
         assert_eq!(header(&f, "x-forwarded-proto"), Some(Some("https")));
         assert_eq!(f.snippet, None);
     }
@@ -509,7 +520,11 @@ mod tests {
             assert_eq!(decide(&c, &get(url)), Plan::Rust(reason), "{url}");
         }
         // Not ours: a look-alike path, a malformed link id, links switched off.
-        for url in ["http://x.test/_cio", "http://x.test/x/_cio/", "http://x.test/?_cio_id=a-b"] {
+        for url in [
+            "http://x.test/_cio",
+            "http://x.test/x/_cio/",
+            "http://x.test/?_cio_id=a-b",
+        ] {
             forwarded(decide(&c, &get(url)));
         }
         let off = config(&[("AUTO_IDENTIFY_LINKS", "false")]);
@@ -550,17 +565,29 @@ mod tests {
             Plan::Rust(Reason::Form)
         );
         forwarded(decide(&forms, &post("application/json", "20")));
-        forwarded(decide(&forms, &post("application/x-www-form-urlencoded", "9999999")));
-        forwarded(decide(&forms, &post("application/x-www-form-urlencoded", "many")));
+        forwarded(decide(
+            &forms,
+            &post("application/x-www-form-urlencoded", "9999999"),
+        ));
+        forwarded(decide(
+            &forms,
+            &post("application/x-www-form-urlencoded", "many"),
+        ));
         let off = config(&[]);
-        forwarded(decide(&off, &post("application/x-www-form-urlencoded", "20")));
+        forwarded(decide(
+            &off,
+            &post("application/x-www-form-urlencoded", "20"),
+        ));
     }
 
     #[test]
     fn a_bad_setting_or_url_goes_to_rust() {
         let bad = config(&[("COOKIE_SECURE", "maybe")]);
         assert!(bad.is_err());
-        assert_eq!(decide(&bad, &get("http://x.test/")), Plan::Rust(Reason::BadSetting));
+        assert_eq!(
+            decide(&bad, &get("http://x.test/")),
+            Plan::Rust(Reason::BadSetting)
+        );
         let c = config(&[]);
         assert_eq!(decide(&c, &get("not a url")), Plan::Rust(Reason::BadUrl));
         assert_eq!(decide(&c, &Inputs::default()), Plan::Rust(Reason::BadUrl));
@@ -578,14 +605,20 @@ mod tests {
     #[test]
     fn injection_on_and_off() {
         let on = config(&[("INJECT_SNIPPET", "true")]);
-        assert_eq!(forwarded(decide(&on, &get("http://x.test/"))).snippet, Some(SNIPPET));
+        assert_eq!(
+            forwarded(decide(&on, &get("http://x.test/"))).snippet,
+            Some(SNIPPET)
+        );
         let head = Inputs {
             method: "HEAD",
             ..get("http://x.test/")
         };
         assert_eq!(forwarded(decide(&on, &head)).snippet, None);
         let off = config(&[]);
-        assert_eq!(forwarded(decide(&off, &get("http://x.test/"))).snippet, None);
+        assert_eq!(
+            forwarded(decide(&off, &get("http://x.test/"))).snippet,
+            None
+        );
 
         assert!(injects(200, Some("text/html; charset=utf-8")));
         assert!(injects(200, Some("TEXT/HTML")));
@@ -616,7 +649,10 @@ mod tests {
         assert!(lines.contains(&format!("h{ID_HEADER}:user 1").as_str()));
         assert!(lines.contains(&format!("h{ANON_HEADER}:{NEW}").as_str()));
         let cookies: Vec<&str> = set_cookies_of(&text).collect();
-        assert_eq!(cookies, f.set_cookies.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            cookies,
+            f.set_cookies.iter().map(String::as_str).collect::<Vec<_>>()
+        );
         assert_eq!(cookies.len(), 1);
         assert_eq!(Plan::Rust(Reason::Link).to_text(), "rust link");
     }
@@ -639,7 +675,15 @@ mod tests {
             assert_eq!(parts.path, parsed.path(), "{url}");
             assert_eq!(parts.query, parsed.query(), "{url}");
         }
-        for bad in ["", "not a url", "ftp://x.test/", "http://", "http:///p", "http://x.test", "http://[::1/"] {
+        for bad in [
+            "",
+            "not a url",
+            "ftp://x.test/",
+            "http://",
+            "http:///p",
+            "http://x.test",
+            "http://[::1/",
+        ] {
             assert_eq!(UrlParts::split(bad), None, "{bad}");
         }
     }
@@ -647,10 +691,26 @@ mod tests {
     #[test]
     fn origin_urls() {
         let cases = [
-            ("http://127.0.0.1:9000", "https://x.test/a/b?c=d&e", "http://127.0.0.1:9000/a/b?c=d&e"),
-            ("http://127.0.0.1:9000/", "https://x.test/", "http://127.0.0.1:9000/"),
-            ("https://o.test/base/", "https://x.test/p%20q?", "https://o.test/base/p%20q?"),
-            ("https://o.test/base", "https://x.test/?x=%2F", "https://o.test/base/?x=%2F"),
+            (
+                "http://127.0.0.1:9000",
+                "https://x.test/a/b?c=d&e",
+                "http://127.0.0.1:9000/a/b?c=d&e",
+            ),
+            (
+                "http://127.0.0.1:9000/",
+                "https://x.test/",
+                "http://127.0.0.1:9000/",
+            ),
+            (
+                "https://o.test/base/",
+                "https://x.test/p%20q?",
+                "https://o.test/base/p%20q?",
+            ),
+            (
+                "https://o.test/base",
+                "https://x.test/?x=%2F",
+                "https://o.test/base/?x=%2F",
+            ),
         ];
         for (origin, url, want) in cases {
             let got = origin_url(&Url::parse(origin).unwrap(), UrlParts::split(url).unwrap());
@@ -669,9 +729,21 @@ mod tests {
         let i = Inputs::from_lines("POST\nhttp://x.test/\n\ntext/html\n\napplication/json\n12");
         assert_eq!(i.method, "POST");
         assert_eq!(i.url, "http://x.test/");
-        assert_eq!((i.cookie, i.accept, i.sec_fetch_mode), (None, Some("text/html"), None));
-        assert_eq!((i.content_type, i.content_length), (Some("application/json"), Some("12")));
-        assert_eq!(Inputs::from_lines(""), Inputs { method: "GET", ..Default::default() });
+        assert_eq!(
+            (i.cookie, i.accept, i.sec_fetch_mode),
+            (None, Some("text/html"), None)
+        );
+        assert_eq!(
+            (i.content_type, i.content_length),
+            (Some("application/json"), Some("12"))
+        );
+        assert_eq!(
+            Inputs::from_lines(""),
+            Inputs {
+                method: "GET",
+                ..Default::default()
+            }
+        );
     }
 
     proptest::proptest! {

@@ -94,7 +94,11 @@ pub fn has_sdk(src: Option<String>, text: Option<String>) -> bool {
 #[wasm_bindgen]
 pub fn bad_gateway(plan_text: &str, timed_out: bool, detail: &str) -> web_sys::Response {
     let failure = if timed_out {
-        let ms = plan_text.lines().nth(2).and_then(|l| l.parse().ok()).unwrap_or(0);
+        let ms = plan_text
+            .lines()
+            .nth(2)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
         proxy::Failure::TimedOut(ms)
     } else {
         proxy::Failure::Unreachable(detail.to_owned())
@@ -106,11 +110,7 @@ pub fn bad_gateway(plan_text: &str, timed_out: bool, detail: &str) -> web_sys::R
 /// The async handler: a `Response`, or for a page request whose async work is
 /// done, `[plan text, body bytes or undefined]` for the driver to forward.
 #[wasm_bindgen]
-pub async fn handle(
-    req: web_sys::Request,
-    env: Env,
-    ctx: worker::worker_sys::Context,
-) -> JsValue {
+pub async fn handle(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> JsValue {
     let ctx = Context::new(ctx);
     let answer = match fetch(Request::from(req), env, ctx).await {
         Ok(answer) => answer,
