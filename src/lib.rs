@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod core;
+pub mod identity;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

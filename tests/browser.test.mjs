@@ -186,12 +186,13 @@ test("a fresh browser opening a _cio_id link is identified", async () => {
   await tab.goto(`${base(plain)}/landing?_cio_id=${person.cio_id}`);
   assert.equal(await cookie(fresh, "_cioid"), id);
   const anon = await cookie(fresh, "_cioanonid");
-  await eventually(async () => (await admin(plain, `people/${id}`)).body.anonymous_ids.includes(anon), "anon merged");
   // The landing page's own auto page view goes to the person.
   await eventually(async () => {
     const events = (await admin(plain, `people/${id}/activity`)).body.events;
     return events.some((e) => e.type === "page" && e.name.includes(`_cio_id=${person.cio_id}`));
   }, "landing page view on the person");
+  // A link merges no anonymous history (identity rule 12).
+  assert.ok(!(await admin(plain, `people/${id}`)).body.anonymous_ids.includes(anon));
   await fresh.close();
 });
 
@@ -270,5 +271,43 @@ test("AUTO_IDENTIFY_FORMS: the sign-up form identifies; the password is stored n
   for (const stored of [JSON.stringify(person), JSON.stringify(activity), exported]) {
     assert.ok(!stored.includes("hunter2-secret"), "password stored");
   }
+  await context.close();
+});
+
+test("a page with the SDK reaches network idle, and its auto page view of a long marketing URL is recorded", async () => {
+  const context = await browser.newContext();
+  const tab = await context.newPage();
+  const path = "/landing?utm_source=newsletter&utm_medium=email&utm_campaign=spring_sale_2026&utm_content=hero_banner_blue_widget";
+  // Every SDK request must finish (its answer read), or network idle never comes.
+  const started = Date.now();
+  await tab.goto(`${base(plain)}${path}`, { waitUntil: "networkidle", timeout: 15000 });
+  const settled = Date.now() - started;
+  const anon = await cookie(context, "_cioanonid");
+  const { body } = await admin(plain, `visitors/${anon}/activity`);
+  assert.deepEqual(body.events.map((e) => [e.type, e.name]), [["page", `${base(plain)}${path}`]], "recorded by the time the page is idle");
+  assert.ok(`${base(plain)}${path}`.length > 100);
+  // Calls made after load settle too.
+  await tab.evaluate(() => { window._cio.track("after_load", { n: 1 }); window._cio.page("/virtual"); });
+  await tab.waitForLoadState("networkidle", { timeout: 15000 });
+  console.log(`network idle ${settled} ms after navigation`);
+  await context.close();
+});
+
+test("calls still queued when the page is left go out as beacons on pagehide", async () => {
+  const context = await browser.newContext();
+  const tab = await context.newPage();
+  await tab.goto(`${base(plain)}/noauto`, { waitUntil: "networkidle", timeout: 15000 });
+  const anon = await cookie(context, "_cioanonid");
+  // Queue several calls (they go out one at a time) and leave at once.
+  await tab.evaluate(() => {
+    for (let i = 0; i < 8; i++) window._cio.track("leaving", { i });
+    window.location.href = "/plain";
+  });
+  await tab.waitForURL(/\/plain$/);
+  const events = await eventually(async () => {
+    const { body } = await admin(plain, `visitors/${anon}/activity`);
+    return body.events.filter((e) => e.name === "leaving").length === 8 && body.events;
+  }, "all eight calls delivered");
+  assert.deepEqual(events.map((e) => e.data.i).sort(), [0, 1, 2, 3, 4, 5, 6, 7]);
   await context.close();
 });

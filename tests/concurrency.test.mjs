@@ -24,9 +24,9 @@ after(async () => {
 const tally = (values) => values.reduce((t, v) => ({ ...t, [v]: (t[v] ?? 0) + 1 }), {});
 
 /// Asserts every id in `expected` occurs exactly once among `events`, and
-/// nothing else does.
+/// nothing else does (ids as the browser sent them: recorded as `browser:<id>`).
 function assertOnceEach(events, expected, what) {
-  const counts = tally(events.map((e) => e.id));
+  const counts = tally(events.map((e) => e.id.replace(/^browser:/, "")));
   const missing = expected.filter((id) => !counts[id]);
   const doubled = Object.entries(counts).filter(([, n]) => n > 1).map(([id]) => id);
   const unexpected = Object.keys(counts).filter((id) => !expected.includes(id));
@@ -119,7 +119,7 @@ test("tracks racing an identify: every accepted event is found exactly once on t
   const lateAnswer = await late.post("track", { name: "late", id: lateId });
 
   const events = await activity(edge, id, 1000);
-  const raced = events.filter((e) => e.id.startsWith("r-")).length;
+  const raced = events.filter((e) => e.id.startsWith("browser:r-")).length;
   console.log(`tracks around one identify: ${JSON.stringify(tally(answers.map((a) => a.status)))} answered, ${raced} raced events on the person, late forward ${lateAnswer.status}`);
   assert.equal(accepted.length, 70, "every track answered 200");
   assert.equal(lateAnswer.status, 200);

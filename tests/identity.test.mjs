@@ -115,7 +115,7 @@ async function journey(w, { edgePageViews }) {
   assert.deepEqual(pageEvent.data, { section: "top" });
   const trackEvent = events.find((e) => e.name === "viewed_plan");
   assert.equal(trackEvent.type, "event");
-  assert.equal(trackEvent.id, trackId);
+  assert.equal(trackEvent.id, `browser:${trackId}`, "a browser's event id, in its own key space");
   assert.deepEqual(trackEvent.data, { plan: "pro", seats: 3 });
   if (edgePageViews) {
     for (const e of events.filter((x) => x.name.startsWith(w.url))) assert.equal(e.type, "page");
@@ -304,7 +304,7 @@ test("a new id sent with the email of a person created by email only: that perso
 // ---------------------------------------------------------------------------
 // 5. Links with _cio_id.
 
-test("_cio_id on a landing page identifies a fresh browser and merges its earlier activity", async () => {
+test("_cio_id on a landing page identifies a fresh browser; its earlier activity joins the person only when it identifies", async () => {
   const id = uid("linked");
   await new Browser(edge).identify({ id, email: `${id}@example.com` });
   const { cio_id } = (await person(edge, id)).body;
@@ -326,10 +326,19 @@ test("_cio_id on a landing page identifies a fresh browser and merges its earlie
   assert.equal(seen.headers["x-cio-anon-id"], anon);
   assert.equal(seen.url, `/landing?utm=x&_cio_id=${cio_id}`, "the query reaches the origin unchanged");
 
-  const p = (await person(edge, id)).body;
+  // A link merges nothing (identity rule 12): the history stays the visitor's.
+  let p = (await person(edge, id)).body;
   assert.equal(p.cio_id, cio_id);
+  assert.ok(!p.anonymous_ids.includes(anon));
+  assert.deepEqual(names((await visitorActivity(edge, anon)).events), ["before_click"]);
+  // Events after the click are the person's.
+  await fresh.track("after_click");
+  assert.ok((await activity(edge, id)).some((e) => e.name === "after_click"));
+  // Identifying as that person merges the history.
+  assert.equal((await fresh.identify({ id })).status, 200);
+  p = (await person(edge, id)).body;
   assert.ok(p.anonymous_ids.includes(anon));
-  const merged = (await activity(edge, id)).filter((e) => e.id === eventId);
+  const merged = (await activity(edge, id)).filter((e) => e.id === `browser:${eventId}`);
   assert.equal(merged.length, 1);
   assert.equal(merged[0].name, "before_click");
   assert.equal(merged[0].anonymous_id, anon);
@@ -344,6 +353,25 @@ test("_cio_id on a landing page identifies a fresh browser and merges its earlie
   assert.equal(r2.status, 200);
   assert.equal(visitor.cioid, email);
   assert.equal(cookiesNamed(r2, "_cioid")[0].value, encodeURIComponent(email));
+});
+
+test("a _cio_id link never switches an identified browser to another person", async () => {
+  const victim = uid("victim");
+  const attacker = uid("attacker");
+  await new Browser(edge).identify({ id: attacker });
+  const attackerBefore = (await person(edge, attacker)).body;
+  const attackerCio = attackerBefore.cio_id;
+  const b = new Browser(edge);
+  await b.identify({ id: victim });
+  const res = await b.visit(`/shared-link?_cio_id=${attackerCio}`);
+  assert.equal(res.status, 200);
+  assert.deepEqual(cookiesNamed(res, "_cioid"), [], "no _cioid change");
+  assert.equal(b.cioid, victim);
+  assert.equal(originSaw("/shared-link").headers["x-cio-id"], victim);
+  await b.track("after_link");
+  assert.ok((await activity(edge, victim)).some((e) => e.name === "after_link"));
+  assert.ok(!(await activity(edge, attacker)).some((e) => e.name === "after_link"));
+  assert.deepEqual((await person(edge, attacker)).body.anonymous_ids, attackerBefore.anonymous_ids, "nothing merged into the link's person");
 });
 
 async function assertLinkIgnored(w, query, label) {
@@ -531,7 +559,7 @@ test("event dedup by id (person and visitor); timestamps kept; text/plain bodies
     assert.equal(r.status, 200);
     assert.deepEqual(r.json, { ok: true });
   }
-  assert.equal((await visitorActivity(edge, b.anon)).events.filter((e) => e.id === "anon-evt-1").length, 1);
+  assert.equal((await visitorActivity(edge, b.anon)).events.filter((e) => e.id === "browser:anon-evt-1").length, 1);
 
   const id = uid();
   await b.identify({ id });
@@ -550,12 +578,12 @@ test("event dedup by id (person and visitor); timestamps kept; text/plain bodies
   assert.equal(noName.json.errors[0].field, "name");
 
   const events = await activity(edge, id);
-  const purchases = events.filter((e) => e.id === "evt-1");
+  const purchases = events.filter((e) => e.id === "browser:evt-1");
   assert.equal(purchases.length, 1);
   assert.equal(purchases[0].name, "purchase");
   assert.equal(purchases[0].timestamp, 1600000000, "the timestamp sent is kept");
   assert.deepEqual(purchases[0].data, { n: 0 }, "the first one wins");
-  assert.equal(events.filter((e) => e.id === "anon-evt-1").length, 1);
+  assert.equal(events.filter((e) => e.id === "browser:anon-evt-1").length, 1);
   const beaconEvent = events.find((e) => e.name === "beacon");
   assert.deepEqual(beaconEvent.data, { via: "sendBeacon" });
   assert.ok(Math.abs(beaconEvent.timestamp - nowSecs()) < 60, "no timestamp: the time received");

@@ -313,8 +313,10 @@ test("customerio-node mergeCustomers: the primary takes what it lacks, events, a
   const mergedEvents = await events(primary);
   assert.deepEqual(sortedNames(mergedEvents), ["primary_event", "secondary_anon", "secondary_event"]);
   assert.equal(mergedEvents.find((e) => e.name === "secondary_anon").anonymous_id, anon);
-  assert.equal((await person(secondaryEmail)).status, 404, "the secondary is deleted");
-  assert.equal((await person(`cio_${secondary.cio_id}`)).status, 404);
+  // The primary had no email: it takes the secondary's (identity rule 11).
+  assert.equal(merged.email, secondaryEmail);
+  assert.equal((await profile(secondaryEmail)).cio_id, before.cio_id, "the email names the primary");
+  assert.equal((await person(`cio_${secondary.cio_id}`)).status, 404, "the secondary is deleted");
 
   // Repeating the call: 200, nothing changed.
   assert.deepEqual(await cio.mergeCustomers("id", primary, "email", secondaryEmail), {});
@@ -325,12 +327,11 @@ test("customerio-node mergeCustomers: the primary takes what it lacks, events, a
   await cio.trackAnonymous(anon, { name: "after_merge" });
   assert.ok((await events(primary)).some((e) => e.name === "after_merge"));
 
-  // Released: the email starts a new person.
+  // The email went with the merge: identifying by it reaches the primary.
   await cio.identify(secondaryEmail, {});
-  const fresh = await profile(secondaryEmail);
-  assert.notEqual(fresh.cio_id, merged.cio_id);
-  assert.notEqual(fresh.cio_id, secondary.cio_id);
-  assert.deepEqual(fresh.attributes, {});
+  const byEmail = await profile(secondaryEmail);
+  assert.equal(byEmail.cio_id, merged.cio_id);
+  assert.notEqual(byEmail.cio_id, secondary.cio_id);
 
   // By cio_id on both sides.
   const a = uid("ma");
@@ -621,7 +622,8 @@ test("raw v1 merge_customers: identifier validation, missing sides, idempotence,
   assert.deepEqual(merged.attributes, { own: "p", shared: "p", own_s: "s" });
   assert.deepEqual(sortedNames(await events(p)), ["s_event"]);
   assert.equal((await person(s)).status, 404);
-  assert.equal((await person(se)).status, 404);
+  assert.equal(merged.email, se, "a primary without email takes the secondary's");
+  assert.equal((await profile(se)).cio_id, beforeP.cio_id);
   const mergedEvents = await events(p);
   for (const again of [{ email: se }, { id: s }, { cio_id: beforeS.cio_id }]) {
     const res = await merge({ id: p }, again);
@@ -631,8 +633,9 @@ test("raw v1 merge_customers: identifier validation, missing sides, idempotence,
   assert.deepEqual(await profile(p), merged, "repeating the merge changed nothing");
   assert.deepEqual(await events(p), mergedEvents);
 
-  // The secondary's id and email are free.
-  await api("PUT", `v1/customers/${s}`, { email: se });
+  // The secondary's id is free; its email stays the primary's.
+  assert.equal((await api("PUT", `v1/customers/${s}`, { email: se })).status, 409);
+  await api("PUT", `v1/customers/${s}`, {});
   const reborn = await profile(s);
   assert.notEqual(reborn.cio_id, beforeS.cio_id);
   assert.notEqual(reborn.cio_id, merged.cio_id);

@@ -1,12 +1,12 @@
 //! Request bodies: size limit, JSON object parsing, and the array reshaping of
-//! API rule 8. Browser endpoints accept JSON whatever the Content-Type says
+//! Rule 6.8 (docs/API.md). Browser endpoints accept JSON whatever the Content-Type says
 //! (sendBeacon posts `text/plain`), so parsing never looks at headers.
 
 use serde_json::{Map, Value};
 
 use super::error::Error;
 
-/// API rule 9: request bodies above this answer 413.
+/// Rule 6.9: request bodies above this answer 413.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 pub type Object = Map<String, Value>;
@@ -65,7 +65,7 @@ pub fn reshape_arrays(value: Value) -> Value {
     }
 }
 
-/// Applies rule 8 to a map of attributes or event data when arrays are off.
+/// Applies rule 6.8 to a map of attributes or event data when arrays are off.
 pub fn shape_object(map: Object, use_array_params: bool) -> Object {
     if use_array_params {
         return map;
@@ -75,7 +75,7 @@ pub fn shape_object(map: Object, use_array_params: bool) -> Object {
         .collect()
 }
 
-/// Serialized length of a JSON value, as the limits of rule 9 measure it.
+/// Serialized length of a JSON value, as the limits of rule 6.9 measure it.
 pub fn json_len(value: &Value) -> usize {
     serde_json::to_vec(value)
         .map(|v| v.len())

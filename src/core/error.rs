@@ -3,7 +3,9 @@
 
 use std::borrow::Cow;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Serializable, so it crosses the Durable Object boundary as itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Error {
     /// 400: the input is malformed or breaks a rule.
     #[error("{message}")]
@@ -23,6 +25,10 @@ pub enum Error {
     /// 404: the thing asked about does not exist.
     #[error("{message}")]
     NotFound { message: String },
+    /// 429: a stored limit is reached (a visitor's or person's event cap);
+    /// waiting does not help, so no `Retry-After`.
+    #[error("{message}")]
+    AtCapacity { message: String },
 }
 
 impl Error {
@@ -61,6 +67,7 @@ impl Error {
             Error::TooLarge { .. } => 413,
             Error::Conflict { .. } => 409,
             Error::NotFound { .. } => 404,
+            Error::AtCapacity { .. } => 429,
         }
     }
 
@@ -70,6 +77,7 @@ impl Error {
             Error::TooLarge { .. } => "too_large",
             Error::Conflict { .. } => "conflict",
             Error::NotFound { .. } => "not_found",
+            Error::AtCapacity { .. } => "at_capacity",
         }
     }
 
@@ -77,7 +85,7 @@ impl Error {
         match self {
             Error::Invalid { field, .. } => field.as_deref(),
             Error::Conflict { field, .. } => Some(field),
-            Error::TooLarge { .. } | Error::NotFound { .. } => None,
+            Error::TooLarge { .. } | Error::NotFound { .. } | Error::AtCapacity { .. } => None,
         }
     }
 }

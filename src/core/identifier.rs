@@ -29,13 +29,13 @@ impl Identifier {
         Self::from_id(value, "id")
     }
 
-    /// The `id` of an identify call: a string, or a number taken as its decimal
-    /// string; an email-shaped id identifies by email (API rule 6.2).
+    /// The `id` of an identify call: a string, or an integer taken as its
+    /// decimal text; an email-shaped id identifies by email (API rule 6.2).
     pub fn from_identify_value(value: Option<&Value>) -> Result<Self, Error> {
         match value {
             None | Some(Value::Null) => Err(Error::invalid("id", "id is required")),
             Some(Value::String(s)) => Self::from_id(s, "id"),
-            Some(Value::Number(n)) => Self::from_id(&n.to_string(), "id"),
+            Some(Value::Number(n)) => Self::from_id(&integer_text(n, "id")?, "id"),
             Some(_) => Err(Error::invalid("id", "id must be a string or a number")),
         }
     }
@@ -47,6 +47,9 @@ impl Identifier {
         }
         if value.chars().any(char::is_control) {
             return Err(Error::invalid(field, "must not contain control characters"));
+        }
+        if looks_like_cio_id(value) {
+            return Err(cio_shaped(field));
         }
         // Measured after normalising: lowercasing can lengthen some letters.
         let identifier = if is_email(value) {
@@ -81,6 +84,40 @@ impl Identifier {
     }
 }
 
+/// A number given as an id (or event id): only an integer, as its exact
+/// decimal text. serde_json keeps integers of the i64/u64 range exact and
+/// turns every other number (a fraction, an exponent, `-0`, a larger integer)
+/// into a float, whose text would be lossy or differ from what was sent, so
+/// those are refused: such ids travel as strings.
+pub fn integer_text(
+    n: &serde_json::Number,
+    field: impl Into<std::borrow::Cow<'static, str>>,
+) -> Result<String, Error> {
+    if let Some(i) = n.as_i64() {
+        Ok(i.to_string())
+    } else if let Some(u) = n.as_u64() {
+        Ok(u.to_string())
+    } else {
+        Err(Error::invalid(
+            field,
+            "a number must be an integer from -2^63 to 2^64-1 written without a fraction or exponent; send other ids as strings",
+        ))
+    }
+}
+
+/// `cio_<cio_id>` is how a path or cookie names a person by cio_id, so an id
+/// of that shape would be read back as a cio_id (API rule 6.1).
+pub fn looks_like_cio_id(value: &str) -> bool {
+    value.strip_prefix(CIO_PREFIX).is_some_and(is_cio_id)
+}
+
+pub(crate) fn cio_shaped(field: &'static str) -> Error {
+    Error::invalid(
+        field,
+        "must not have the form cio_<letters and digits>, which names a person by cio_id",
+    )
+}
+
 /// An email address by shape: one `@`, a non-empty local part, a dotted domain,
 /// no spaces. Deliverability is not our business; uniqueness is.
 pub fn is_email(value: &str) -> bool {
@@ -94,8 +131,36 @@ pub fn is_email(value: &str) -> bool {
         && domain.split('.').all(|label| !label.is_empty())
 }
 
+/// Unicode NFC, lowercase, NFC again: the precomposed and the decomposed
+/// spelling of one address are one person (API rule 6.2). The second pass
+/// because lowercasing can make a pair composable ("J\u{30c}" -> "\u{1f0}").
 pub fn normalize_email(value: &str) -> String {
-    value.trim().to_lowercase()
+    nfc(&nfc(value.trim()).to_lowercase())
+}
+
+/// Unicode NFC. ASCII is always in NFC, so most emails never leave Rust.
+fn nfc(value: &str) -> String {
+    if value.is_ascii() {
+        return value.to_owned();
+    }
+    nfc_of_non_ascii(value)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn nfc_of_non_ascii(value: &str) -> String {
+    icu_normalizer::ComposingNormalizerBorrowed::new_nfc()
+        .normalize(value)
+        .into_owned()
+}
+
+/// The runtime's own normaliser (the same Unicode data the runtime's ICU
+/// holds), so the wasm carries no tables; `edge::wasm_tests` checks it.
+#[cfg(target_arch = "wasm32")]
+fn nfc_of_non_ascii(value: &str) -> String {
+    js_sys::JsString::from(value)
+        .normalize("NFC")
+        .as_string()
+        .unwrap_or_else(|| value.to_owned())
 }
 
 /// A cio_id as we issue them (lowercase hex) or Customer.io does (alphanumeric).
@@ -169,6 +234,97 @@ mod tests {
             assert_eq!(err.field(), Some("id"), "{bad}");
         }
         assert!(Identifier::from_identify_value(None).is_err());
+    }
+
+    /// Item: numbers as ids are exact integers or refused, never lossy floats.
+    #[test]
+    fn numeric_ids_are_exact_integer_text() {
+        let from = |text: &str| {
+            let v: Value = serde_json::from_str(text).unwrap();
+            Identifier::from_identify_value(Some(&v))
+        };
+        for (text, want) in [
+            ("42", "42"),
+            ("0", "0"),
+            ("-7", "-7"),
+            ("9007199254740993", "9007199254740993"),
+            ("9223372036854775807", "9223372036854775807"),
+            ("-9223372036854775808", "-9223372036854775808"),
+            ("18446744073709551615", "18446744073709551615"),
+        ] {
+            assert_eq!(from(text).unwrap(), Identifier::Id(want.into()), "{text}");
+        }
+        for text in [
+            "42.0",
+            "42.5",
+            "1e2",
+            "1E2",
+            "-0",
+            "-0.0",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "123456789012345678901234567890",
+        ] {
+            let err = from(text).unwrap_err();
+            assert_eq!((err.status(), err.field()), (400, Some("id")), "{text}");
+        }
+        // Two large ids that a float would fold into one stay two people.
+        assert_ne!(
+            from("9007199254740993").unwrap(),
+            from("9007199254740992").unwrap()
+        );
+    }
+
+    /// Item: an id of the form cio_<cio_id> would be read back as a cio_id.
+    #[test]
+    fn cio_shaped_ids_are_refused() {
+        for bad in ["cio_abc123", " cio_abc123 ", "cio_0", "cio_ABCdef"] {
+            let err = Identifier::from_identify_value(Some(&json!(bad))).unwrap_err();
+            assert_eq!((err.status(), err.field()), (400, Some("id")), "{bad}");
+        }
+        for fine in ["cio_", "cio_a-b", "CIO_abc", "xcio_abc", "cio__x"] {
+            assert_eq!(
+                Identifier::from_identify_value(Some(&json!(fine))).unwrap(),
+                Identifier::Id(fine.into())
+            );
+        }
+        assert_eq!(
+            Identifier::parse("cio_abc123").unwrap(),
+            Identifier::CioId("abc123".into())
+        );
+        assert!(looks_like_cio_id("cio_abc123") && !looks_like_cio_id("cio_a.b"));
+    }
+
+    /// Item: NFC before lowercasing, so both spellings are one person.
+    #[test]
+    fn emails_are_nfc_then_lowercase() {
+        let nfc = "Jos\u{e9}@Caf\u{e9}.example";
+        let nfd = "Jose\u{301}@Cafe\u{301}.example";
+        assert_ne!(nfc, nfd);
+        let want = Identifier::Email("jos\u{e9}@caf\u{e9}.example".into());
+        assert_eq!(Identifier::parse(nfc).unwrap(), want);
+        assert_eq!(Identifier::parse(nfd).unwrap(), want);
+        assert_eq!(
+            normalize_email("\u{c5}ngstr\u{f6}m@x.co"),
+            normalize_email("A\u{30a}ngstro\u{308}m@X.CO")
+        );
+        assert_eq!(normalize_email(" A@B.co "), "a@b.co");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::core::fuzz_config(2000))]
+        #[test]
+        fn email_spellings_are_one_person(
+            local in "[a-zA-Z\u{c0}-\u{17f}\u{300}-\u{36f}\u{1e00}-\u{1eff}\u{ac00}-\u{ac20}]{1,20}",
+        ) {
+            let email = format!("{local}@example.com");
+            let nfd: String = icu_normalizer::DecomposingNormalizerBorrowed::new_nfd().normalize(&email).into_owned();
+            let nfc: String = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(&email).into_owned();
+            let n = normalize_email(&email);
+            proptest::prop_assert_eq!(&normalize_email(&nfd), &n);
+            proptest::prop_assert_eq!(&normalize_email(&nfc), &n);
+            proptest::prop_assert_eq!(&normalize_email(&n), &n);
+        }
     }
 
     #[test]

@@ -5,12 +5,14 @@
 pub mod auth;
 pub mod body;
 pub mod cookies;
+pub mod cursor;
 pub mod error;
 pub mod event;
 pub mod form;
 pub mod identifier;
 pub mod plan;
 pub mod profile;
+pub mod routes;
 pub mod snippet;
 pub mod track_api;
 

@@ -24,11 +24,12 @@ use url::Url;
 use super::cookies::{read_cookies, IncomingCookies};
 use super::form::MAX_FORM_BYTES;
 use super::identifier::{is_cio_id, Identifier};
+use super::routes::{self, Route};
 use super::snippet::SNIPPET;
 use crate::config::{Config, ConfigError};
 
 /// The one prefix the edge keeps for itself; everything else is the site's.
-pub const PREFIX: &str = "/_cio/";
+pub use super::routes::PREFIX;
 /// The link parameter that identifies a visitor (`AUTO_IDENTIFY_LINKS`).
 pub const LINK_PARAM: &str = "_cio_id";
 pub const ANON_HEADER: &str = "x-cio-anon-id";
@@ -264,14 +265,6 @@ pub fn small_form<'a>(inputs: &Inputs<'a>) -> Option<&'a str> {
     (is_form && length <= MAX_FORM_BYTES).then_some(content_type)
 }
 
-/// The route under the track API host, when this request is for it.
-pub fn track_host_route<'u>(config: &Config, url: &UrlParts<'u>) -> Option<&'u str> {
-    let host = config.track_api_host.as_deref()?;
-    (url.host == host)
-        .then(|| url.path.strip_prefix("/api/"))
-        .flatten()
-}
-
 /// Decides a request. `new_anon_id` is called only when the visitor needs one.
 pub fn plan(
     config: Result<&Config, &ConfigError>,
@@ -284,11 +277,14 @@ pub fn plan(
     let Some(visit) = Visit::read(inputs) else {
         return Plan::Rust(Reason::BadUrl);
     };
-    if track_host_route(config, &visit.url).is_some() {
-        return Plan::Rust(Reason::TrackApiHost);
-    }
-    if visit.url.path.starts_with(PREFIX) {
-        return Plan::Rust(Reason::Reserved);
+    // The route table decides what is ours; everything else is the site's.
+    let on_track_host = config.track_api_host.as_deref() == Some(visit.url.host);
+    match routes::route(inputs.method, visit.url.path, on_track_host) {
+        Route::Proxy => {}
+        Route::TrackApi(_) if on_track_host && !visit.url.path.starts_with(PREFIX) => {
+            return Plan::Rust(Reason::TrackApiHost)
+        }
+        _ => return Plan::Rust(Reason::Reserved),
     }
     if config.auto_identify_links && link_param(&visit.url).is_some() {
         return Plan::Rust(Reason::Link);

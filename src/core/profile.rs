@@ -1,4 +1,4 @@
-//! Person profiles: the identify body (API rules 6.1-6.9), the profile record,
+//! Person profiles: the identify body (docs/API.md rules 6.1-6.9), the profile record,
 //! and how an identify changes it. The storage layer runs `apply` inside the
 //! person's Durable Object, so every rule here holds under concurrency.
 
@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::body::{json_kind, json_len, shape_object, Object};
 use super::error::Error;
 use super::event::unix_seconds;
-use super::identifier::{is_email, normalize_email, Identifier};
+use super::identifier::{integer_text, is_email, normalize_email, Identifier};
 
 pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 150;
 pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1000;
@@ -64,7 +64,7 @@ pub fn parse_identify(body: &Object, use_array_params: bool) -> Result<Identify,
 }
 
 /// Everything of an identify body but the identifier: email, created_at,
-/// attributes and relationships, with the limits of rule 9.
+/// attributes and relationships, with the limits of rule 6.9.
 pub fn parse_update(body: &Object, use_array_params: bool) -> Result<ProfileUpdate, Error> {
     let email = match body.get("email") {
         None | Some(Value::Null) => None,
@@ -156,7 +156,7 @@ pub struct RelationshipChange {
 }
 
 impl RelationshipChange {
-    /// API rule 7: `{"action", "relationships": [{"identifiers": {...},
+    /// Rule 6.7: `{"action", "relationships": [{"identifiers": {...},
     /// "relationship_attributes"?}]}`.
     pub fn parse(value: &Value, use_array_params: bool) -> Result<Self, Error> {
         const FIELD: &str = "cio_relationships";
@@ -189,7 +189,7 @@ impl RelationshipChange {
                     Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 150 => {
                         Ok(s.clone())
                     }
-                    Some(Value::Number(n)) => Ok(n.to_string()),
+                    Some(Value::Number(n)) => integer_text(n, field(&format!("identifiers.{key}"))),
                     _ => Err(Error::invalid(
                         field(&format!("identifiers.{key}")),
                         "must be a non-empty string of at most 150 bytes",
@@ -334,7 +334,12 @@ impl Profile {
 
     /// Merge (Track API `merge_customers`): attributes this person lacks come
     /// from the secondary; its own stay. `created_at` becomes the earlier one.
+    /// A primary without an email takes the secondary's (the caller has moved
+    /// its claim in the index to this person first).
     pub fn absorb(&mut self, secondary: &Profile, now: i64) {
+        if self.email.is_none() {
+            self.email.clone_from(&secondary.email);
+        }
         for (name, value) in &secondary.attributes {
             if !self.attributes.contains_key(name) && self.attributes.len() < MAX_ATTRIBUTES {
                 self.attributes.insert(name.clone(), value.clone());
@@ -352,7 +357,7 @@ impl Profile {
 }
 
 /// The `_cioid` value for a person reached by cio_id: the id, else the email,
-/// else `cio_<cio_id>` (API section 1).
+/// else `cio_<cio_id>` (docs/API.md section 1).
 pub fn cookie_identifier(id: Option<&str>, email: Option<&str>, cio_id: &str) -> String {
     id.or(email)
         .map(str::to_owned)
@@ -575,6 +580,43 @@ mod tests {
                 primary.updated_at
             ),
             ("p", 10, 200)
+        );
+    }
+
+    /// Item: a primary without an email takes the secondary's; one with an
+    /// email keeps its own.
+    #[test]
+    fn absorb_takes_the_email_only_when_the_primary_has_none() {
+        let mut secondary = Profile::new("s", None, 1);
+        secondary.email = Some("s@x.co".into());
+        let mut bare = Profile::new("p", None, 1);
+        bare.absorb(&secondary, 2);
+        assert_eq!(bare.email.as_deref(), Some("s@x.co"));
+        let mut own = Profile::new("p", None, 1);
+        own.email = Some("p@x.co".into());
+        own.absorb(&secondary, 2);
+        assert_eq!(own.email.as_deref(), Some("p@x.co"));
+        let mut neither = Profile::new("p", None, 1);
+        neither.absorb(&Profile::new("s", None, 1), 2);
+        assert_eq!(neither.email, None);
+    }
+
+    #[test]
+    fn relationship_ids_are_exact_integers() {
+        let parse = |id: Value| {
+            RelationshipChange::parse(
+                &json!({"action": "add_relationships", "relationships": [{"identifiers": {"object_type_id": 1, "object_id": id}}]}),
+                true,
+            )
+        };
+        assert_eq!(
+            parse(json!(18446744073709551615u64)).unwrap().relationships[0].object_id,
+            "18446744073709551615"
+        );
+        let err = parse(json!(1.5)).unwrap_err();
+        assert_eq!(
+            err.field(),
+            Some("cio_relationships.relationships[0].identifiers.object_id")
         );
     }
 

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::body::{json_kind, Object};
 use super::error::Error;
-use super::identifier::{is_cio_id, Identifier};
+use super::identifier::{cio_shaped, integer_text, is_cio_id, looks_like_cio_id, Identifier};
 use super::profile::{parse_update, Identify, RelationshipChange};
 
 /// Longest anonymous id accepted from a backend (the browser's are UUIDs).
@@ -81,13 +81,14 @@ pub fn parse_identifier_object(
         .ok_or_else(|| Error::invalid(field, "is empty"))?;
     let text = match value {
         Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) if key == "id" => integer_text(n, "id")?,
         Value::Number(n) => n.to_string(),
         _ => return Err(Error::invalid(field, format!("{key} must be a string"))),
     };
     match key.as_str() {
-        "id" => match Identifier::from_identify_value(Some(&Value::String(text)))? {
+        "id" => match Identifier::from_identify_value(Some(&Value::String(text.clone())))? {
             // An email given as "id" is still an id here: the key says so.
-            Identifier::Email(_) | Identifier::CioId(_) => Ok(Identifier::Id(value_string(value))),
+            Identifier::Email(_) | Identifier::CioId(_) => Ok(Identifier::Id(text)),
             id => Ok(id),
         },
         "email" => match Identifier::parse(&text)? {
@@ -103,13 +104,6 @@ pub fn parse_identifier_object(
     }
 }
 
-fn value_string(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.trim().to_owned(),
-        other => other.to_string(),
-    }
-}
-
 /// `PUT /v1/customers/{identifier}`: the path names the person; the body holds
 /// attributes, and may add an `id` or `email` the person does not have yet.
 pub fn parse_v1_identify(
@@ -121,13 +115,8 @@ pub fn parse_v1_identify(
     let body_id = match body.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
-        Some(v @ (Value::String(_) | Value::Number(_))) => {
-            let id = value_string(v);
-            if id.len() > super::identifier::MAX_ID_BYTES {
-                return Err(Error::invalid("id", "must be at most 150 bytes"));
-            }
-            Some(id)
-        }
+        Some(Value::String(s)) => Some(body_id(s.trim())?),
+        Some(Value::Number(n)) => Some(body_id(&integer_text(n, "id")?)?),
         Some(_) => return Err(Error::invalid("id", "must be a string or a number")),
     };
     match &path {
@@ -163,6 +152,21 @@ pub fn parse_v1_identify(
         create,
         anonymous_id,
     })
+}
+
+/// An `id` in a v1 identify body: the same rules as an identify's id, except
+/// that an email-shaped one stays an id (the key says so).
+fn body_id(id: &str) -> Result<String, Error> {
+    if id.len() > super::identifier::MAX_ID_BYTES {
+        return Err(Error::invalid("id", "must be at most 150 bytes"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(Error::invalid("id", "must not contain control characters"));
+    }
+    if looks_like_cio_id(id) {
+        return Err(cio_shaped("id"));
+    }
+    Ok(id.to_owned())
 }
 
 /// `POST /v1/merge_customers`.
@@ -408,6 +412,58 @@ mod tests {
         ] {
             assert!(parse_v2_op(&bad, true).is_err(), "{bad}");
         }
+    }
+
+    /// Items: cio_-shaped ids and non-integer numbers are refused naming `id`
+    /// on every Track API path that takes an id.
+    #[test]
+    fn ids_refused_consistently() {
+        let bad_ids = [
+            json!("cio_abc123"),
+            json!(42.5),
+            json!(1e2),
+            json!(-0.0),
+            json!(42.0),
+        ];
+        for bad in &bad_ids {
+            let op = json!({"type": "person", "identifiers": {"id": bad}, "action": "identify"});
+            assert_eq!(
+                parse_v2_op(&op, true).unwrap_err().field(),
+                Some("id"),
+                "v2 {bad}"
+            );
+            let merge = obj(json!({"primary": {"id": bad}, "secondary": {"id": "x"}}));
+            assert_eq!(
+                parse_merge(&merge).unwrap_err().field(),
+                Some("id"),
+                "merge {bad}"
+            );
+            let body = obj(json!({"id": bad}));
+            for path in [
+                Identifier::CioId("c".into()),
+                Identifier::Email("a@b.co".into()),
+            ] {
+                let err = parse_v1_identify(path, &body, true).unwrap_err();
+                assert_eq!(err.field(), Some("id"), "v1 body {bad}");
+            }
+        }
+        let op = parse_v2_op(&json!({"type": "person", "identifiers": {"id": 18446744073709551615u64}, "action": "delete"}), true).unwrap();
+        assert_eq!(
+            op,
+            PersonOp::Delete {
+                identifier: Identifier::Id("18446744073709551615".into())
+            }
+        );
+        // An email given under "id" stays an id, as sent (trimmed).
+        assert_eq!(
+            parse_identifier_object(Some(&json!({"id": " A@b.co "})), "p").unwrap(),
+            Identifier::Id("A@b.co".into())
+        );
+        // The cio_id key still takes a cio_id.
+        assert_eq!(
+            parse_identifier_object(Some(&json!({"cio_id": "abc123"})), "p").unwrap(),
+            Identifier::CioId("abc123".into())
+        );
     }
 
     proptest! {

@@ -1,20 +1,20 @@
 //! Admin read API (`/_cio/admin/...`, `Authorization: Bearer <ADMIN_TOKEN>`):
-//! read back people and activity from the Durable Objects, the truth.
+//! people and activity read back from the Durable Objects, the truth
+//! (docs/API.md section 5).
 
-use percent_encoding::percent_decode_str;
-use serde_json::json;
+use serde_json::{json, Value};
 use url::Url;
 use worker::{Method, Request, Response};
 
 use super::error::{json_response, EdgeError};
+use super::visit::{authorize, invalid};
 use super::Edge;
 use crate::core::auth::bearer_matches;
+use crate::core::cursor;
+use crate::core::event::Event;
 use crate::core::identifier::Identifier;
 use crate::core::track_api::parse_anonymous_id;
-use crate::core::Error as ClientError;
-use crate::store::identity;
-use crate::store::person::People;
-use crate::store::visitor::VisitorStore;
+use crate::identity::wire::Position;
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
@@ -23,85 +23,50 @@ pub async fn handle(
     req: Request,
     edge: &Edge,
     url: &Url,
-    route: &str,
+    segments: &[String],
 ) -> Result<Response, EdgeError> {
-    // Without a token configured the admin API does not exist, never open.
-    let Some(token) = &edge.config.admin_token else {
-        return Err(EdgeError::NoRoute);
-    };
-    let auth = req.headers().get("authorization").ok().flatten();
-    if !bearer_matches(auth.as_deref(), token) {
-        return Err(EdgeError::Unauthorized);
-    }
+    let token = edge.config.admin_token.as_deref();
+    authorize(&req, token.is_some(), |auth| {
+        bearer_matches(auth, token.unwrap_or_default())
+    })?;
     if req.method() != Method::Get {
         return Err(EdgeError::MethodNotAllowed);
     }
-    let segments: Vec<String> = route
-        .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
-    match segments
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    let store = edge.store();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let value = match segments.as_slice() {
         ["people", identifier] => {
-            let cio_id = person_cio_id(edge, identifier).await?;
-            let person = People { env: &edge.env }.profile(&cio_id).await?;
-            Ok(json_response(
-                &serde_json::to_value(person).unwrap_or_default(),
-                200,
-            ))
+            serde_json::to_value(store.profile(&Identifier::parse(identifier)?).await?)
         }
         ["people", identifier, "activity"] => {
-            let limit = limit(url)?;
-            let cio_id = person_cio_id(edge, identifier).await?;
-            let activity = People { env: &edge.env }.activity(&cio_id, limit).await?;
-            Ok(json_response(&json!({ "events": activity.events }), 200))
+            let identifier = Identifier::parse(identifier)?;
+            let page = store
+                .activity(&identifier, limit(url)?, before(url)?)
+                .await?;
+            Ok(activity_json(None, page.events, page.next))
         }
-        ["people"] => list_people(edge, url).await,
-        ["export"] => export(edge),
+        ["people"] => {
+            // Only a cursor this edge handed out; garbage is 400, not an empty page.
+            let cursor = cursor::decode(query(url, "cursor").as_deref())?;
+            let (people, next) = store.list_people(limit(url)?, cursor).await?;
+            let next = next.as_deref().map(cursor::encode);
+            Ok(json!({ "people": people, "cursor": next }))
+        }
+        ["export"] => return export(edge),
         ["visitors", anon_id, "activity"] => {
             let anon_id = parse_anonymous_id(
-                Some(&serde_json::Value::String(anon_id.to_string())),
+                Some(&serde_json::Value::String((*anon_id).to_owned())),
                 "anonymous_id",
             )?
             .unwrap_or_default();
-            let activity = VisitorStore { env: &edge.env }
-                .activity(&anon_id, limit(url)?)
+            let page = store
+                .visitor_activity(&anon_id, limit(url)?, before(url)?)
                 .await?;
-            Ok(json_response(
-                &serde_json::to_value(activity).unwrap_or_default(),
-                200,
-            ))
+            Ok(activity_json(page.merged_into, page.events, page.next))
         }
-        _ => Err(EdgeError::NoRoute),
-    }
-}
-
-/// `GET /_cio/admin/people?limit=&cursor=`: a page of people from the KV
-/// cache (eventually consistent: a person appears once its first write has
-/// propagated).
-async fn list_people(edge: &Edge, url: &Url) -> Result<Response, EdgeError> {
-    let cursor = url
-        .query_pairs()
-        .find(|(k, _)| k == "cursor")
-        .map(|(_, v)| v.into_owned());
-    let (ids, next) = edge
-        .cache()
-        .list_people(u64::from(limit(url)?), cursor)
-        .await;
-    let mut people = Vec::with_capacity(ids.len());
-    for cio_id in ids {
-        if let Some(person) = edge.cache().person(&cio_id).await {
-            people.push(person);
-        }
-    }
-    Ok(json_response(
-        &json!({ "people": people, "cursor": next }),
-        200,
-    ))
+        _ => return Err(EdgeError::NoRoute),
+    };
+    Ok(json_response(&value.unwrap_or_default(), 200))
 }
 
 /// `GET /_cio/admin/export`: every person as NDJSON, streamed page by page,
@@ -113,15 +78,14 @@ fn export(edge: &Edge) -> Result<Response, EdgeError> {
         let env = env.clone();
         async move {
             let cursor = state?;
-            let cache = crate::store::cache::Cache::new(&env);
-            let (ids, next) = cache.list_people(100, cursor).await;
+            let store = crate::store::detached_store(&env);
+            let (people, next) = store.list_people(100, cursor).await.unwrap_or_default();
+            crate::store::finish(store).await;
             let mut chunk = Vec::new();
-            for cio_id in ids {
-                if let Ok(person) = (People { env: &env }).profile(&cio_id).await {
-                    if let Ok(line) = serde_json::to_vec(&person) {
-                        chunk.extend_from_slice(&line);
-                        chunk.push(b'\n');
-                    }
+            for person in people {
+                if let Ok(line) = serde_json::to_vec(&person) {
+                    chunk.extend_from_slice(&line);
+                    chunk.push(b'\n');
                 }
             }
             Some((Ok::<Vec<u8>, worker::Error>(chunk), next.map(Some)))
@@ -134,23 +98,39 @@ fn export(edge: &Edge) -> Result<Response, EdgeError> {
     Ok(response)
 }
 
-/// The person an identifier names, from the index (never the cache).
-async fn person_cio_id(edge: &Edge, raw: &str) -> Result<String, EdgeError> {
-    let identifier = Identifier::parse(raw)?;
-    identity::find(&edge.env, &identifier)
-        .await?
-        .ok_or_else(|| ClientError::not_found("no such person").into())
+/// `{"merged_into"?, "events", "cursor"?}`: a cursor only when more follow.
+fn activity_json(merged_into: Option<String>, events: Vec<Event>, next: Option<Position>) -> Value {
+    let mut body = json!({ "events": events });
+    if let Some(cio_id) = merged_into {
+        body["merged_into"] = json!(cio_id);
+    }
+    if let Some(next) = next {
+        body["cursor"] = json!(next.to_cursor());
+    }
+    body
+}
+
+/// `?cursor=` of an activity page: where it starts.
+fn before(url: &Url) -> Result<Option<Position>, EdgeError> {
+    match query(url, "cursor") {
+        None => Ok(None),
+        Some(c) => Ok(Some(Position::from_cursor(&c)?)),
+    }
+}
+
+fn query(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn limit(url: &Url) -> Result<u32, EdgeError> {
-    match url.query_pairs().find(|(k, _)| k == "limit") {
+    match query(url, "limit") {
         None => Ok(DEFAULT_LIMIT),
-        Some((_, v)) => v
+        Some(v) => v
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ClientError::invalid("limit", format!("must be 1 to {MAX_LIMIT}")).into()
-            }),
+            .ok_or_else(|| invalid("limit", format!("must be 1 to {MAX_LIMIT}"))),
     }
 }

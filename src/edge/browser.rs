@@ -6,13 +6,13 @@ use serde_json::json;
 use worker::{Request, Response};
 
 use super::error::{json_response, EdgeError};
-use super::visit::{new_anon_id, now_secs, Visit};
+use super::visit::{new_anon_id, new_event_id, now_secs, Visit};
 use super::Edge;
 use crate::core::body::{parse_object, MAX_BODY_BYTES};
 use crate::core::event::{parse_event, EventContext, EventType};
 use crate::core::profile::parse_identify;
 use crate::core::Error as ClientError;
-use crate::store::identity::{self, IdentifyOptions};
+use crate::identity::IdentifyOptions;
 
 /// Oversized bodies up to this size are read and discarded before the 413.
 const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
@@ -53,29 +53,17 @@ fn ok_with_cookies(cookies: &[String]) -> Response {
     response
 }
 
-/// The visitor's anonymous id, or a new one (then also a cookie to set).
-fn anon_id(visit: &Visit, edge: &Edge, cookies: &mut Vec<String>) -> String {
-    match &visit.cookies.anon_id {
-        Some(anon) => anon.clone(),
-        None => {
-            let anon = new_anon_id();
-            cookies.push(edge.config.cookies.anon_cookie(visit.https, &anon));
-            anon
-        }
-    }
-}
-
 pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Response, EdgeError> {
     let body = read_body(&mut req).await?;
     let identify = parse_identify(&parse_object(&body, false)?, edge.config.use_array_params)?;
     let mut cookies = Vec::new();
-    let anon = anon_id(&visit, edge, &mut cookies);
+    let anon = visit.anon_id(&edge.config.cookies, &mut cookies);
     let options = IdentifyOptions {
         create: true,
         anonymous_id: Some(&anon),
         now: now_secs(),
     };
-    let done = identity::identify(&edge.env, edge.cache(), &identify, options).await?;
+    let done = edge.store().identify(&identify, options).await?;
 
     let policy = &edge.config.cookies;
     cookies.push(policy.id_cookie(visit.https, &identify.identifier.as_written()));
@@ -84,12 +72,6 @@ pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Res
         cookies.retain(|c| !c.starts_with("_cioanonid="));
         cookies.push(policy.anon_cookie(visit.https, &new_anon_id()));
     }
-    let env = edge.env.clone();
-    edge.ctx.wait_until(async move {
-        crate::store::cache::Cache::new(&env)
-            .remember_person(&done.person, done.identifiers_changed)
-            .await;
-    });
     Ok(ok_with_cookies(&cookies))
 }
 
@@ -107,20 +89,14 @@ pub async fn track(
         default_name: referer.as_deref().filter(|_| kind == EventType::Page),
         now: now_secs(),
         use_array_params: edge.config.use_array_params,
+        from_browser: true,
     };
-    let event = parse_event(&parse_object(&body, false)?, &ctx, || {
-        uuid::Uuid::new_v4().to_string()
-    })?;
+    let event = parse_event(&parse_object(&body, false)?, &ctx, new_event_id)?;
     let mut cookies = Vec::new();
-    let anon = anon_id(&visit, edge, &mut cookies);
-    identity::record(
-        &edge.env,
-        edge.cache(),
-        visit.cookies.identifier.as_ref(),
-        &anon,
-        event,
-    )
-    .await?;
+    let anon = visit.anon_id(&edge.config.cookies, &mut cookies);
+    edge.store()
+        .record(visit.cookies.identifier.as_ref(), &anon, event)
+        .await?;
     Ok(ok_with_cookies(&cookies))
 }
 

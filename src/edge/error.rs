@@ -1,11 +1,12 @@
-//! The one mapping from errors to HTTP responses for `/_cio/*`.
+//! The one mapping from errors to HTTP responses, in each API's shape
+//! (docs/API.md section 7), with the logging.
 
-use serde_json::json;
+use serde_json::{json, Value};
 use worker::Response;
 
 use crate::config::ConfigError;
 use crate::core::Error as ClientError;
-use crate::store::StoreError;
+use crate::identity::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
@@ -19,6 +20,8 @@ pub enum EdgeError {
     NoRoute,
     #[error("storage unavailable")]
     Storage(String),
+    #[error("too many requests; retry later")]
+    RateLimited,
 }
 
 impl From<StoreError> for EdgeError {
@@ -36,6 +39,18 @@ impl From<worker::Error> for EdgeError {
     }
 }
 
+/// Which API an error answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// Browser and admin endpoints: `{"errors":[{reason, field?, message}]}`,
+    /// `WWW-Authenticate: Bearer`.
+    Browser,
+    /// Track API v1: `{"meta":{"errors":["..."]}}`, Basic auth.
+    TrackV1,
+    /// Track API v2: `{"errors":[{reason, field?, message}]}`, Basic auth.
+    TrackV2,
+}
+
 impl EdgeError {
     pub fn status_code(&self) -> u16 {
         match self {
@@ -44,6 +59,7 @@ impl EdgeError {
             EdgeError::MethodNotAllowed => 405,
             EdgeError::NoRoute => 404,
             EdgeError::Storage(_) => 503,
+            EdgeError::RateLimited => 429,
         }
     }
 
@@ -54,28 +70,52 @@ impl EdgeError {
             EdgeError::MethodNotAllowed => "method_not_allowed",
             EdgeError::NoRoute => "not_found",
             EdgeError::Storage(_) => "storage_unavailable",
+            EdgeError::RateLimited => "rate_limited",
         }
     }
 
-    /// `{"errors":[{"reason","field"?,"message"}]}` (API section 7).
-    pub fn to_response(&self) -> Response {
-        if let EdgeError::Storage(detail) = self {
-            worker::console_error!("storage failed: {detail}");
-        }
-        let field = match self {
+    fn field(&self) -> Option<&str> {
+        match self {
             EdgeError::Client(e) => e.field(),
             _ => None,
-        };
+        }
+    }
+
+    /// `{reason, field?, message}`, plus `batch_index` inside a v2 batch.
+    pub fn detail(&self, batch_index: Option<usize>) -> Value {
         let mut error = json!({ "reason": self.reason(), "message": self.to_string() });
-        if let Some(field) = field {
+        if let Some(field) = self.field() {
             error["field"] = json!(field);
         }
-        let mut response = json_response(&json!({ "errors": [error] }), self.status_code());
-        if matches!(self, EdgeError::Unauthorized) {
-            let _ = response.headers_mut().set("www-authenticate", "Bearer");
+        if let Some(index) = batch_index {
+            error["batch_index"] = json!(index);
         }
-        response
+        error
     }
+}
+
+/// Any error as a response in `shape`; storage failures are logged.
+pub fn render(e: &EdgeError, shape: ErrorShape) -> Response {
+    if let EdgeError::Storage(detail) = e {
+        worker::console_error!("storage failed: {detail}");
+    }
+    let body = match shape {
+        ErrorShape::TrackV1 => json!({ "meta": { "errors": [e.to_string()] } }),
+        ErrorShape::Browser | ErrorShape::TrackV2 => json!({ "errors": [e.detail(None)] }),
+    };
+    let mut response = json_response(&body, e.status_code());
+    if matches!(e, EdgeError::RateLimited) {
+        let retry = super::limits::RETRY_AFTER_SECS.to_string();
+        let _ = response.headers_mut().set("retry-after", &retry);
+    }
+    if matches!(e, EdgeError::Unauthorized) {
+        let challenge = match shape {
+            ErrorShape::Browser => "Bearer",
+            ErrorShape::TrackV1 | ErrorShape::TrackV2 => "Basic realm=\"track\"",
+        };
+        let _ = response.headers_mut().set("www-authenticate", challenge);
+    }
+    response
 }
 
 /// A bad setting: every request answers 500 naming it (and it is logged).

@@ -2,39 +2,42 @@
 //! synchronous call, [`plan`], whose answer the JS driver (`js/entry.mjs`)
 //! executes with `fetch`; everything else (`/_cio/`, the track API host, a
 //! link, a form, an edge page view, a broken setting) goes to [`handle`], the
-//! async handler with the Durable Objects and KV.
+//! async handler: `router` sends it to its handler (the route table is
+//! `core::routes`), and handlers reach storage only through the identity
+//! `Store` (`Edge::store`).
 
 mod admin;
 mod browser;
 mod error;
+mod limits;
 mod proxy;
+mod router;
 mod track_api;
 mod visit;
+#[cfg(test)]
+mod wasm_tests;
 
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
-use worker::{event, Context, Env, Method, Request, Response};
+use worker::{event, Context, Env, Request};
 
 use crate::config::{Config, ConfigError};
-use crate::core::event::EventType;
-use crate::core::plan::{self, Inputs, PREFIX};
-use crate::store::cache::Cache;
-use error::{config_error_response, EdgeError};
-use visit::Visit;
+use crate::core::plan::{self, Inputs};
+use crate::store::{edge_store, EdgeStore};
+use error::config_error_response;
 
 /// What a request handler needs, loaded once per request.
 pub struct Edge {
     pub config: Rc<Config>,
     pub env: Env,
     pub ctx: Context,
-    cache: std::cell::OnceCell<Cache>,
 }
 
 impl Edge {
-    /// The KV cache, bound on first use: a page request never needs it.
-    pub fn cache(&self) -> &Cache {
-        self.cache.get_or_init(|| Cache::new(&self.env))
+    /// The identity store: Durable Objects, the KV cache, `wait_until`.
+    pub fn store(&self) -> EdgeStore<'_> {
+        edge_store(&self.env, &self.ctx)
     }
 }
 
@@ -134,60 +137,10 @@ pub async fn handle(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Co
 }
 
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<proxy::Outcome> {
-    use proxy::Outcome::Respond;
     let config = match load_config(&env) {
         Ok(config) => config,
-        Err(e) => return Ok(Respond(config_error_response(&e))),
+        Err(e) => return Ok(proxy::Outcome::Respond(config_error_response(&e))),
     };
-    let url = req.url()?;
-    let edge = Edge {
-        config,
-        env,
-        ctx,
-        cache: std::cell::OnceCell::new(),
-    };
-    let parts = plan::UrlParts::split(url.as_str());
-    if let Some(route) = parts.and_then(|p| plan::track_host_route(&edge.config, &p)) {
-        let route = route.to_owned();
-        return Ok(Respond(track_api::handle(req, &edge, &route).await));
-    }
-    match url.path().strip_prefix(PREFIX) {
-        None => Ok(proxy::handle(req, &edge, url).await),
-        Some(route) => {
-            let route = route.to_owned();
-            Ok(Respond(
-                endpoint(req, &edge, &url, &route)
-                    .await
-                    .unwrap_or_else(|e| e.to_response()),
-            ))
-        }
-    }
-}
-
-async fn endpoint(
-    req: Request,
-    edge: &Edge,
-    url: &url::Url,
-    route: &str,
-) -> Result<Response, EdgeError> {
-    let visit = Visit::read(&req, url);
-    let post = req.method() == Method::Post;
-    match route {
-        "identify" if post => browser::identify(req, edge, visit).await,
-        "track" if post => browser::track(req, edge, visit, EventType::Event).await,
-        "page" if post => browser::track(req, edge, visit, EventType::Page).await,
-        "reset" if post => Ok(browser::reset(edge, &visit)),
-        "identify" | "track" | "page" | "reset" => Err(EdgeError::MethodNotAllowed),
-        "track.js" if matches!(req.method(), Method::Get | Method::Head) => Ok(browser::sdk(&req)),
-        "track.js" => Err(EdgeError::MethodNotAllowed),
-        _ => {
-            if let Some(api_route) = route.strip_prefix("api/") {
-                Ok(track_api::handle(req, edge, api_route).await)
-            } else if let Some(admin_route) = route.strip_prefix("admin/") {
-                admin::handle(req, edge, url, admin_route).await
-            } else {
-                Err(EdgeError::NoRoute)
-            }
-        }
-    }
+    let edge = Edge { config, env, ctx };
+    router::serve(req, &edge).await
 }

@@ -6,14 +6,15 @@
 use url::Url;
 use worker::{console_warn, Request, Response};
 
-use super::visit::{new_anon_id, now_secs};
-use super::Edge;
-use crate::core::event::{Event, EventType};
+use super::visit::{new_anon_id, new_event_id, now_secs};
+use super::{limits, Edge};
+use crate::core::event::{clamp_bytes, Event, EventType, MAX_PAGE_NAME_BYTES};
 use crate::core::form::{form_identify, parse_form};
 use crate::core::identifier::Identifier;
 use crate::core::plan::{self, link_param, small_form, Inputs, Visit};
 use crate::core::profile::cookie_identifier;
-use crate::store::identity::{self, IdentifyOptions};
+use crate::identity::IdentifyOptions;
+use crate::store::{detached_store, finish};
 
 /// What the async handler answers: a response of its own, or a forward plan
 /// (as text) with the request body it had to read, if any.
@@ -45,24 +46,34 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
     };
     let policy = &edge.config.cookies;
 
-    let (mut anon_id, mut anon_changed) = match &visit.cookies.anon_id {
+    let (anon_id, anon_changed) = match &visit.cookies.anon_id {
         Some(anon) => (anon.clone(), false),
         None => (new_anon_id(), true),
     };
     let mut identifier = visit.cookies.identifier.clone();
     let mut set_cookies = Vec::new();
 
+    // A tracked link names a person; it identifies this browser unless the
+    // browser is already someone else, and merges nothing (rule 6.12): the
+    // visitor's earlier activity joins a person only when it identifies.
     if edge.config.auto_identify_links {
         if let Some(cio_id) = link_param(&visit.url) {
-            match identity::link(&edge.env, &cio_id, &anon_id, now_secs()).await {
-                Ok(Some(found)) => {
-                    let p = &found.person;
+            let lookup = if limits::link_lookup(edge, &req).await {
+                edge.store().link(&cio_id).await
+            } else {
+                console_warn!("_cio_id link not looked up: rate limited");
+                Ok(None)
+            };
+            match lookup {
+                Ok(Some(p)) => {
                     let written = cookie_identifier(p.id.as_deref(), p.email.as_deref(), &p.cio_id);
-                    set_cookies.push(policy.id_cookie(visit.https, &written));
-                    identifier = Identifier::parse(&written).ok();
-                    if found.rotate_anon {
-                        anon_id = new_anon_id();
-                        anon_changed = true;
+                    let linked = Identifier::parse(&written).ok();
+                    let someone_else = identifier.is_some()
+                        && identifier != linked
+                        && identifier != Some(Identifier::CioId(p.cio_id.clone()));
+                    if !someone_else {
+                        set_cookies.push(policy.id_cookie(visit.https, &written));
+                        identifier = linked;
                     }
                 }
                 Ok(None) => {}
@@ -118,20 +129,16 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
 fn identify_in_background(edge: &Edge, identify: crate::core::profile::Identify, anon_id: String) {
     let env = edge.env.clone();
     edge.ctx.wait_until(async move {
-        let cache = crate::store::cache::Cache::new(&env);
         let options = IdentifyOptions {
             create: true,
             anonymous_id: Some(&anon_id),
             now: now_secs(),
         };
-        match identity::identify(&env, &cache, &identify, options).await {
-            Ok(done) => {
-                cache
-                    .remember_person(&done.person, done.identifiers_changed)
-                    .await
-            }
-            Err(e) => console_warn!("form identify not applied: {e}"),
+        let store = detached_store(&env);
+        if let Err(e) = store.identify(&identify, options).await {
+            console_warn!("form identify not applied: {e}");
         }
+        finish(store).await;
     });
 }
 
@@ -140,17 +147,18 @@ fn record_page_view(edge: &Edge, url: &Url, identifier: Option<Identifier>, anon
     let env = edge.env.clone();
     let event = Event {
         kind: EventType::Page,
-        name: url.as_str().chars().take(100).collect(),
+        name: clamp_bytes(url.as_str(), MAX_PAGE_NAME_BYTES).to_owned(),
         data: Default::default(),
         timestamp: now_secs(),
         anonymous_id: None,
-        id: uuid::Uuid::new_v4().to_string(),
+        id: new_event_id(),
     };
     edge.ctx.wait_until(async move {
-        let cache = crate::store::cache::Cache::new(&env);
-        if let Err(e) = identity::record(&env, &cache, identifier.as_ref(), &anon_id, event).await {
+        let store = detached_store(&env);
+        if let Err(e) = store.record(identifier.as_ref(), &anon_id, event).await {
             console_warn!("edge page view not recorded: {e}");
         }
+        finish(store).await;
     });
 }
 

@@ -1,94 +1,66 @@
-//! Workers KV as the edge read cache: identifier -> cio_id and person
-//! snapshots. Never the truth and never consulted for uniqueness; written only
-//! after the Durable Object committed, and every failure here is a miss.
+//! Workers KV as the edge read cache: `ident:<index key>` -> cio_id and
+//! `person:<cio_id>` -> snapshot. Never the truth and never consulted for
+//! uniqueness; written only after an object committed, and every failure
+//! here is a miss.
 
 use worker::{kv::KvStore, Env};
 
-use super::person::PersonView;
+use crate::identity::wire::PersonView;
+use crate::identity::{Cache, IndexKey, StoreError};
 
 pub const BINDING: &str = "CIO_KV";
+const PERSON_PREFIX: &str = "person:";
 
-pub struct Cache {
+#[derive(Clone)]
+pub struct KvCache {
     kv: Option<KvStore>,
 }
 
-fn ident_key(index_key: &str) -> String {
-    format!("ident:{index_key}")
+fn ident_key(key: &IndexKey) -> String {
+    format!("ident:{key}")
 }
 
 fn person_key(cio_id: &str) -> String {
-    format!("person:{cio_id}")
+    format!("{PERSON_PREFIX}{cio_id}")
 }
 
-impl Cache {
+impl KvCache {
     pub fn new(env: &Env) -> Self {
-        Cache {
+        KvCache {
             kv: env.kv(BINDING).ok(),
         }
     }
 
-    /// The cio_id cached for an index key (`id:..`, `email:..`).
-    pub async fn owner(&self, index_key: &str) -> Option<String> {
-        let kv = self.kv.as_ref()?;
-        kv.get(&ident_key(index_key)).text().await.ok().flatten()
-    }
-
-    pub async fn remember_owner(&self, index_key: &str, cio_id: &str) {
+    async fn put(&self, key: &str, value: String) {
         if let Some(kv) = &self.kv {
-            if let Ok(put) = kv.put(&ident_key(index_key), cio_id) {
+            if let Ok(put) = kv.put(key, value) {
                 let _ = put.execute().await;
             }
         }
     }
 
-    pub async fn forget_owner(&self, index_key: &str) {
+    async fn delete(&self, key: &str) {
         if let Some(kv) = &self.kv {
-            let _ = kv.delete(&ident_key(index_key)).await;
+            let _ = kv.delete(key).await;
         }
     }
+}
 
-    pub async fn forget_person(&self, cio_id: &str) {
-        if let Some(kv) = &self.kv {
-            let _ = kv.delete(&person_key(cio_id)).await;
-        }
+impl Cache for KvCache {
+    async fn owner(&self, key: &IndexKey) -> Option<String> {
+        let kv = self.kv.as_ref()?;
+        kv.get(&ident_key(key)).text().await.ok().flatten()
     }
 
-    /// One page of the cached people's cio_ids, and the cursor of the next
-    /// page. Eventually consistent, as KV is.
-    pub async fn list_people(
-        &self,
-        limit: u64,
-        cursor: Option<String>,
-    ) -> (Vec<String>, Option<String>) {
-        let Some(kv) = &self.kv else {
-            return (Vec::new(), None);
-        };
-        let mut list = kv.list().prefix(person_key("")).limit(limit);
-        if let Some(cursor) = cursor {
-            list = list.cursor(cursor);
-        }
-        match list.execute().await {
-            Ok(page) => {
-                let ids = page
-                    .keys
-                    .into_iter()
-                    .filter_map(|k| k.name.strip_prefix("person:").map(str::to_owned))
-                    .collect();
-                (
-                    ids,
-                    if page.list_complete {
-                        None
-                    } else {
-                        page.cursor
-                    },
-                )
-            }
-            Err(_) => (Vec::new(), None),
-        }
+    async fn remember_owner(&self, key: &IndexKey, cio_id: &str) {
+        self.put(&ident_key(key), cio_id.to_owned()).await;
     }
 
-    /// A cached person snapshot.
-    pub async fn person(&self, cio_id: &str) -> Option<PersonView> {
+    async fn forget_owner(&self, key: &IndexKey) {
+        self.delete(&ident_key(key)).await;
+    }
+
+    async fn person(&self, cio_id: &str) -> Option<PersonView> {
         let kv = self.kv.as_ref()?;
         kv.get(&person_key(cio_id))
             .json::<PersonView>()
@@ -97,24 +69,46 @@ impl Cache {
             .flatten()
     }
 
-    /// Caches a person's snapshot after a committed change, and its
-    /// identifier keys when they are new.
-    pub async fn remember_person(&self, person: &PersonView, identifiers_changed: bool) {
-        let Some(kv) = &self.kv else { return };
-        if identifiers_changed {
-            if let Some(id) = &person.id {
-                self.remember_owner(&format!("id:{id}"), &person.cio_id)
-                    .await;
-            }
-            if let Some(email) = &person.email {
-                self.remember_owner(&format!("email:{email}"), &person.cio_id)
-                    .await;
-            }
-        }
+    async fn remember_person(&self, person: &PersonView) {
         if let Ok(json) = serde_json::to_string(person) {
-            if let Ok(put) = kv.put(&person_key(&person.cio_id), json) {
-                let _ = put.execute().await;
-            }
+            self.put(&person_key(&person.cio_id), json).await;
         }
+    }
+
+    async fn forget_person(&self, cio_id: &str) {
+        self.delete(&person_key(cio_id)).await;
+    }
+
+    /// Eventually consistent, as KV listings are.
+    async fn list_people(
+        &self,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let Some(kv) = &self.kv else {
+            return Ok((Vec::new(), None));
+        };
+        let mut list = kv
+            .list()
+            .prefix(PERSON_PREFIX.to_owned())
+            .limit(u64::from(limit));
+        if let Some(cursor) = cursor {
+            list = list.cursor(cursor);
+        }
+        let page = list
+            .execute()
+            .await
+            .map_err(|e| StoreError::unavailable(format!("KV listing: {e}")))?;
+        let ids = page
+            .keys
+            .into_iter()
+            .filter_map(|k| k.name.strip_prefix(PERSON_PREFIX).map(str::to_owned))
+            .collect();
+        let next = if page.list_complete {
+            None
+        } else {
+            page.cursor
+        };
+        Ok((ids, next))
     }
 }

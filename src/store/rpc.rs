@@ -1,99 +1,49 @@
-//! JSON calls between the worker and its Durable Objects: one request shape
-//! (`POST https://do/<op>` with a JSON body), one reply shape, one error path.
+//! The Durable Object call path: `POST https://do/call` with a JSON call, a
+//! JSON `Result` back. Errors travel as data (`StoreError`, `core::Error`),
+//! so every variant arrives as itself; a non-200 answer means the object
+//! itself failed.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
-use crate::core::Error as ClientError;
+use crate::identity::StoreError;
 
-/// Why a storage call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The input broke a rule only the stored state can check (409, 404, ...).
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    /// Storage is unbound, unreachable or failed.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
+pub fn unavailable(e: worker::Error) -> StoreError {
+    StoreError::unavailable(e.to_string())
 }
 
-impl From<worker::Error> for StoreError {
-    fn from(e: worker::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
-}
-
-/// A client error as it crosses from an object back to the worker.
-#[derive(Serialize, Deserialize)]
-struct WireError {
-    status: u16,
-    field: Option<String>,
-    message: String,
-}
-
-impl From<&ClientError> for WireError {
-    fn from(e: &ClientError) -> Self {
-        WireError {
-            status: e.status(),
-            field: e.field().map(str::to_owned),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<WireError> for ClientError {
-    fn from(w: WireError) -> Self {
-        match (w.status, w.field) {
-            (409, Some(field)) => ClientError::Conflict {
-                field: field.into(),
-                message: w.message,
-            },
-            (404, _) => ClientError::NotFound { message: w.message },
-            (413, _) => ClientError::TooLarge { message: w.message },
-            (_, field) => ClientError::Invalid {
-                field: field.map(Into::into),
-                message: w.message,
-            },
-        }
-    }
-}
-
-/// Sends `request` (a tagged call enum) to the object named `name` in the
-/// namespace bound as `binding`.
-pub async fn call<Req: Serialize, Reply: DeserializeOwned>(
+/// Sends `call` to the object named `name` in the namespace bound as `binding`.
+pub async fn call<Call: Serialize, Reply: DeserializeOwned>(
     env: &Env,
     binding: &str,
     name: &str,
-    request: &Req,
+    call: &Call,
 ) -> Result<Reply, StoreError> {
-    let op = binding;
-    let stub = env
-        .durable_object(binding)?
-        .id_from_name(name)?
-        .get_stub()?;
-    let body =
-        serde_json::to_string(request).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let namespace = env.durable_object(binding).map_err(unavailable)?;
+    let stub = namespace
+        .id_from_name(name)
+        .and_then(|id| id.get_stub())
+        .map_err(unavailable)?;
+    let body = serde_json::to_string(call)?;
     let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
+    headers
+        .set("content-type", "application/json")
+        .map_err(unavailable)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(body.into()));
-    let req = Request::new_with_init("https://do/call", &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    let text = resp.text().await?;
-    match resp.status_code() {
-        200 => serde_json::from_str(&text)
-            .map_err(|e| StoreError::Unavailable(format!("bad reply from {op}: {e}"))),
-        400..=499 => match serde_json::from_str::<WireError>(&text) {
-            Ok(wire) => Err(StoreError::Client(wire.into())),
-            Err(_) => Err(StoreError::Unavailable(format!("{op}: {text}"))),
-        },
-        status => Err(StoreError::Unavailable(format!(
-            "{op} answered {status}: {text}"
-        ))),
+    let req = Request::new_with_init("https://do/call", &init).map_err(unavailable)?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(unavailable)?;
+    let text = resp.text().await.map_err(unavailable)?;
+    if resp.status_code() != 200 {
+        return Err(StoreError::unavailable(format!(
+            "{binding} answered {}: {text}",
+            resp.status_code()
+        )));
     }
+    serde_json::from_str::<Result<Reply, StoreError>>(&text)?
 }
 
 /// Inside an object: the parsed call.
@@ -102,14 +52,18 @@ pub async fn read_call<T: DeserializeOwned>(mut req: Request) -> worker::Result<
     serde_json::from_str(&body).map_err(|e| worker::Error::RustError(format!("bad call: {e}")))
 }
 
-/// Inside an object: the reply to a call.
-pub fn reply<T: Serialize>(result: Result<T, ClientError>) -> worker::Result<Response> {
-    match result {
-        Ok(value) => Response::from_json(&value),
-        Err(e) => Ok(Response::from_json(&WireError::from(&e))?.with_status(e.status())),
-    }
+/// Inside an object: the answer to a call, success or error, as data.
+pub fn reply<T: Serialize>(result: Result<T, StoreError>) -> worker::Result<Response> {
+    Response::from_json(&result)
 }
 
-/// Unit reply for calls that answer nothing.
-#[derive(Serialize, Deserialize)]
-pub struct Done {}
+/// SQLite errors inside an object, as the seam's error.
+pub trait SqlResult<T> {
+    fn or_unavailable(self) -> Result<T, StoreError>;
+}
+
+impl<T> SqlResult<T> for worker::Result<T> {
+    fn or_unavailable(self) -> Result<T, StoreError> {
+        self.map_err(unavailable)
+    }
+}

@@ -10,7 +10,7 @@ process.env.WRANGLER_SEND_METRICS = "false";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const script = path.join(root, "build/index.js");
 
-export async function startWorker({ originUrl, vars = {}, secrets = {}, durableObjects = true } = {}) {
+export async function startWorker({ originUrl, vars = {}, secrets = {}, durableObjects = true, ratelimits, persist } = {}) {
   if (!existsSync(script)) throw new Error("build/index.js is missing: run `npm run build` first");
   const bindings = { ...vars, ...secrets };
   if (originUrl !== undefined) bindings.ORIGIN_URL = originUrl;
@@ -29,6 +29,8 @@ export async function startWorker({ originUrl, vars = {}, secrets = {}, durableO
         }
       : {},
     bindings,
+    ...(ratelimits ? { ratelimits } : {}),
+    ...(persist ? { durableObjectsPersist: persist } : {}),
     host: "127.0.0.1",
     port: 0,
   });

@@ -1,0 +1,56 @@
+//! Each route of `core::routes` and the handler that answers it; errors are
+//! rendered once, in the shape of the API they belong to.
+
+use url::Url;
+use worker::{Request, Response};
+
+use super::error::{render, EdgeError, ErrorShape};
+use super::visit::Visit;
+use super::{admin, browser, limits, proxy, track_api, Edge};
+use crate::core::routes::{route, Route};
+
+/// Answers a request the plan handed to Rust: a response, or for a page
+/// request whose async work is done, a forward plan for the driver.
+pub async fn serve(req: Request, edge: &Edge) -> worker::Result<proxy::Outcome> {
+    let url = req.url()?;
+    let on_track_host = edge
+        .config
+        .track_api_host
+        .as_deref()
+        .is_some_and(|h| url.host_str() == Some(h));
+    let method = req.method().to_string();
+    let route = route(&method, url.path(), on_track_host);
+    let shape = match &route {
+        Route::TrackApi(segments) => track_api::shape(segments),
+        _ => ErrorShape::Browser,
+    };
+    if route == Route::Proxy {
+        return Ok(proxy::handle(req, edge, url).await);
+    }
+    Ok(proxy::Outcome::Respond(
+        answer(route, req, edge, &url)
+            .await
+            .unwrap_or_else(|e| render(&e, shape)),
+    ))
+}
+
+async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Response, EdgeError> {
+    match route {
+        Route::TrackApi(segments) => track_api::handle(req, edge, &segments).await,
+        Route::Admin(segments) => admin::handle(req, edge, url, &segments).await,
+        Route::Identify => {
+            let visit = Visit::read(&req, url);
+            limits::browser_write(edge, &req, visit.cookies.anon_id.as_deref()).await?;
+            browser::identify(req, edge, visit).await
+        }
+        Route::Track(kind) => {
+            let visit = Visit::read(&req, url);
+            limits::browser_write(edge, &req, visit.cookies.anon_id.as_deref()).await?;
+            browser::track(req, edge, visit, kind).await
+        }
+        Route::Reset => Ok(browser::reset(edge, &Visit::read(&req, url))),
+        Route::Sdk => Ok(browser::sdk(&req)),
+        Route::MethodNotAllowed => Err(EdgeError::MethodNotAllowed),
+        Route::NotFound | Route::Proxy => Err(EdgeError::NoRoute),
+    }
+}

@@ -1,0 +1,140 @@
+//! Small SQLite helpers shared by the objects.
+
+use serde::Deserialize;
+use worker::SqlStorage;
+
+use super::rpc::SqlResult;
+use crate::core::event::Event;
+use crate::identity::wire::Position;
+use crate::identity::StoreError;
+
+#[derive(Deserialize)]
+struct NameRow {
+    #[allow(dead_code)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+pub struct BodyRow {
+    pub body: String,
+}
+
+pub fn table_exists(sql: &SqlStorage, table: &str) -> Result<bool, StoreError> {
+    let rows: Vec<NameRow> = sql
+        .exec(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+            vec![table.into()],
+        )
+        .and_then(|c| c.to_array())
+        .or_unavailable()?;
+    Ok(!rows.is_empty())
+}
+
+/// Runs a query whose rows are JSON bodies and parses them.
+pub fn bodies<T: serde::de::DeserializeOwned>(
+    sql: &SqlStorage,
+    query: &str,
+    params: Vec<worker::SqlStorageValue>,
+) -> Result<Vec<T>, StoreError> {
+    let rows: Vec<BodyRow> = sql
+        .exec(query, Some(params).filter(|p| !p.is_empty()))
+        .and_then(|c| c.to_array())
+        .or_unavailable()?;
+    rows.iter()
+        .map(|r| serde_json::from_str(&r.body).map_err(StoreError::from))
+        .collect()
+}
+
+/// Stores an event in an `events` table unless its id is there (dedup).
+pub fn insert_event(sql: &SqlStorage, event: &Event) -> Result<(), StoreError> {
+    let body = serde_json::to_string(event)?;
+    sql.exec(
+        "INSERT OR IGNORE INTO events (id, ts, body) VALUES (?, ?, ?)",
+        vec![event.id.clone().into(), event.timestamp.into(), body.into()],
+    )
+    .or_unavailable()?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct EventRow {
+    seq: i64,
+    ts: i64,
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    n: i64,
+}
+
+fn event_rows(
+    sql: &SqlStorage,
+    query: &str,
+    params: Vec<worker::SqlStorageValue>,
+) -> Result<Vec<(Event, i64, i64)>, StoreError> {
+    let rows: Vec<EventRow> = sql
+        .exec(query, params)
+        .and_then(|c| c.to_array())
+        .or_unavailable()?;
+    rows.into_iter()
+        .map(|r| Ok((serde_json::from_str(&r.body)?, r.ts, r.seq)))
+        .collect()
+}
+
+/// An `events` table, newest first from `before` on (exclusive).
+pub fn events_desc(
+    sql: &SqlStorage,
+    limit: u32,
+    before: Option<Position>,
+) -> Result<Vec<(Event, Position)>, StoreError> {
+    let rows = match before {
+        None => event_rows(
+            sql,
+            "SELECT seq, ts, body FROM events ORDER BY ts DESC, seq DESC LIMIT ?",
+            vec![i64::from(limit).into()],
+        )?,
+        Some(p) => event_rows(
+            sql,
+            "SELECT seq, ts, body FROM events WHERE ts < ? OR (ts = ? AND seq < ?) ORDER BY ts DESC, seq DESC LIMIT ?",
+            vec![p.ts.into(), p.ts.into(), p.seq.into(), i64::from(limit).into()],
+        )?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(e, ts, seq)| (e, Position { ts, seq }))
+        .collect())
+}
+
+/// An `events` table in stored order after the seq `after`.
+pub fn events_asc(
+    sql: &SqlStorage,
+    after: Option<i64>,
+    limit: u32,
+) -> Result<Vec<(Event, i64)>, StoreError> {
+    let rows = event_rows(
+        sql,
+        "SELECT seq, ts, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        vec![after.unwrap_or(0).into(), i64::from(limit).into()],
+    )?;
+    Ok(rows.into_iter().map(|(e, _, seq)| (e, seq)).collect())
+}
+
+pub fn has_event(sql: &SqlStorage, id: &str) -> Result<bool, StoreError> {
+    let rows: Vec<CountRow> = sql
+        .exec(
+            "SELECT count(*) AS n FROM events WHERE id = ?",
+            vec![id.into()],
+        )
+        .and_then(|c| c.to_array())
+        .or_unavailable()?;
+    Ok(rows.first().is_some_and(|r| r.n > 0))
+}
+
+pub fn event_count(sql: &SqlStorage) -> Result<u64, StoreError> {
+    let rows: Vec<CountRow> = sql
+        .exec("SELECT count(*) AS n FROM events", None)
+        .and_then(|c| c.to_array())
+        .or_unavailable()?;
+    Ok(rows.first().map_or(0, |r| r.n.max(0) as u64))
+}
