@@ -24,7 +24,7 @@ function soakConfig() {
   const dir = path.join(root, ".wrangler");
   mkdirSync(dir, { recursive: true });
   const base = readFileSync(path.join(root, "wrangler.toml"), "utf8")
-    .replace(/\[build\][^[]*/, "")
+    .replace(/\[build\]\n(?:[^\n]+\n)*/, "")
     .replace('main = "build/index.js"', `main = "${path.join(root, "build/index.js")}"`);
   const file = path.join(dir, "soak.wrangler.toml");
   writeFileSync(file, base);
@@ -79,7 +79,10 @@ async function call(pathname, { method = "GET", body, jar }) {
     headers: { cookie, ...(method === "GET" ? { accept: "text/html", "sec-fetch-mode": "navigate" } : {}) },
   });
   requests++;
-  if (res.status >= 500) fiveXX++;
+  if (res.status >= 500 && ++fiveXX <= 5) {
+    const text = await res.clone().text();
+    console.error(`5xx: ${method} ${pathname} answered ${res.status}: ${text.slice(0, 300)}`);
+  }
   for (const c of res.headers.getSetCookie()) {
     const [pair] = c.split(";");
     const i = pair.indexOf("=");
