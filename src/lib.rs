@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod core;
+pub mod forward;
 pub mod identity;
 
 #[cfg(target_arch = "wasm32")]

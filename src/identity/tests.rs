@@ -451,7 +451,11 @@ fn round_trips_per_identify() {
     let again = || identify_body(json!({"id": "rt", "plan": "x"}));
     mem.0.calls.set(0);
     block_on(store.identify(&again(), opts(None))).unwrap();
-    assert_eq!(mem.0.calls.get(), 1, "existing person, owner cached: the person alone");
+    assert_eq!(
+        mem.0.calls.get(),
+        1,
+        "existing person, owner cached: the person alone"
+    );
     mem.0.kv.borrow_mut().clear();
     mem.0.calls.set(0);
     block_on(store.identify(&again(), opts(None))).unwrap();
@@ -467,8 +471,19 @@ fn a_stale_cached_owner_never_misdirects_an_identify() {
     // A cache write that lost a race: old@ still cached as A's.
     block_on(mem.remember_owner_for_test(&IndexKey::Email("old@x.io".into()), &a.person.cio_id));
     let done = identify(&mem, json!({"id": "old@x.io", "seen": true}), None).unwrap();
-    assert_eq!(done.person.cio_id, b.person.cio_id, "the index decides, not the stale cache");
-    assert_eq!(mem.person_data(&a.person.cio_id).unwrap().profile.unwrap().attributes.get("seen"), None);
+    assert_eq!(
+        done.person.cio_id, b.person.cio_id,
+        "the index decides, not the stale cache"
+    );
+    assert_eq!(
+        mem.person_data(&a.person.cio_id)
+            .unwrap()
+            .profile
+            .unwrap()
+            .attributes
+            .get("seen"),
+        None
+    );
     check_invariants(&mem);
 }
 
