@@ -46,6 +46,29 @@ pub struct Config {
 
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 15_000;
 
+/// Every setting with its default as documented (the README's table, which a
+/// test holds to this list, and this list to `from_lookup`): the one place
+/// defaults are written down. `None`: unset unless given.
+pub const SETTINGS: &[(&str, Option<&str>)] = &[
+    ("ORIGIN_URL", None),
+    ("ORIGIN_TIMEOUT_MS", Some("15000")),
+    ("COOKIE_DOMAIN", None),
+    ("COOKIE_SECURE", Some("auto")),
+    ("COOKIE_HTTPONLY", Some("false")),
+    ("CROSS_SITE_COOKIES", Some("false")),
+    ("USE_ARRAY_PARAMS", Some("true")),
+    ("AUTO_IDENTIFY_LINKS", Some("true")),
+    ("EDGE_PAGE_VIEWS", Some("false")),
+    ("INJECT_SNIPPET", Some("false")),
+    ("AUTO_IDENTIFY_FORMS", Some("false")),
+    ("FORM_EMAIL_FIELD", Some("email")),
+    ("FORM_ATTRIBUTES", None),
+    ("TRACK_API_HOST", None),
+    ("ADMIN_TOKEN", None),
+    ("SITE_ID", None),
+    ("API_KEY", None),
+];
+
 impl Config {
     /// Builds the config from a lookup of settings by name (the worker's `Env`
     /// in production, a map in tests). Empty values count as unset.
@@ -298,6 +321,59 @@ mod tests {
             let err = config(pairs).unwrap_err();
             assert_eq!(err.setting, setting, "{pairs:?}");
             assert!(err.to_string().contains(setting));
+        }
+    }
+
+    #[test]
+    fn documented_defaults_are_the_code_s() {
+        let base = config(&[("ORIGIN_URL", "http://x.com")]).unwrap();
+        for (name, default) in SETTINGS {
+            if let (Some(default), false) = (default, *name == "ORIGIN_URL") {
+                let explicit = config(&[("ORIGIN_URL", "http://x.com"), (name, default)]).unwrap();
+                assert_eq!(explicit, base, "{name}={default} is not the default");
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_with_its_default() {
+        let readme = include_str!("../README.md");
+        for (name, default) in SETTINGS {
+            let row = readme
+                .lines()
+                .find(|l| {
+                    l.split('|')
+                        .nth(1)
+                        .is_some_and(|c| c.contains(&format!("`{name}`")))
+                })
+                .unwrap_or_else(|| panic!("README has no row for {name}"));
+            if let Some(default) = default {
+                assert!(
+                    row.contains(&format!("| `{default}` |")),
+                    "README's default of {name}: {row}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn wrangler_toml_sets_no_default_of_its_own() {
+        let toml = include_str!("../wrangler.toml");
+        let mut in_vars = false;
+        for line in toml.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_vars = line == "[vars]";
+                continue;
+            }
+            let Some((name, value)) = line.split_once('=').filter(|_| in_vars) else {
+                continue;
+            };
+            let (name, value) = (name.trim(), value.trim().trim_matches('"'));
+            let documented = SETTINGS.iter().find(|(n, _)| *n == name);
+            assert!(
+                documented.is_some_and(|(_, d)| *d == Some(value)) || name == "ORIGIN_URL",
+                "wrangler.toml [vars] {name} = {value:?} differs from the documented default"
+            );
         }
     }
 
