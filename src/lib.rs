@@ -15,4 +15,4 @@ mod edge;
 mod store;
 
 #[cfg(target_arch = "wasm32")]
-pub use store::{IdentityIndex, Person, Visitor};
+pub use store::{Forwarding, IdentityIndex, Person, Visitor};
