@@ -33,7 +33,7 @@ pub async fn queue(batch: MessageBatch<Value>, env: Env, _ctx: Context) -> worke
     let messages: Vec<Message<Value>> = batch.messages()?;
     let envelopes: Vec<Envelope> = messages
         .iter()
-        .filter_map(|m| serde_json::from_value(m.body().clone()).ok())
+        .filter_map(|m| Envelope::from_message(m.body()))
         .collect();
     if batch.queue() == DEADLETTER_QUEUE_NAME {
         record_dead(&env, envelopes).await?;
@@ -68,7 +68,7 @@ async fn deliver(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
         for range in pack(&ops) {
             let batch = &ops[range];
             if let Some(delay) = waiting {
-                let again = Envelope { ops: batch.to_vec(), attempt };
+                let again = Envelope { ops: batch.to_vec(), attempt }.to_message();
                 outbox.send(MessageBuilder::new(again).delay_seconds(delay).build()).await?;
                 continue;
             }
@@ -86,7 +86,7 @@ async fn deliver(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
                     let _ = record(env, &StatsCall::Retrying { error: error.clone(), at: now }).await;
                     match next_attempt(attempt, after) {
                         Some((next, delay)) => {
-                            let again = Envelope { ops: batch.to_vec(), attempt: next };
+                            let again = Envelope { ops: batch.to_vec(), attempt: next }.to_message();
                             outbox.send(MessageBuilder::new(again).delay_seconds(delay).build()).await?;
                             waiting = Some(delay);
                         }

@@ -27,6 +27,22 @@ pub struct Envelope {
     pub attempt: u32,
 }
 
+impl Envelope {
+    /// A queue message body: JSON text (a structured-clone body would turn
+    /// JSON objects into `Map`s on the way).
+    pub fn to_message(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// A queue message body as `to_message` wrote it; `None` for anything else.
+    pub fn from_message(body: &Value) -> Option<Self> {
+        match body {
+            Value::String(text) => serde_json::from_str(text).ok(),
+            other => serde_json::from_value(other.clone()).ok(),
+        }
+    }
+}
+
 /// An operation given up on, with Customer.io's reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -201,6 +217,13 @@ mod tests {
         assert_eq!(env[0].ops.len(), 3);
         assert_eq!(env[1].ops, vec![op, json!(1)]);
         assert!(envelopes(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn messages_are_json_text() {
+        let e = Envelope { ops: vec![json!({"a": {"b": 1}})], attempt: 3 };
+        assert_eq!(Envelope::from_message(&Value::String(e.to_message())), Some(e));
+        assert_eq!(Envelope::from_message(&json!("garbage")), None);
     }
 
     #[test]

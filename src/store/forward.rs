@@ -115,7 +115,7 @@ impl Outbox {
                 .collect();
             let n = ops.len();
             let queued = match env.queue(OUTBOX_QUEUE) {
-                Ok(queue) => queue.send_batch(envelopes(ops)).await,
+                Ok(queue) => queue.send_batch(messages(ops)).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = queued {
@@ -172,7 +172,7 @@ pub async fn replay(env: &Env) -> Result<u64, StoreError> {
         let n = ops.len() as u64;
         let queue = env.queue(OUTBOX_QUEUE).map_err(super::rpc::unavailable)?;
         queue
-            .send_batch(envelopes(ops))
+            .send_batch(messages(ops))
             .await
             .map_err(super::rpc::unavailable)?;
         record(env, &StatsCall::Forget { seqs }).await?;
@@ -187,7 +187,12 @@ pub async fn dead_letter(env: &Env, letters: Vec<DeadLetter>) -> worker::Result<
     }
     let ops: Vec<Value> = letters.into_iter().map(|d| json!(d)).collect();
     let queue = env.queue(DEADLETTER_QUEUE)?;
-    queue.send(Envelope { ops, attempt: 0 }).await
+    queue.send(Envelope { ops, attempt: 0 }.to_message()).await
+}
+
+/// Operations as queue message bodies (JSON text).
+fn messages(ops: Vec<Value>) -> Vec<String> {
+    envelopes(ops).iter().map(Envelope::to_message).collect()
 }
 
 const STATS_SCHEMA: [&str; 3] = [

@@ -5,7 +5,7 @@
 import http from "node:http";
 
 export async function startRelay(target) {
-  const state = { mode: "up", counts: { up: 0, down: 0, busy: 0 } };
+  const state = { mode: "up", counts: { up: 0, down: 0, busy: 0 }, answers: [] };
   const server = http.createServer((req, res) => {
     state.counts[state.mode]++;
     if (state.mode === "down") return req.socket.destroy();
@@ -23,7 +23,10 @@ export async function startRelay(target) {
           body: chunks.length ? Buffer.concat(chunks) : undefined,
         });
         const body = Buffer.from(await upstream.arrayBuffer());
-        res.writeHead(upstream.status, Object.fromEntries(upstream.headers));
+        // fetch decoded the body: its encoding and length no longer apply.
+        const headers = Object.fromEntries([...upstream.headers].filter(([k]) => !["content-encoding", "content-length", "transfer-encoding"].includes(k)));
+        state.answers.push(upstream.status);
+        res.writeHead(upstream.status, headers);
         res.end(body);
       } catch {
         req.socket.destroy();
