@@ -1,16 +1,50 @@
 #!/usr/bin/env bash
-# Release build of the worker into build/ with local binaries only. This is also
-# wrangler.toml's [build] command, so `npx wrangler dev|deploy` work on their own
-# once `npm run setup` has run.
+# Builds the worker into build/: cargo (wasm32), the pinned wasm-bindgen CLI,
+# then esbuild bundles the JS driver (js/entry.mjs) with the generated glue.
+# No worker-build: the driver is the entry, so its shim is not needed.
+#
+#   bash scripts/build.sh          release build (the one that ships)
+#   bash scripts/build.sh --dev    no release optimiser (`npm run dev` sets
+#                                  CIO_BUILD=dev for wrangler's rebuilds)
+#
+# This is also wrangler.toml's [build] command, so `npx wrangler dev|deploy`
+# work on their own once `npm run setup` has run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # cargo install puts binaries here; make sure they are found.
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$HOME/.cargo/bin:$PATH"
-export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen)}"
-export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
-export ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/@esbuild/linux-x64/bin/esbuild}"
-export WRANGLER_SEND_METRICS=false
-worker-build --release
-# The function-name section (~260 KiB, ~70 KiB gzipped) only serves stack
-# traces; wasm-bindgen needs the symbols, so it goes after, not via `strip`.
-"$WASM_OPT_BIN" build/index_bg.wasm --strip-debug --strip-producers -o build/index_bg.wasm
+WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen)}"
+ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/@esbuild/linux-x64/bin/esbuild}"
+[ -x "$ESBUILD_BIN" ] || ESBUILD_BIN="$PWD/node_modules/.bin/esbuild"
+
+profile=release
+if [ "${1:-}" = "--dev" ] || [ "${CIO_BUILD:-}" = dev ]; then profile=wasm-dev; fi
+cargo build --quiet --lib --target wasm32-unknown-unknown --profile "$profile"
+wasm="target/wasm32-unknown-unknown/$profile/cio_edge.wasm"
+
+# Skip the rest when nothing changed since the last build of this profile.
+stamp="build/.stamp"
+want="$profile${CIO_KEEP_NAMES:+ names} $(stat -c %Y "$wasm") $(stat -c %Y js/entry.mjs)"
+if [ -f build/index.js ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+# Names and producers only serve stack traces: the release build drops them.
+strip=
+[ "$profile" = release ] && [ -z "${CIO_KEEP_NAMES:-}" ] && strip="--remove-name-section --remove-producers-section"
+out=build/.wbg
+rm -rf "$out"
+# The same flags worker-build passes: panic recovery (`__wbg_reset_state`).
+"$WASM_BINDGEN_BIN" "$wasm" --out-dir "$out" --out-name index --target module --no-typescript $strip \
+  --experimental-reset-state-function --force-enable-abort-handler
+# workerd imports a compiled module, not a source-phase import.
+sed -i 's/import source /import /' "$out/index.js"
+minify=--minify
+[ "$profile" = release ] || minify=
+"$ESBUILD_BIN" js/entry.mjs --bundle --format=esm $minify --log-level=warning \
+  --alias:cio-edge-wasm="./$out/index.js" \
+  --external:./index_bg.wasm --external:'cloudflare:*' \
+  --outfile=build/index.js
+mv "$out/index_bg.wasm" build/index_bg.wasm
+rm -rf "$out" build/worker
+echo "$want" > "$stamp"

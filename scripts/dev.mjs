@@ -11,12 +11,19 @@ if (!origin) {
   await startDemo(port);
   origin = `http://127.0.0.1:${port}`;
 }
-const args = ["dev", "--ip", "127.0.0.1", "--port", "8787", "--persist-to", ".wrangler/state", "--var", `ORIGIN_URL:${origin}`, ...process.argv.slice(2)];
+const extra = process.argv.slice(2);
+// Defaults, unless given among the extra arguments (wrangler takes each once).
+const defaults = [["--ip", "127.0.0.1"], ["--port", "8787"], ["--persist-to", ".wrangler/state"]]
+  .filter(([flag]) => !extra.some((a) => a === flag || a.startsWith(`${flag}=`)))
+  .flat();
+const args = ["dev", ...defaults, "--var", `ORIGIN_URL:${origin}`, ...extra];
 const portArg = args.lastIndexOf("--port");
 console.log(`cio-edge on http://127.0.0.1:${args[portArg + 1]} in front of ${origin}`);
+// One build, by wrangler's [build] step; CIO_BUILD=dev skips the release
+// optimiser, and an unchanged tree is not rebuilt (scripts/build.sh).
 const child = spawn("node_modules/.bin/wrangler", args, {
   stdio: "inherit",
-  env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+  env: { ...process.env, WRANGLER_SEND_METRICS: "false", CIO_BUILD: process.env.CIO_BUILD || "dev" },
 });
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent set-up: installs only what is missing or of the wrong version, so a
 # second run takes about a second. Nothing is downloaded from outside the
-# package registries (crates.io, npm): worker-build is pointed at local binaries.
+# package registries (crates.io, npm, Debian). The build needs cargo, the
+# wasm-bindgen CLI and npm's esbuild; no worker-build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # cargo install puts binaries here; make sure they are found.
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$HOME/.cargo/bin:$PATH"
 
-WORKER_BUILD_VERSION=0.8.7
 # The wasm-bindgen CLI must match the library exactly (schema check).
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print; exit}' Cargo.lock)
 
@@ -16,11 +16,6 @@ say() { printf 'setup: %s\n' "$*"; }
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   say "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
-fi
-
-if [ "$(worker-build --version 2>/dev/null | awk "{print \$NF}")" != "$WORKER_BUILD_VERSION" ]; then
-  say "installing worker-build $WORKER_BUILD_VERSION"
-  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked --force
 fi
 
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then

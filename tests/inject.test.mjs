@@ -10,6 +10,16 @@ const HEAD = "<!doctype html><html><head><title>t</title></head>";
 const PAGE = `${HEAD}<body><p>hello</p></body></html>`;
 const SDK = "/_cio/track.js";
 
+const SNIPPET_PAGE = `<html><head><script>var _cio=_cio||[];(function(){var t=document.createElement('script');t.src='/_cio/track.js';})();</script></head><body></body></html>`;
+const PAGES = {
+  plain: PAGE,
+  sdk: `<html><head><script async src="/_cio/track.js"></script></head><body></body></html>`,
+  ours: SNIPPET_PAGE,
+  theirs: `<html><head><script>var _cio = _cio || [];(function(){var t=document.createElement('script');t.src='https://assets.customer.io/assets/track.js';})();</script></head><body></body></html>`,
+  unrelated: `<html><head><script>var x = 1;</script></head><body></body></html>`,
+  fragment: "<p>fragment</p>",
+};
+
 let origin;
 let edge;
 let plain;
@@ -29,6 +39,27 @@ before(async () => {
     if (path === "/missing") {
       res.writeHead(404, { "content-type": "text/html" });
       return res.end(PAGE);
+    }
+    if (path === "/split") {
+      // A page sent in pieces, each its own write some milliseconds apart,
+      // so the rewriter sees the head cut at the given byte offsets.
+      const query = new URLSearchParams(req.url.split("?")[1]);
+      const page = Buffer.from(PAGES[query.get("page")]);
+      const cuts = (query.get("at") || "").split(",").filter(Boolean).map(Number);
+      res.writeHead(200, { "content-type": "text/html" });
+      const pieces = [];
+      let start = 0;
+      for (const at of [...cuts, page.length]) {
+        pieces.push(page.subarray(start, at));
+        start = at;
+      }
+      const next = () => {
+        const piece = pieces.shift();
+        if (pieces.length === 0) return res.end(piece);
+        res.write(piece);
+        setTimeout(next, 2);
+      };
+      return next();
     }
     if (path === "/stream") {
       res.writeHead(200, { "content-type": "text/html" });
@@ -93,4 +124,36 @@ test("a rewritten page still streams: the head arrives before the origin sends t
   assert.ok(res.arrivals.length >= 2, `chunks: ${res.arrivals.length}`);
   assert.ok(res.arrivals[0] < 300, `first chunk at ${res.arrivals[0]} ms`);
   assert.ok(res.arrivals.at(-1) - res.arrivals[0] >= 250);
+});
+
+const split = (page, at) => edge.raw(`/split?page=${page}&at=${at.join(",")}`).then((r) => r.body.toString());
+// The snippet as the edge inserts it, taken from a whole page.
+const inserted = async () => {
+  const text = (await edge.raw("/page")).body.toString();
+  return text.slice(HEAD.indexOf("</head>"), text.indexOf("</head>"));
+};
+
+test("the head cut at every byte boundary: the snippet once, before </head>, the page otherwise unchanged", async () => {
+  const want = PAGE.replace("</head>", `${await inserted()}</head>`);
+  const end = PAGE.indexOf("<body>") + 3;
+  for (let at = 1; at < end; at++) assert.equal(await split("plain", [at]), want, `cut at ${at}`);
+  // Byte by byte through the head.
+  const every = Array.from({ length: end - 1 }, (_, i) => i + 1);
+  assert.equal(await split("plain", every), want);
+});
+
+test("a head that loads the SDK or carries a snippet keeps its own, wherever the cuts fall", async () => {
+  for (const page of ["sdk", "ours", "theirs"]) {
+    const text = PAGES[page];
+    for (const at of [[], [20], [30], [60], [90], [120], [25, 26, 27, 80, 81]]) {
+      const cuts = at.filter((n) => n < text.length);
+      assert.equal(await split(page, cuts), text, `${page} cut at ${cuts}`);
+    }
+  }
+  // An unrelated inline script does not count as a snippet.
+  const unrelated = await split("unrelated", [30]);
+  assert.equal(count(unrelated), 1);
+  assert.ok(unrelated.indexOf(SDK) > unrelated.indexOf("var x = 1;"));
+  // No head, no change.
+  assert.equal(await split("fragment", [5]), PAGES.fragment);
 });

@@ -1,8 +1,6 @@
 //! The edge's two cookies: reading them from a `Cookie` header, validating what
 //! a client sent, and building `Set-Cookie` values. Pure; no worker types.
 
-use cookie::time::Duration;
-use cookie::{Cookie, SameSite};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::identifier::Identifier;
@@ -48,18 +46,28 @@ pub struct IncomingCookies {
 pub fn read_cookies(header: Option<&str>) -> IncomingCookies {
     let mut found = IncomingCookies::default();
     let Some(header) = header else { return found };
-    for cookie in Cookie::split_parse(header).flatten() {
-        match cookie.name() {
-            ANON_COOKIE if found.anon_id.is_none() && is_anon_id(cookie.value()) => {
-                found.anon_id = Some(cookie.value().to_owned());
+    for (name, value) in split_cookies(header) {
+        match name {
+            ANON_COOKIE if found.anon_id.is_none() && is_anon_id(value) => {
+                found.anon_id = Some(value.to_owned());
             }
             ID_COOKIE if found.identifier.is_none() => {
-                found.identifier = decode_id_cookie(cookie.value());
+                found.identifier = decode_id_cookie(value);
             }
             _ => {}
         }
     }
     found
+}
+
+/// The `name=value` pairs of a `Cookie` header, trimmed (quotes are part of
+/// a value); a piece without `=` or without a name is skipped.
+fn split_cookies(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    header.split(';').filter_map(|piece| {
+        let (name, value) = piece.split_once('=')?;
+        let name = name.trim();
+        (!name.is_empty()).then(|| (name, value.trim()))
+    })
 }
 
 /// `encodeURIComponent`, so that any identifier fits in a cookie value.
@@ -111,20 +119,27 @@ impl CookiePolicy {
                 SecureMode::Always => true,
                 SecureMode::Never => false,
             };
-        let mut cookie = Cookie::build((name, value))
-            .path("/")
-            .max_age(Duration::seconds(max_age))
-            .same_site(if self.cross_site {
-                SameSite::None
-            } else {
-                SameSite::Lax
-            })
-            .secure(secure)
-            .http_only(self.http_only);
-        if let Some(domain) = &self.domain {
-            cookie = cookie.domain(domain.clone());
+        // The attribute order of the `cookie` crate, which built these before.
+        let mut out = format!("{name}={value}");
+        if self.http_only {
+            out.push_str("; HttpOnly");
         }
-        cookie.build().to_string()
+        out.push_str(if self.cross_site {
+            "; SameSite=None"
+        } else {
+            "; SameSite=Lax"
+        });
+        if secure {
+            out.push_str("; Secure");
+        }
+        out.push_str("; Path=/");
+        if let Some(domain) = &self.domain {
+            out.push_str("; Domain=");
+            out.push_str(domain);
+        }
+        out.push_str("; Max-Age=");
+        out.push_str(&max_age.to_string());
+        out
     }
 
     pub fn anon_cookie(&self, https: bool, anon_id: &str) -> String {
@@ -330,6 +345,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn splits_cookie_headers_like_browsers_send_them() {
+        let pairs: Vec<_> =
+            split_cookies(" a=1;b = 2 ;; novalue; =x; c=\"q\"; d=\"; e=f=g").collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("a", "1"),
+                ("b", "2"),
+                ("c", "\"q\""),
+                ("d", "\""),
+                ("e", "f=g")
+            ]
+        );
     }
 
     #[test]

@@ -135,9 +135,32 @@ pub fn is_email(value: &str) -> bool {
 /// spelling of one address are one person (API rule 6.2). The second pass
 /// because lowercasing can make a pair composable ("J\u{30c}" -> "\u{1f0}").
 pub fn normalize_email(value: &str) -> String {
-    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
-    nfc.normalize(&nfc.normalize(value.trim()).to_lowercase())
+    nfc(&nfc(value.trim()).to_lowercase())
+}
+
+/// Unicode NFC. ASCII is always in NFC, so most emails never leave Rust.
+fn nfc(value: &str) -> String {
+    if value.is_ascii() {
+        return value.to_owned();
+    }
+    nfc_of_non_ascii(value)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn nfc_of_non_ascii(value: &str) -> String {
+    icu_normalizer::ComposingNormalizerBorrowed::new_nfc()
+        .normalize(value)
         .into_owned()
+}
+
+/// The runtime's own normaliser (the same Unicode data the runtime's ICU
+/// holds), so the wasm carries no tables; `edge::wasm_tests` checks it.
+#[cfg(target_arch = "wasm32")]
+fn nfc_of_non_ascii(value: &str) -> String {
+    js_sys::JsString::from(value)
+        .normalize("NFC")
+        .as_string()
+        .unwrap_or_else(|| value.to_owned())
 }
 
 /// A cio_id as we issue them (lowercase hex) or Customer.io does (alphanumeric).

@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod form;
 pub mod identifier;
+pub mod plan;
 pub mod profile;
 pub mod routes;
 pub mod snippet;

@@ -1,31 +1,50 @@
-//! The pass-through: every request outside `/_cio/` goes to the origin with
-//! method, path, query, headers and body intact (streamed), and the origin's
-//! answer comes back the same way, redirects unfollowed. The edge only adds its
-//! cookies and, toward the origin, `X-Cio-Anon-Id` / `X-Cio-Id`.
+//! Page requests that need async work before they are forwarded: a `_cio_id`
+//! link to look up, a form post to read, an edge page view to record. The
+//! work done, the answer is a forward plan (`core::plan`) that the JS driver
+//! executes like any other; the forwarding itself lives there, in one place.
 
 use url::Url;
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
-use worker::{console_warn, Method, Request, Response};
+use worker::{console_warn, Request, Response};
 
-use super::visit::{is_html_navigation, new_anon_id, new_event_id, now_secs, Visit};
+use super::visit::{new_anon_id, new_event_id, now_secs};
 use super::{limits, Edge};
-use crate::core::event::{Event, EventType};
-use crate::core::form::{form_identify, parse_form, MAX_FORM_BYTES};
-use crate::core::identifier::{is_cio_id, Identifier};
+use crate::core::event::{clamp_bytes, Event, EventType, MAX_PAGE_NAME_BYTES};
+use crate::core::form::{form_identify, parse_form};
+use crate::core::identifier::Identifier;
+use crate::core::plan::{self, link_param, small_form, Inputs, Visit};
 use crate::core::profile::cookie_identifier;
-use crate::core::snippet::SnippetInjector;
 use crate::identity::IdentifyOptions;
 use crate::store::{detached_store, finish};
 
-pub const ANON_HEADER: &str = "x-cio-anon-id";
-pub const ID_HEADER: &str = "x-cio-id";
-const LINK_PARAM: &str = "_cio_id";
+/// What the async handler answers: a response of its own, or a forward plan
+/// (as text) with the request body it had to read, if any.
+pub enum Outcome {
+    Respond(Response),
+    Forward(String, Option<Vec<u8>>),
+}
 
-pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Response {
-    let visit = Visit::read(&req, &url);
+pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let (cookie, accept, mode) = (header("cookie"), header("accept"), header("sec-fetch-mode"));
+    let (content_type, content_length) = (header("content-type"), header("content-length"));
+    let method = req.method().to_string();
+    let url_text = url.as_str().to_owned();
+    let inputs = Inputs {
+        method: &method,
+        url: &url_text,
+        cookie: cookie.as_deref(),
+        accept: accept.as_deref(),
+        sec_fetch_mode: mode.as_deref(),
+        content_type: content_type.as_deref(),
+        content_length: content_length.as_deref(),
+    };
+    let Some(visit) = Visit::read(&inputs) else {
+        return Outcome::Respond(bad_gateway(
+            &Failure::Unreachable(format!("unreadable URL {url}")),
+            &[],
+        ));
+    };
     let policy = &edge.config.cookies;
-    let html_navigation = is_html_navigation(&req.method(), req.headers());
 
     let (anon_id, anon_changed) = match &visit.cookies.anon_id {
         Some(anon) => (anon.clone(), false),
@@ -35,10 +54,10 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Response {
     let mut set_cookies = Vec::new();
 
     // A tracked link names a person; it identifies this browser unless the
-    // browser is already someone else, and merges nothing: the visitor's
-    // earlier activity joins a person only when it identifies itself.
+    // browser is already someone else, and merges nothing (rule 6.12): the
+    // visitor's earlier activity joins a person only when it identifies.
     if edge.config.auto_identify_links {
-        if let Some(cio_id) = link_param(&url) {
+        if let Some(cio_id) = link_param(&visit.url) {
             let lookup = if limits::link_lookup(edge, &req).await {
                 edge.store().link(&cio_id).await
             } else {
@@ -63,20 +82,21 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Response {
             }
         }
     }
-    if anon_changed || html_navigation {
+    if anon_changed || visit.html_navigation {
         set_cookies.insert(0, policy.anon_cookie(visit.https, &anon_id));
     }
 
     // AUTO_IDENTIFY_FORMS: a small form post is read whole (and forwarded
     // byte-identical); its email identifies the visitor off the response path.
     let mut buffered = None;
-    if edge.config.auto_identify_forms && req.method() == Method::Post {
-        if let Some(content_type) = small_form(&req) {
+    if edge.config.auto_identify_forms {
+        if let Some(content_type) = small_form(&inputs) {
+            let content_type = content_type.to_owned();
             let Ok(body) = req.bytes().await else {
-                return bad_gateway(
+                return Outcome::Respond(bad_gateway(
                     &Failure::Unreachable("could not read the request body".into()),
                     &set_cookies,
-                );
+                ));
             };
             let fields = parse_form(&content_type, &body).unwrap_or_default();
             let config = &edge.config;
@@ -90,36 +110,20 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Response {
             buffered = Some(body);
         }
     }
-    if edge.config.edge_page_views && html_navigation {
+    if edge.config.edge_page_views && visit.html_navigation {
         record_page_view(edge, &url, identifier.clone(), anon_id.clone());
     }
 
     let written = identifier.as_ref().map(Identifier::as_written);
-    match forward(
-        req,
-        buffered,
-        edge,
-        &url,
+    let forward = plan::forward(
+        &edge.config,
+        visit.url,
+        &method,
         &anon_id,
         written.as_deref(),
-        &set_cookies,
-    )
-    .await
-    {
-        Ok(response) => response,
-        Err(failure) => bad_gateway(&failure, &set_cookies),
-    }
-}
-
-/// The content type of a form post small enough to inspect (declared length).
-fn small_form(req: &Request) -> Option<String> {
-    let header = |name: &str| req.headers().get(name).ok().flatten();
-    let length = header("content-length")?.parse::<usize>().ok()?;
-    let content_type = header("content-type")?;
-    let mime = content_type.to_ascii_lowercase();
-    let is_form = mime.starts_with("application/x-www-form-urlencoded")
-        || mime.starts_with("multipart/form-data");
-    (is_form && length <= MAX_FORM_BYTES).then_some(content_type)
+        set_cookies,
+    );
+    Outcome::Forward(forward.to_text(), buffered)
 }
 
 fn identify_in_background(edge: &Edge, identify: crate::core::profile::Identify, anon_id: String) {
@@ -138,19 +142,12 @@ fn identify_in_background(edge: &Edge, identify: crate::core::profile::Identify,
     });
 }
 
-fn link_param(url: &Url) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == LINK_PARAM)
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| is_cio_id(v))
-}
-
 /// `EDGE_PAGE_VIEWS`: record the navigation off the response path.
 fn record_page_view(edge: &Edge, url: &Url, identifier: Option<Identifier>, anon_id: String) {
     let env = edge.env.clone();
     let event = Event {
         kind: EventType::Page,
-        name: url.as_str().chars().take(100).collect(),
+        name: clamp_bytes(url.as_str(), MAX_PAGE_NAME_BYTES).to_owned(),
         data: Default::default(),
         timestamp: now_secs(),
         anonymous_id: None,
@@ -165,131 +162,12 @@ fn record_page_view(edge: &Edge, url: &Url, identifier: Option<Identifier>, anon
     });
 }
 
-/// The origin URL for a request: the origin's scheme, host and port, its path
-/// as a prefix, then the request's own path and query, untouched.
-fn origin_url(origin: &Url, url: &Url) -> Url {
-    let mut target = origin.clone();
-    let prefix = origin.path().trim_end_matches('/');
-    target.set_path(&format!("{prefix}{}", url.path()));
-    target.set_query(url.query());
-    target
-}
-
-enum Failure {
+pub enum Failure {
     Unreachable(String),
     TimedOut(u32),
 }
 
-async fn forward(
-    req: Request,
-    buffered: Option<Vec<u8>>,
-    edge: &Edge,
-    url: &Url,
-    anon_id: &str,
-    identifier: Option<&str>,
-    set_cookies: &[String],
-) -> Result<Response, Failure> {
-    let js = |e: wasm_bindgen::JsValue| Failure::Unreachable(format!("{e:?}"));
-    let incoming = req.inner();
-    let target = origin_url(&edge.config.origin, url);
-
-    // Copy the headers (the incoming ones are immutable), then set ours; a
-    // client-sent X-Cio-* header never reaches the origin.
-    let headers = web_sys::Headers::new_with_headers(&incoming.headers()).map_err(js)?;
-    let _ = headers.delete("host");
-    let _ = headers.set("x-forwarded-host", url.host_str().unwrap_or_default());
-    let _ = headers.set("x-forwarded-proto", url.scheme());
-    let _ = headers.set(ANON_HEADER, anon_id);
-    let _ = headers.delete(ID_HEADER);
-    if let Some(identifier) = identifier {
-        let _ = headers.set(ID_HEADER, identifier);
-    }
-
-    let init = web_sys::RequestInit::new();
-    let method = incoming.method();
-    init.set_method(&method);
-    init.set_headers(&headers);
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    if let Some(bytes) = buffered {
-        init.set_body(&js_sys::Uint8Array::from(bytes.as_slice()));
-    } else if method != "GET" && method != "HEAD" {
-        if let Some(body) = incoming.body() {
-            init.set_body(&body);
-        }
-    }
-    // One runtime timer aborts the fetch if no response headers came in time.
-    let timeout_ms = edge.config.origin_timeout_ms;
-    init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(timeout_ms)));
-
-    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let fetched = match JsFuture::from(global.fetch_with_str_and_init(target.as_str(), &init)).await
-    {
-        Ok(fetched) => fetched,
-        Err(e) if is_timeout(&e) => return Err(Failure::TimedOut(timeout_ms)),
-        Err(e) => return Err(js(e)),
-    };
-    let fetched: web_sys::Response = fetched.dyn_into().map_err(js)?;
-
-    // One copy of the origin's headers (each Set-Cookie kept as its own), then
-    // our cookies appended, each its own header; the body stays a stream.
-    let out_headers = web_sys::Headers::new_with_headers(&fetched.headers()).map_err(js)?;
-    for cookie in set_cookies {
-        let _ = out_headers.append("set-cookie", cookie);
-    }
-    let status = fetched.status();
-    let is_html = || {
-        out_headers
-            .get("content-type")
-            .ok()
-            .flatten()
-            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/html"))
-    };
-    if edge.config.inject_snippet && status == 200 && method != "HEAD" && is_html() {
-        return inject(fetched, out_headers).map_err(|e| Failure::Unreachable(e.to_string()));
-    }
-    let out = web_sys::ResponseInit::new();
-    out.set_status(status);
-    out.set_status_text(&fetched.status_text());
-    out.set_headers(&out_headers);
-    let response =
-        web_sys::Response::new_with_opt_readable_stream_and_init(fetched.body().as_ref(), &out)
-            .map_err(js)?;
-    Ok(Response::from(response))
-}
-
-/// INJECT_SNIPPET: the page streams through the rewriter chunk by chunk; the
-/// runtime has already decoded a compressed body and re-encodes it on the way
-/// out per the kept `Content-Encoding`. The length changes, so it goes.
-fn inject(fetched: web_sys::Response, headers: web_sys::Headers) -> worker::Result<Response> {
-    use futures_util::StreamExt;
-    let status = fetched.status();
-    let _ = headers.delete("content-length");
-    let mut page = Response::from(fetched);
-    let input = page.stream()?;
-    let chunks =
-        futures_util::stream::unfold(Some((input, SnippetInjector::new())), |state| async move {
-            let (mut input, mut injector) = state?;
-            match input.next().await {
-                Some(Ok(chunk)) => Some((Ok(injector.write(&chunk)), Some((input, injector)))),
-                Some(Err(e)) => Some((Err(e), None)),
-                None => Some((Ok(injector.end()), None)),
-            }
-        });
-    Ok(Response::from_stream(chunks)?
-        .with_status(status)
-        .with_headers(worker::Headers(headers)))
-}
-
-/// The error an `AbortSignal.timeout` raises.
-fn is_timeout(e: &wasm_bindgen::JsValue) -> bool {
-    js_sys::Reflect::get(e, &"name".into())
-        .ok()
-        .and_then(|n| n.as_string())
-        .as_deref()
-        == Some("TimeoutError")
-}
-
-fn bad_gateway(failure: &Failure, set_cookies: &[String]) -> Response {
+pub fn bad_gateway(failure: &Failure, set_cookies: &[String]) -> Response {
     let detail = match failure {
         Failure::Unreachable(e) => {
             console_warn!("origin unreachable: {e}");

@@ -9,7 +9,9 @@ use super::visit::Visit;
 use super::{admin, browser, limits, proxy, track_api, Edge};
 use crate::core::routes::{route, Route};
 
-pub async fn serve(req: Request, edge: &Edge) -> worker::Result<Response> {
+/// Answers a request the plan handed to Rust: a response, or for a page
+/// request whose async work is done, a forward plan for the driver.
+pub async fn serve(req: Request, edge: &Edge) -> worker::Result<proxy::Outcome> {
     let url = req.url()?;
     let on_track_host = edge
         .config
@@ -25,9 +27,11 @@ pub async fn serve(req: Request, edge: &Edge) -> worker::Result<Response> {
     if route == Route::Proxy {
         return Ok(proxy::handle(req, edge, url).await);
     }
-    Ok(answer(route, req, edge, &url)
-        .await
-        .unwrap_or_else(|e| render(&e, shape)))
+    Ok(proxy::Outcome::Respond(
+        answer(route, req, edge, &url)
+            .await
+            .unwrap_or_else(|e| render(&e, shape)),
+    ))
 }
 
 async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Response, EdgeError> {

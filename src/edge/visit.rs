@@ -1,8 +1,8 @@
-//! What the edge knows about one incoming request before it acts (the
+//! What the edge knows about one request to an endpoint before it acts (the
 //! visitor's validated identity cookies, how it arrived), and the one place
 //! that issues anonymous ids, event ids and reads the clock.
 
-use worker::{Headers, Method, Request};
+use worker::Request;
 
 use crate::core::cookies::{read_cookies, CookiePolicy, IncomingCookies};
 use crate::core::Error as ClientError;
@@ -36,26 +36,22 @@ impl Visit {
     }
 }
 
-/// A top-level HTML navigation: a GET a browser makes for a document.
-pub fn is_html_navigation(method: &Method, headers: &Headers) -> bool {
-    if *method != Method::Get {
-        return false;
-    }
-    let header = |name: &str| headers.get(name).ok().flatten();
-    match header("sec-fetch-mode") {
-        Some(mode) => mode == "navigate",
-        None => header("accept").is_some_and(|accept| accept.contains("text/html")),
-    }
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// The runtime's `crypto.randomUUID()`: one call, where building a UUID
+    /// from `getRandomValues` takes several.
+    #[wasm_bindgen(js_namespace = crypto, js_name = randomUUID)]
+    fn random_uuid() -> String;
 }
 
 /// A new anonymous id: a lowercase UUID v4 from the runtime's crypto source.
 pub fn new_anon_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    random_uuid()
 }
 
 /// A new event id, for an event the client sent without one.
 pub fn new_event_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    random_uuid()
 }
 
 /// Unix seconds now.

@@ -25,6 +25,18 @@ fn anonymous_ids_are_v4_uuids_the_cookie_reader_accepts() {
 }
 
 #[wasm_bindgen_test]
+fn emails_are_normalised_by_the_runtime_as_natively() {
+    use crate::core::identifier::normalize_email;
+    // NFC and NFD spellings, and a lowercase that composes (J + caron).
+    let nfc = normalize_email("\u{c5}ngstr\u{f6}m@X.co");
+    let nfd = normalize_email("A\u{30a}ngstro\u{308}m@x.CO");
+    assert_eq!(nfc, nfd);
+    assert_eq!(nfc, "\u{e5}ngstr\u{f6}m@x.co");
+    assert_eq!(normalize_email("J\u{30c}@x.co"), "\u{1f0}@x.co");
+    assert_eq!(normalize_email(" Plain@Example.COM "), "plain@example.com");
+}
+
+#[wasm_bindgen_test]
 fn the_clock_is_unix_seconds() {
     let now = now_secs();
     assert!(now > 1_700_000_000 && now < 4_000_000_000, "{now}");
@@ -69,10 +81,19 @@ fn object_calls_and_errors_survive_the_trip_through_js_json() {
             .as_string()
             .unwrap()
     };
-    let call = PersonCall::Activity { limit: 7 };
+    let call = PersonCall::Activity {
+        limit: 7,
+        before: None,
+    };
     let back: PersonCall =
         serde_json::from_str(&through_js(serde_json::to_string(&call).unwrap())).unwrap();
-    assert!(matches!(back, PersonCall::Activity { limit: 7 }));
+    assert!(matches!(
+        back,
+        PersonCall::Activity {
+            limit: 7,
+            before: None
+        }
+    ));
     for error in [
         StoreError::Client(ClientError::conflict("email", "taken")),
         StoreError::Client(ClientError::TooLarge {

@@ -1,0 +1,125 @@
+// The worker's entry. Rust decides, this module drives: per request one
+// synchronous call, `plan`, answers either a forward plan, executed here with
+// `fetch` (streaming both ways), or "rust", and then the async handler in
+// Rust answers (endpoints, links, forms, edge page views, bad settings). Every
+// rule lives in Rust (src/core/plan.rs); this file knows no cookie, no
+// setting, no path: it moves bytes and headers as the plan says.
+import * as rust from "cio-edge-wasm";
+
+export default {
+  async fetch(request, env, ctx) {
+    const h = request.headers;
+    const text = rust.plan(
+      env,
+      `${request.method}\n${request.url}\n${h.get("cookie") ?? ""}\n${h.get("accept") ?? ""}\n${h.get("sec-fetch-mode") ?? ""}\n${h.get("content-type") ?? ""}\n${h.get("content-length") ?? ""}`,
+    );
+    if (text.charCodeAt(0) !== 102 /* "forward" */) {
+      const out = await rust.handle(request, env, ctx);
+      if (out instanceof Response) return out;
+      return forward(request, out[0], out[1]);
+    }
+    return forward(request, text, undefined);
+  },
+};
+
+// The plan's format is described in src/core/plan.rs.
+async function forward(request, text, body) {
+  const lines = text.split("\n");
+  const headers = new Headers(request.headers);
+  const cookies = [];
+  for (let i = 4; i < lines.length; i++) {
+    const line = lines[i];
+    const op = line.charCodeAt(0);
+    if (op === 104 /* h */) {
+      const colon = line.indexOf(":");
+      headers.set(line.slice(1, colon), line.slice(colon + 1));
+    } else if (op === 100 /* d */) {
+      headers.delete(line.slice(1));
+    } else {
+      cookies.push(line.slice(1));
+    }
+  }
+  const method = request.method;
+  // The origin has the plan's milliseconds to send its headers. The signal
+  // only guards the wait for them: a body still streaming when it fires is
+  // not cut (tests/proxy.test.mjs). One call; a cleared setTimeout costs more.
+  const init = { method, headers, redirect: "manual", signal: AbortSignal.timeout(Number(lines[2])) };
+  if (body !== undefined) init.body = body;
+  else if (method !== "GET" && method !== "HEAD") init.body = request.body;
+  let fetched;
+  try {
+    fetched = await fetch(lines[1], init);
+  } catch (e) {
+    return rust.bad_gateway(text, e?.name === "TimeoutError", String(e));
+  }
+  const response = new Response(fetched.body, fetched);
+  for (const cookie of cookies) response.headers.append("set-cookie", cookie);
+  const snippet = lines[3];
+  if (snippet && rust.injects(fetched.status, fetched.headers.get("content-type"))) {
+    response.headers.delete("content-length");
+    return inject(response, snippet);
+  }
+  return response;
+}
+
+// INJECT_SNIPPET: workerd's HTMLRewriter streams the page; Rust judges each
+// script already in the head, and the snippet goes before `</head>` unless
+// the page has its own. The runtime decodes a compressed origin page and
+// re-encodes it per the kept Content-Encoding.
+function inject(response, snippet) {
+  let has = false;
+  let done = false;
+  let script = "";
+  return new HTMLRewriter()
+    .on("head script", {
+      element(el) {
+        const src = el.getAttribute("src");
+        if (src !== null && !has && rust.has_sdk(src, undefined)) has = true;
+      },
+      text(chunk) {
+        script += chunk.text;
+        if (chunk.lastInTextNode) {
+          if (!has && rust.has_sdk(undefined, script)) has = true;
+          script = "";
+        }
+      },
+    })
+    .on("head", {
+      element(el) {
+        el.onEndTag((end) => {
+          if (!has && !done) {
+            done = true;
+            end.before(snippet, { html: true });
+          }
+        });
+      },
+    })
+    .transform(response);
+}
+
+// A Rust panic aborts the wasm instance; the wasm-bindgen glue starts a fresh
+// one on the next call. A Durable Object instance made before that is stale:
+// it is made again on its next use.
+const state = rust.__worker_init_state();
+
+function recoverable(cls) {
+  return new Proxy(cls, {
+    construct(target, args, newTarget) {
+      const slot = { instance: Reflect.construct(target, args, newTarget), id: state.instanceId };
+      return new Proxy(slot, {
+        get(s, prop) {
+          if (s.id !== state.instanceId) {
+            s.instance = Reflect.construct(target, args, newTarget);
+            s.id = state.instanceId;
+          }
+          const value = Reflect.get(s.instance, prop);
+          return typeof value === "function" ? value.bind(s.instance) : value;
+        },
+      });
+    },
+  });
+}
+
+export const Person = recoverable(rust.Person);
+export const Visitor = recoverable(rust.Visitor);
+export const IdentityIndex = recoverable(rust.IdentityIndex);
