@@ -81,7 +81,9 @@ impl Forwarding {
             None => None,
             Some(raw) => {
                 let url = Url::parse(&raw).ok().filter(|u| {
-                    matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none()
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.query().is_none()
                 });
                 if url.is_none() {
                     return Err(ConfigError {
@@ -399,14 +401,37 @@ mod tests {
         };
         assert_eq!(with(&[]), Ok(None));
         assert_eq!(with(&[("CIO_SITE_ID", "s")]), Ok(None));
-        let on = with(&[("CIO_SITE_ID", "s"), ("CIO_API_KEY", "k")]).unwrap().unwrap();
-        assert_eq!((on.region.as_str(), on.base_url.as_str()), ("us", "https://track.customer.io"));
-        let eu = with(&[("CIO_SITE_ID", "s"), ("CIO_API_KEY", "k"), ("CIO_REGION", "EU")]).unwrap().unwrap();
+        let on = with(&[("CIO_SITE_ID", "s"), ("CIO_API_KEY", "k")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (on.region.as_str(), on.base_url.as_str()),
+            ("us", "https://track.customer.io")
+        );
+        let eu = with(&[
+            ("CIO_SITE_ID", "s"),
+            ("CIO_API_KEY", "k"),
+            ("CIO_REGION", "EU"),
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(eu.base_url, "https://track-eu.customer.io");
-        let local = with(&[("CIO_SITE_ID", "s"), ("CIO_API_KEY", "k"), ("CIO_TRACK_URL", "http://127.0.0.1:8787/_cio")]).unwrap().unwrap();
+        let local = with(&[
+            ("CIO_SITE_ID", "s"),
+            ("CIO_API_KEY", "k"),
+            ("CIO_TRACK_URL", "http://127.0.0.1:8787/_cio"),
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(local.base_url, "http://127.0.0.1:8787/_cio");
-        assert_eq!(with(&[("CIO_REGION", "mars")]).unwrap_err().setting, "CIO_REGION");
-        assert_eq!(with(&[("CIO_TRACK_URL", "ftp://x")]).unwrap_err().setting, "CIO_TRACK_URL");
+        assert_eq!(
+            with(&[("CIO_REGION", "mars")]).unwrap_err().setting,
+            "CIO_REGION"
+        );
+        assert_eq!(
+            with(&[("CIO_TRACK_URL", "ftp://x")]).unwrap_err().setting,
+            "CIO_TRACK_URL"
+        );
     }
 
     #[test]

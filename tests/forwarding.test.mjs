@@ -146,7 +146,8 @@ test("receiver down 30 s, then 503 with Retry-After: 1, then up: every write arr
   people.push(web);
   await sleep(30_000);
   relay.set("busy");
-  await sleep(5_000);
+  // 503 with Retry-After: 1 until the edge has been turned away three times.
+  await eventually(() => relay.state.counts.busy >= 3, "503 answers", 120_000);
   relay.set("up");
   await allSame(people, "every write at the receiver", 120_000);
   let sent = 0;
@@ -199,6 +200,45 @@ test("one operation the receiver refuses (207) is dead-lettered with its reason,
   const after = await forwarding();
   assert.equal(after.dead_letters.length, 0);
   assert.equal((await person(receiver, conflicted)).body.email, taken);
+});
+
+test("a Customer.io link's cio_id the edge never saw identifies the browser; an email later joins them on both sides", async () => {
+  // The workspace's person, as Customer.io would hold it; its cio_id is in the link.
+  const known = uid("known");
+  assert.equal((await receiverApi("PUT", `v1/customers/${known}`, { plan: "gold" })).status, 200);
+  const cioId = (await person(receiver, known)).body.cio_id;
+  assert.equal((await person(edge, `cio_${cioId}`)).status, 404, "the edge has never seen it");
+
+  const b = new Browser(edge);
+  await b.visit("/");
+  assert.equal((await b.page("/before-the-link")).status, 200);
+  const visited = await b.visit(`/landing?_cio_id=${cioId}`);
+  assert.equal(visited.status, 200);
+  assert.equal(b.cioid, `cio_${cioId}`);
+  assert.equal((await person(edge, `cio_${cioId}`)).status, 404, "a link stores nothing");
+  assert.equal((await b.page("/after-the-link")).status, 200);
+  assert.equal((await b.track("clicked", { cta: "buy" })).status, 200);
+
+  const names = async (worker, id) => ((await activity(worker, id)) ?? []).map((e) => e.name).sort();
+  await eventually(async () => (await names(receiver, known)).length === 2, "the linked events at the receiver", 20000);
+  assert.deepEqual(await names(receiver, known), ["/after-the-link", "clicked"]);
+  assert.deepEqual(await names(edge, `cio_${cioId}`), ["/after-the-link", "clicked"]);
+
+  const mail = email("joined");
+  assert.equal((await b.identify({ id: mail, first_name: "Ada" })).status, 200);
+  await eventually(async () => (await person(receiver, mail)).status === 200, "the email at the receiver", 20000);
+  const here = (await person(edge, mail)).body;
+  const there = (await person(receiver, mail)).body;
+  console.log(`link: edge person ${here.cio_id} events ${(await names(edge, mail)).length}; receiver person ${there.cio_id} (id ${there.id}) events ${(await names(receiver, mail)).length}`);
+  assert.equal(here.cio_id, cioId, "one person here, named by the workspace's cio_id");
+  assert.equal(there.cio_id, cioId, "one person there");
+  assert.equal(there.id, known);
+  assert.equal(there.attributes.first_name, "Ada");
+  assert.equal(there.attributes.plan, "gold");
+  assert.deepEqual(await names(receiver, mail), ["/after-the-link", "clicked"]);
+  // Rule 6.12: the history from before the link is the visitor's, on both sides.
+  assert.deepEqual(((await admin(edge, `visitors/${b.anon}/activity`)).body.events ?? []).map((e) => e.name), ["/before-the-link"]);
+  await eventually(async () => ((await admin(receiver, `visitors/${b.anon}/activity`)).body.events ?? []).length === 1, "the anonymous page view at the receiver", 20000);
 });
 
 test("the admin endpoint needs the token and forwarding off says so", async () => {

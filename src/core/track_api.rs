@@ -304,10 +304,16 @@ mod tests {
             op,
             PersonOp::AnonymousEvent {
                 anonymous_id: "a1".into(),
-                body: obj(json!({"name": "/x", "data": {"k": 1}, "type": "page", "anonymous_id": "a1"}))
+                body: obj(
+                    json!({"name": "/x", "data": {"k": 1}, "type": "page", "anonymous_id": "a1"})
+                )
             }
         );
-        let err = parse_v2_op(&json!({"type": "person", "action": "event", "name": "n"}), true).unwrap_err();
+        let err = parse_v2_op(
+            &json!({"type": "person", "action": "event", "name": "n"}),
+            true,
+        )
+        .unwrap_err();
         assert_eq!(err.field(), Some("identifiers"));
     }
 

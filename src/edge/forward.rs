@@ -35,12 +35,20 @@ pub async fn queue(batch: MessageBatch<Value>, env: Env, _ctx: Context) -> worke
         .iter()
         .filter_map(|m| Envelope::from_message(m.body()))
         .collect();
-    if batch.queue() == DEADLETTER_QUEUE_NAME {
-        record_dead(&env, envelopes).await?;
+    let done = if batch.queue() == DEADLETTER_QUEUE_NAME {
+        record_dead(&env, envelopes).await
     } else {
-        deliver(&env, envelopes).await?;
+        deliver(&env, envelopes).await
+    };
+    match done {
+        Ok(()) => batch.ack_all(),
+        // Delivered operations may go again: Customer.io deduplicates events
+        // by id, and identifies, relationships and deletes repeat harmlessly.
+        Err(e) => {
+            worker::console_error!("forwarding: {e}; the batch is retried");
+            batch.retry_all();
+        }
     }
-    batch.ack_all();
     Ok(())
 }
 
@@ -53,13 +61,20 @@ async fn deliver(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
         let letters = envelopes
             .into_iter()
             .flat_map(|e| e.ops)
-            .map(|op| DeadLetter { op, reason: "forwarding is off (no credentials)".into(), at: now })
+            .map(|op| DeadLetter {
+                op,
+                reason: "forwarding is off (no credentials)".into(),
+                at: now,
+            })
             .collect();
         return dead_letter(env, letters).await;
     };
     let mut by_attempt: BTreeMap<u32, Vec<Value>> = BTreeMap::new();
     for envelope in envelopes {
-        by_attempt.entry(envelope.attempt).or_default().extend(envelope.ops);
+        by_attempt
+            .entry(envelope.attempt)
+            .or_default()
+            .extend(envelope.ops);
     }
     let outbox = env.queue(OUTBOX_QUEUE)?;
     let (mut delivered, mut dead) = (0u64, Vec::new());
@@ -68,8 +83,14 @@ async fn deliver(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
         for range in pack(&ops) {
             let batch = &ops[range];
             if let Some(delay) = waiting {
-                let again = Envelope { ops: batch.to_vec(), attempt }.to_message();
-                outbox.send(MessageBuilder::new(again).delay_seconds(delay).build()).await?;
+                let again = Envelope {
+                    ops: batch.to_vec(),
+                    attempt,
+                }
+                .to_message();
+                outbox
+                    .send(MessageBuilder::new(again).delay_seconds(delay).build())
+                    .await?;
                 continue;
             }
             match post(&settings, batch).await {
@@ -83,11 +104,24 @@ async fn deliver(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
                     }));
                 }
                 Outcome::Retry { after, error } => {
-                    let _ = record(env, &StatsCall::Retrying { error: error.clone(), at: now }).await;
+                    let _ = record(
+                        env,
+                        &StatsCall::Retrying {
+                            error: error.clone(),
+                            at: now,
+                        },
+                    )
+                    .await;
                     match next_attempt(attempt, after) {
                         Some((next, delay)) => {
-                            let again = Envelope { ops: batch.to_vec(), attempt: next }.to_message();
-                            outbox.send(MessageBuilder::new(again).delay_seconds(delay).build()).await?;
+                            let again = Envelope {
+                                ops: batch.to_vec(),
+                                attempt: next,
+                            }
+                            .to_message();
+                            outbox
+                                .send(MessageBuilder::new(again).delay_seconds(delay).build())
+                                .await?;
                             waiting = Some(delay);
                         }
                         None => dead.extend(batch.iter().map(|op| DeadLetter {

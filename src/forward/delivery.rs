@@ -221,8 +221,14 @@ mod tests {
 
     #[test]
     fn messages_are_json_text() {
-        let e = Envelope { ops: vec![json!({"a": {"b": 1}})], attempt: 3 };
-        assert_eq!(Envelope::from_message(&Value::String(e.to_message())), Some(e));
+        let e = Envelope {
+            ops: vec![json!({"a": {"b": 1}})],
+            attempt: 3,
+        };
+        assert_eq!(
+            Envelope::from_message(&Value::String(e.to_message())),
+            Some(e)
+        );
         assert_eq!(Envelope::from_message(&json!("garbage")), None);
     }
 

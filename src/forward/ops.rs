@@ -73,7 +73,10 @@ pub fn identify_op(
             attributes.insert("email".into(), json!(email));
         }
     }
-    attributes.insert("created_at".into(), json!(after.created_at));
+    // A person known by Customer.io's cio_id only has its creation time there.
+    if address.get("cio_id").is_none() {
+        attributes.insert("created_at".into(), json!(after.created_at));
+    }
     Some(json!({
         "type": "person",
         "action": "identify",

@@ -231,3 +231,65 @@ fn racing_writes_forward_each_stored_event_once() {
         }
     }
 }
+
+/// A Customer.io link's cio_id: its first event makes the person for it
+/// (forwarded by `cio_id`, without the edge's creation time), an identify
+/// from that browser gives it the email, and the visitor's earlier
+/// anonymous events stay the visitor's (rule 6.12).
+#[test]
+fn a_linked_cio_id_becomes_one_person_with_the_email() {
+    let mem = forwarding(0);
+    let store = mem.store();
+    let anon = "2c1b7a9e-3f0d-4f5e-9a8b-1c2d3e4f5a6b";
+    run(&mem, store.record(None, anon, event("before", json!({})))).unwrap();
+    let x = "ext0cio0id0123";
+    assert!(mem.person_data(x).is_none(), "nothing made before an event");
+    run(
+        &mem,
+        store.record_linked(x, anon, event("after", json!({})), NOW),
+    )
+    .unwrap();
+    run(
+        &mem,
+        store.record_linked(x, anon, event("after2", json!({})), NOW),
+    )
+    .unwrap();
+    let p = mem.person_data(x).unwrap();
+    assert_eq!(p.events.len(), 2);
+    assert_eq!(
+        p.outbox[0],
+        json!({"type": "person", "action": "identify", "identifiers": {"cio_id": x}, "attributes": {}})
+    );
+    assert_eq!(p.outbox[1]["identifiers"], json!({"cio_id": x}));
+    let who = parse_identify(
+        json!({"id": "ext@x.co", "plan": "p"}).as_object().unwrap(),
+        true,
+    )
+    .unwrap();
+    let done = run(&mem, store.identify_linked(x, &who, opts(Some(anon)))).unwrap();
+    assert_eq!(done.person.cio_id, x);
+    assert_eq!(done.person.email.as_deref(), Some("ext@x.co"));
+    let last = mem.person_data(x).unwrap().outbox.last().cloned().unwrap();
+    assert_eq!(last["identifiers"], json!({"cio_id": x}));
+    assert_eq!(
+        last["attributes"],
+        json!({"plan": "p", "email": "ext@x.co"})
+    );
+    assert_eq!(
+        mem.visitor_data(anon).unwrap().events.len(),
+        1,
+        "the earlier history stays"
+    );
+    // An email someone else has: an ordinary identify, no join.
+    identify(&mem, json!({"id": "other@x.co"}), None).unwrap();
+    let y = "ext0cio0id0456";
+    run(
+        &mem,
+        store.record_linked(y, anon, event("y1", json!({})), NOW),
+    )
+    .unwrap();
+    let who = parse_identify(json!({"id": "other@x.co"}).as_object().unwrap(), true).unwrap();
+    let done = run(&mem, store.identify_linked(y, &who, opts(Some(anon)))).unwrap();
+    assert_ne!(done.person.cio_id, y);
+    assert!(mem.person_data(y).unwrap().profile.unwrap().email.is_none());
+}

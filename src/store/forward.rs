@@ -93,7 +93,12 @@ impl Outbox {
 
     /// The alarm: every row into the queue, a page at a time, each page's
     /// rows deleted once the queue took it. A failure re-arms the alarm.
-    pub async fn drain(&self, state: &State, env: &Env, sql: &SqlStorage) -> worker::Result<Response> {
+    pub async fn drain(
+        &self,
+        state: &State,
+        env: &Env,
+        sql: &SqlStorage,
+    ) -> worker::Result<Response> {
         if !table_exists(sql, "outbox").unwrap_or(false) {
             return Response::ok("empty");
         }
@@ -120,10 +125,7 @@ impl Outbox {
             };
             if let Err(e) = queued {
                 worker::console_error!("outbox drain: {e}");
-                let _ = state
-                    .storage()
-                    .set_alarm(DRAIN_RETRY_MS)
-                    .await;
+                let _ = state.storage().set_alarm(DRAIN_RETRY_MS).await;
                 break;
             }
             sql.exec("DELETE FROM outbox WHERE seq <= ?", vec![last.into()])?;
@@ -141,15 +143,30 @@ impl Outbox {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum StatsCall {
-    Enqueued { n: u64 },
-    Delivered { n: u64 },
-    Retrying { error: String, at: i64 },
-    Dead { letters: Vec<DeadLetter> },
-    Status { limit: u32 },
+    Enqueued {
+        n: u64,
+    },
+    Delivered {
+        n: u64,
+    },
+    Retrying {
+        error: String,
+        at: i64,
+    },
+    Dead {
+        letters: Vec<DeadLetter>,
+    },
+    Status {
+        limit: u32,
+    },
     /// The oldest dead letters with their row numbers, for a replay.
-    DeadLetters { limit: u32 },
+    DeadLetters {
+        limit: u32,
+    },
     /// Replayed: drop these rows.
-    Forget { seqs: Vec<i64> },
+    Forget {
+        seqs: Vec<i64>,
+    },
 }
 
 /// One call to the `Forwarding` object.
@@ -277,8 +294,10 @@ impl Forwarding {
                 json!({})
             }
             StatsCall::Status { limit } => {
-                let counters: Vec<Counter> =
-                    self.sql.exec("SELECT k, n FROM counters", None)?.to_array()?;
+                let counters: Vec<Counter> = self
+                    .sql
+                    .exec("SELECT k, n FROM counters", None)?
+                    .to_array()?;
                 let get = |k: &str| counters.iter().find(|c| c.k == k).map_or(0, |c| c.n);
                 let last: Vec<LastError> = self
                     .sql
