@@ -34,7 +34,6 @@ function soakConfig(receiver = false) {
   const dir = path.join(root, ".wrangler");
   mkdirSync(dir, { recursive: true });
   let base = readFileSync(path.join(root, "wrangler.toml"), "utf8")
-    // The [build] table runs to the first blank line (its values hold brackets).
     .replace(/\[build\]\n(?:[^\n]+\n)*/, "")
     .replace('main = "build/index.js"', `main = "${path.join(root, "build/index.js")}"`);
   // The receiver: its own name and no queues (it forwards nothing).
@@ -99,9 +98,9 @@ async function call(pathname, { method = "GET", body, jar }) {
     headers: { cookie, ...(method === "GET" ? { accept: "text/html", "sec-fetch-mode": "navigate" } : {}) },
   });
   requests++;
-  if (res.status >= 500) {
-    fiveXX++;
-    if (fiveXX <= 3) console.log(`5xx: ${method} ${pathname} ${res.status} ${(await res.clone().text()).slice(0, 300)}`);
+  if (res.status >= 500 && ++fiveXX <= 5) {
+    const text = await res.clone().text();
+    console.error(`5xx: ${method} ${pathname} answered ${res.status}: ${text.slice(0, 300)}`);
   }
   for (const c of res.headers.getSetCookie()) {
     const [pair] = c.split(";");

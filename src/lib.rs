@@ -2,7 +2,9 @@
 //!
 //! `core` and `config` are pure and build natively (`cargo test`); `edge`
 //! (HTTP) and `store` (Durable Objects, KV) exist only in the wasm build.
-//! Dependencies point one way: edge -> store -> core, edge -> core.
+//! Dependencies point one way: edge -> store -> core, edge -> core. The
+//! worker's main is `js/entry.mjs`: per request it calls the synchronous
+//! `plan` export and forwards, or awaits the async `handle` export.
 
 pub mod config;
 pub mod core;

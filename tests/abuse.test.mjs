@@ -2,35 +2,19 @@
 // Cloudflare's binding (simulated by Miniflare), the event caps, activity
 // pages bounded in bytes with a cursor, bounded v2 batches with a status for
 // every failed operation, and lookups that create nothing.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
+import { withEdge } from "./support/edge.mjs";
 import { mkdtempSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { startWorker } from "./support/worker.mjs";
-import { startOrigin } from "./support/origin.mjs";
 import { Browser, uid } from "./support/people.mjs";
 import { SECRETS, api, adminGet } from "./support/api.mjs";
 
-let origin;
-let edge;
-const others = [];
-
-before(async () => {
-  origin = await startOrigin();
-  edge = await startWorker({ originUrl: origin.url, secrets: SECRETS });
-});
-
-after(async () => {
-  await edge?.dispose();
-  for (const w of others) await w.dispose();
-  await origin?.close();
-});
+const { edge, origin, another } = withEdge({ secrets: SECRETS });
 
 async function workerWith(options) {
-  const w = await startWorker({ originUrl: origin.url, secrets: SECRETS, ...options });
-  others.push(w);
-  return w;
+  return another(options);
 }
 
 const op = (id, name) => ({ type: "person", identifiers: { id }, action: "event", name });

@@ -1,25 +1,13 @@
 // Invariants 1, 3 and 4 under concurrency: one identifier value, one person;
 // no accepted event lost or doubled, whatever races with the identify. All
 // requests are real HTTP requests to the worker, sent at once.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
+import { withEdge } from "./support/edge.mjs";
 import crypto from "node:crypto";
-import { startWorker } from "./support/worker.mjs";
-import { startOrigin } from "./support/origin.mjs";
 import { Browser, person, activity, visitorActivity, uid, sleep, ADMIN_TOKEN } from "./support/people.mjs";
 
-let origin;
-let edge;
-
-before(async () => {
-  origin = await startOrigin();
-  edge = await startWorker({ originUrl: origin.url, secrets: { ADMIN_TOKEN } });
-});
-
-after(async () => {
-  await edge?.dispose();
-  await origin?.close();
-});
+const { edge, origin, another } = withEdge({ secrets: { ADMIN_TOKEN } });
 
 const tally = (values) => values.reduce((t, v) => ({ ...t, [v]: (t[v] ?? 0) + 1 }), {});
 

@@ -2,10 +2,9 @@
 // timestamps a browser cannot abuse, ids that cannot be mistaken for a cio_id
 // or folded into another, one person per email spelling, a checked admin
 // cursor, and merges that keep the secondary's email.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker } from "./support/worker.mjs";
-import { startOrigin } from "./support/origin.mjs";
+import { withEdge } from "./support/edge.mjs";
 import { Browser, activity, admin, person, uid } from "./support/people.mjs";
 
 const SITE_ID = "site-harden";
@@ -13,18 +12,7 @@ const API_KEY = "key-harden";
 const ADMIN_TOKEN = "test-admin-token";
 const AUTH = `Basic ${Buffer.from(`${SITE_ID}:${API_KEY}`).toString("base64")}`;
 
-let origin;
-let edge;
-
-before(async () => {
-  origin = await startOrigin();
-  edge = await startWorker({ originUrl: origin.url, secrets: { SITE_ID, API_KEY, ADMIN_TOKEN } });
-});
-
-after(async () => {
-  await edge?.dispose();
-  await origin?.close();
-});
+const { edge, origin, another } = withEdge({ secrets: { SITE_ID, API_KEY, ADMIN_TOKEN } });
 
 const nowSecs = () => Math.floor(Date.now() / 1000);
 

@@ -2,34 +2,19 @@
 // links, reset, relationships, arrays, dedup, admin access, KV as a cache and
 // storage failure, through the built worker with real local KV and SQLite
 // Durable Objects in front of a real origin on 127.0.0.1.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
+import { withEdge } from "./support/edge.mjs";
 import { startWorker } from "./support/worker.mjs";
-import { startOrigin } from "./support/origin.mjs";
 import {
   Browser, admin, person, activity, visitorActivity, eventually, uid, cookiesNamed, wipeKv, sleep,
   ADMIN_TOKEN, UUID_V4,
 } from "./support/people.mjs";
 
-let origin;
-let edge;
-const others = [];
-
-before(async () => {
-  origin = await startOrigin();
-  edge = await startWorker({ originUrl: origin.url, secrets: { ADMIN_TOKEN } });
-});
-
-after(async () => {
-  await edge?.dispose();
-  for (const w of others) await w.dispose();
-  await origin?.close();
-});
+const { edge, origin, another } = withEdge({ secrets: { ADMIN_TOKEN } });
 
 async function workerWith(vars, secrets = { ADMIN_TOKEN }) {
-  const w = await startWorker({ originUrl: origin.url, vars, secrets });
-  others.push(w);
-  return w;
+  return another({ vars, secrets });
 }
 
 const names = (events) => events.map((e) => e.name).sort();
@@ -698,8 +683,7 @@ test("KV is a cache: with every key deleted, admin reads, identify, links and tr
 // 13. Storage unavailable.
 
 test("storage unbound: pages are still served with _cioanonid, /_cio/identify answers 503 JSON", async () => {
-  const broken = await startWorker({ originUrl: origin.url, secrets: { ADMIN_TOKEN }, durableObjects: false });
-  others.push(broken);
+  const broken = await another({ durableObjects: false });
   const b = new Browser(broken);
   const page = await b.visit("/html");
   assert.equal(page.status, 200);

@@ -1,28 +1,16 @@
 // Limits (API.md rule 9) and malformed input (section 7) at the browser
 // endpoints: every limit on its own, at the boundary and one past it, with
 // the field named and nothing of the rejected call applied.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
+import { withEdge } from "./support/edge.mjs";
 import crypto from "node:crypto";
 import http from "node:http";
-import { startWorker } from "./support/worker.mjs";
-import { startOrigin } from "./support/origin.mjs";
 import {
   Browser, person, activity, visitorActivity, uid, cookiesNamed, postChunked, ADMIN_TOKEN,
 } from "./support/people.mjs";
 
-let origin;
-let edge;
-
-before(async () => {
-  origin = await startOrigin();
-  edge = await startWorker({ originUrl: origin.url, secrets: { ADMIN_TOKEN } });
-});
-
-after(async () => {
-  await edge?.dispose();
-  await origin?.close();
-});
+const { edge, origin, another } = withEdge({ secrets: { ADMIN_TOKEN } });
 
 const bytes = (s) => Buffer.byteLength(s, "utf8");
 const attrs = (n, prefix = "a", value = (i) => i) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, value(i)]));

@@ -1,7 +1,8 @@
 // The edge proxy and the _cioanonid cookie (API.md sections 1 and 2), through
 // the built worker under Miniflare in front of a real origin on 127.0.0.1.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
+import { withEdge } from "./support/edge.mjs";
 import crypto from "node:crypto";
 import { startWorker, setCookies, parseSetCookie } from "./support/worker.mjs";
 import { startOrigin, closedPort } from "./support/origin.mjs";
@@ -9,25 +10,10 @@ import { startOrigin, closedPort } from "./support/origin.mjs";
 const V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const HTML_NAV = { accept: "text/html,application/xhtml+xml", "sec-fetch-mode": "navigate" };
 
-let origin;
-let edge;
-const extra = [];
-
-before(async () => {
-  origin = await startOrigin();
-  edge = await startWorker({ originUrl: origin.url });
-});
-
-after(async () => {
-  await edge?.dispose();
-  for (const w of extra) await w.dispose();
-  await origin?.close();
-});
+const { edge, origin, another } = withEdge();
 
 async function workerWith(vars) {
-  const w = await startWorker({ originUrl: origin.url, vars });
-  extra.push(w);
-  return w;
+  return another({ vars });
 }
 
 const anonCookies = (res) => setCookies(res).map(parseSetCookie).filter((c) => c.name === "_cioanonid");

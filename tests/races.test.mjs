@@ -3,26 +3,14 @@
 // invariants read back through the admin API: no orphan, nothing reachable
 // after a 200 DELETE, no visitor stuck on a gone person, no event lost or
 // doubled. The native twins (identity::tests::race_*) run 300 schedules each.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker } from "./support/worker.mjs";
-import { startOrigin } from "./support/origin.mjs";
+import { withEdge } from "./support/edge.mjs";
 import { Browser, uid } from "./support/people.mjs";
 import { SECRETS, api, adminGet } from "./support/api.mjs";
 
 const TRIES = 40;
-let origin;
-let edge;
-
-before(async () => {
-  origin = await startOrigin();
-  edge = await startWorker({ originUrl: origin.url, secrets: SECRETS });
-});
-
-after(async () => {
-  await edge?.dispose();
-  await origin?.close();
-});
+const { edge, origin, another } = withEdge({ secrets: SECRETS });
 
 const person = async (identifier) => adminGet(edge, `people/${encodeURIComponent(identifier)}`);
 const events = async (identifier) =>

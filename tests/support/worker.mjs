@@ -5,8 +5,15 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import http from "node:http";
+import { Agent, setGlobalDispatcher } from "undici";
 
 process.env.WRANGLER_SEND_METRICS = "false";
+// At most 48 connections to one worker at a time, each kept open briefly:
+// hundreds of simultaneous new connections to the local runtime on a loaded
+// 2-core machine get reset before they are served, which is the test
+// machine's limit, not the edge's. Requests beyond it queue in the client,
+// so a test of 200 "simultaneous" calls still has 48 in flight at once.
+setGlobalDispatcher(new Agent({ connections: 48, keepAliveTimeout: 1000 }));
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const script = path.join(root, "build/index.js");
 
@@ -49,11 +56,21 @@ export async function startWorker({ originUrl, vars = {}, secrets = {}, durableO
   return {
     mf,
     url,
-    fetch: (p, init = {}) => fetch(url + p, { redirect: "manual", ...init }),
+    fetch: (p, init = {}) => fetchSaying(url + p, { redirect: "manual", ...init }),
     raw: (p, init = {}) => rawRequest(url + p, init),
     dispatch: (u, init = {}) => mf.dispatchFetch(u, { redirect: "manual", ...init }),
     dispose: () => mf.dispose(),
   };
+}
+
+/// `fetch`, with the socket-level cause in the message when it fails.
+async function fetchSaying(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    const cause = e.cause ? `${e.cause.code ?? ""} ${e.cause.message ?? e.cause}` : "";
+    throw new Error(`${init.method ?? "GET"} ${url} failed: ${e.message} (${cause})`, { cause: e });
+  }
 }
 
 /// A plain node:http request, as a browser sends it: no headers added (fetch

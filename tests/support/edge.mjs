@@ -1,0 +1,52 @@
+// The one fixture: `withEdge(options)` starts a real origin on 127.0.0.1 and
+// the built worker in front of it (Miniflare, real local KV and SQLite
+// Durable Objects) before the file's tests, and disposes of both after.
+//
+//   const { edge, origin, another } = withEdge({ secrets: SECRETS });
+//   const w = await another({ vars: { EDGE_PAGE_VIEWS: "true" } });
+//
+// `edge` and `origin` stand for the running instances (usable from inside
+// any test); `another(options)` starts one more worker in front of the same
+// origin, disposed with the rest. Options are `startWorker`'s.
+import { before, after } from "node:test";
+import { startWorker } from "./worker.mjs";
+import { startOrigin } from "./origin.mjs";
+
+/// A stand-in that forwards every property to the instance `get()` returns.
+function standIn(get, what) {
+  return new Proxy(
+    {},
+    {
+      get(_, key) {
+        const target = get();
+        if (!target) throw new Error(`${what} is not started yet: use it inside a test`);
+        const value = target[key];
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    },
+  );
+}
+
+export function withEdge(options = {}) {
+  let origin;
+  let worker;
+  const extra = [];
+  before(async () => {
+    origin = await startOrigin();
+    worker = await startWorker({ originUrl: origin.url, ...options });
+  });
+  after(async () => {
+    await worker?.dispose();
+    for (const w of extra) await w.dispose();
+    await origin?.close();
+  });
+  return {
+    edge: standIn(() => worker, "the edge"),
+    origin: standIn(() => origin, "the origin"),
+    async another(more = {}) {
+      const w = await startWorker({ originUrl: origin.url, secrets: options.secrets, ...more });
+      extra.push(w);
+      return w;
+    },
+  };
+}
