@@ -10,8 +10,8 @@ use base64::Engine;
 use futures_util::future::{select, Either};
 use serde_json::{json, Value};
 use worker::{
-    event, Context, Delay, Env, Fetch, Headers, Message, MessageBatch, MessageBuilder, Method,
-    Request, RequestInit, Response,
+    event, Context, Delay, Env, Fetch, Headers, MessageBatch, MessageBuilder, Method, Request,
+    RequestInit, Response,
 };
 
 use super::error::{json_response, EdgeError};
@@ -30,10 +30,12 @@ const POST_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[event(queue)]
 pub async fn queue(batch: MessageBatch<Value>, env: Env, _ctx: Context) -> worker::Result<()> {
-    let messages: Vec<Message<Value>> = batch.messages()?;
-    let envelopes: Vec<Envelope> = messages
-        .iter()
-        .filter_map(|m| Envelope::from_message(m.body()))
+    // Bodies are JSON text (`Envelope::to_message`); anything else is skipped
+    // rather than failing the whole batch.
+    let envelopes: Vec<Envelope> = batch
+        .raw_iter()
+        .filter_map(|m| m.body().as_string())
+        .filter_map(|text| Envelope::from_message(&Value::String(text)))
         .collect();
     let done = if batch.queue() == DEADLETTER_QUEUE_NAME {
         record_dead(&env, envelopes).await

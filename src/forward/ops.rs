@@ -272,7 +272,10 @@ mod tests {
         assert_eq!(ulid, event_ulid("browser:abc", 1_700_000_000));
         // bench/soak.mjs computes the same ids.
         assert_eq!(ulid, "01HF7YAT00XF0Z4VVSPB9K5HXW");
-        assert_eq!(event_ulid("e1", 1_700_000_000), "01HF7YAT00RJAR368Y7RY61TRP");
+        assert_eq!(
+            event_ulid("e1", 1_700_000_000),
+            "01HF7YAT00RJAR368Y7RY61TRP"
+        );
         assert_ne!(
             ulid,
             event_ulid("abc", 1_700_000_000),
