@@ -10,6 +10,7 @@ use super::visit::{new_anon_id, new_event_id, now_secs, Visit};
 use super::Edge;
 use crate::core::body::{parse_object, MAX_BODY_BYTES};
 use crate::core::event::{parse_event, EventContext, EventType};
+use crate::core::identifier::Identifier;
 use crate::core::profile::parse_identify;
 use crate::core::Error as ClientError;
 use crate::identity::IdentifyOptions;
@@ -63,7 +64,14 @@ pub async fn identify(mut req: Request, edge: &Edge, visit: Visit) -> Result<Res
         anonymous_id: Some(&anon),
         now: now_secs(),
     };
-    let done = edge.store().identify(&identify, options).await?;
+    let done = match (&edge.config.forwarding, &visit.cookies.identifier) {
+        (Some(_), Some(Identifier::CioId(cio_id))) => {
+            edge.store()
+                .identify_linked(cio_id, &identify, options)
+                .await?
+        }
+        _ => edge.store().identify(&identify, options).await?,
+    };
 
     let policy = &edge.config.cookies;
     cookies.push(policy.id_cookie(visit.https, &identify.identifier.as_written()));
@@ -94,9 +102,18 @@ pub async fn track(
     let event = parse_event(&parse_object(&body, false)?, &ctx, new_event_id)?;
     let mut cookies = Vec::new();
     let anon = visit.anon_id(&edge.config.cookies, &mut cookies);
-    edge.store()
-        .record(visit.cookies.identifier.as_ref(), &anon, event)
-        .await?;
+    match (&edge.config.forwarding, &visit.cookies.identifier) {
+        (Some(_), Some(Identifier::CioId(cio_id))) => {
+            edge.store()
+                .record_linked(cio_id, &anon, event, now_secs())
+                .await?
+        }
+        _ => {
+            edge.store()
+                .record(visit.cookies.identifier.as_ref(), &anon, event)
+                .await?
+        }
+    }
     Ok(ok_with_cookies(&cookies))
 }
 

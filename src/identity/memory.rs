@@ -30,6 +30,8 @@ pub struct PersonData {
     pub seqs: Vec<i64>,
     pub next_seq: i64,
     pub tombstone: Option<Tombstone>,
+    /// Outbound Customer.io operations, in commit order (forwarding on).
+    pub outbox: Vec<serde_json::Value>,
 }
 
 #[derive(Default, Clone, Debug)]
@@ -38,6 +40,7 @@ pub struct VisitorData {
     pub events: Vec<Event>,
     pub seqs: Vec<i64>,
     pub next_seq: i64,
+    pub outbox: Vec<serde_json::Value>,
 }
 
 /// The event tables of both objects, in memory: insertion with dedup and a
@@ -98,6 +101,8 @@ pub struct Memory {
     pending: RefCell<Vec<Task>>,
     /// Object calls made, for round-trip counts.
     pub calls: Cell<usize>,
+    /// Forwarding on: the objects write their outbox.
+    pub forwarding: Cell<bool>,
 }
 
 /// A handle on one in-memory world; clones share it.
@@ -229,7 +234,7 @@ impl IndexTables for MemIndex {
     }
 }
 
-struct MemVisitor(Rc<RefCell<VisitorData>>);
+struct MemVisitor(Rc<RefCell<VisitorData>>, bool);
 
 impl VisitorTables for MemVisitor {
     fn merged_into(&self) -> Result<Option<String>, StoreError> {
@@ -268,9 +273,16 @@ impl VisitorTables for MemVisitor {
         v.seqs.clear();
         Ok(())
     }
+    fn forwarding(&self) -> bool {
+        self.1
+    }
+    fn outbox_push(&self, op: &serde_json::Value) -> Result<(), StoreError> {
+        self.0.borrow_mut().outbox.push(op.clone());
+        Ok(())
+    }
 }
 
-struct MemPerson(Rc<RefCell<PersonData>>);
+struct MemPerson(Rc<RefCell<PersonData>>, bool);
 
 impl PersonTables for MemPerson {
     fn profile(&self) -> Result<Option<Profile>, StoreError> {
@@ -331,11 +343,20 @@ impl PersonTables for MemPerson {
         let mut p = self.0.borrow_mut();
         let tombstone = p.tombstone.take();
         let next_seq = p.next_seq;
+        let outbox = std::mem::take(&mut p.outbox);
         *p = PersonData {
             tombstone,
             next_seq,
+            outbox,
             ..PersonData::default()
         };
+        Ok(())
+    }
+    fn forwarding(&self) -> bool {
+        self.1
+    }
+    fn outbox_push(&self, op: &serde_json::Value) -> Result<(), StoreError> {
+        self.0.borrow_mut().outbox.push(op.clone());
         Ok(())
     }
 }
@@ -357,7 +378,7 @@ impl Objects for Mem {
     async fn person(&self, cio_id: &str, call: PersonCall) -> Result<PersonReply, StoreError> {
         self.jitter().await;
         self.0.calls.set(self.0.calls.get() + 1);
-        let person = MemPerson(entry(&self.0.people, cio_id));
+        let person = MemPerson(entry(&self.0.people, cio_id), self.0.forwarding.get());
         let answered = person_call(&person, self, call).await;
         for follow_up in answered.follow_up {
             let FollowUp::AckVisitor {
@@ -384,7 +405,8 @@ impl Objects for Mem {
                 "visitor object unreachable (injected)",
             ));
         }
-        visitor_call(&MemVisitor(entry(&self.0.visitors, anon_id)), call)
+        let visitor = MemVisitor(entry(&self.0.visitors, anon_id), self.0.forwarding.get());
+        visitor_call(&visitor, call)
     }
 }
 

@@ -9,6 +9,7 @@ use std::cell::Cell;
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
+use super::forward::Outbox;
 use super::objects::DoObjects;
 use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{self, bodies, insert_event, table_exists};
@@ -39,6 +40,7 @@ pub struct Person {
     /// Tables are created by the first write: a lookup of a cio_id nobody
     /// has leaves nothing on disk.
     ready: Cell<Option<bool>>,
+    outbox: Outbox,
 }
 
 #[derive(Deserialize)]
@@ -208,12 +210,21 @@ impl PersonTables for Person {
         }
         Ok(())
     }
+
+    fn forwarding(&self) -> bool {
+        self.outbox.on
+    }
+
+    fn outbox_push(&self, op: &serde_json::Value) -> Result<(), StoreError> {
+        self.outbox.push(&self.sql, op)
+    }
 }
 
 impl DurableObject for Person {
     fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
         Self {
+            outbox: Outbox::new(&env),
             state,
             env,
             sql,
@@ -237,6 +248,11 @@ impl DurableObject for Person {
                     .await;
             });
         }
+        self.outbox.arm(&self.state).await;
         reply(answered.reply)
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        self.outbox.drain(&self.state, &self.env, &self.sql).await
     }
 }

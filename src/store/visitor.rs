@@ -8,6 +8,7 @@ use std::cell::Cell;
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
+use super::forward::Outbox;
 use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{self, insert_event, table_exists};
 use crate::core::event::Event;
@@ -24,6 +25,9 @@ const SCHEMA: [&str; 2] = [
 
 #[durable_object]
 pub struct Visitor {
+    state: State,
+    env: Env,
+    outbox: Outbox,
     sql: SqlStorage,
     /// Tables are created by the first write: a read leaves nothing on disk.
     ready: Cell<Option<bool>>,
@@ -121,18 +125,35 @@ impl VisitorTables for Visitor {
         }
         Ok(())
     }
+
+    fn forwarding(&self) -> bool {
+        self.outbox.on
+    }
+
+    fn outbox_push(&self, op: &serde_json::Value) -> Result<(), StoreError> {
+        self.outbox.push(&self.sql, op)
+    }
 }
 
 impl DurableObject for Visitor {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         Self {
             sql: state.storage().sql(),
+            outbox: Outbox::new(&env),
             ready: Cell::new(None),
+            state,
+            env,
         }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let call = read_call(req).await?;
-        reply(visitor_call(self, call))
+        let answer = visitor_call(self, call);
+        self.outbox.arm(&self.state).await;
+        reply(answer)
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        self.outbox.drain(&self.state, &self.env, &self.sql).await
     }
 }
