@@ -20,6 +20,11 @@ export default {
     }
     return forward(request, env, ctx, text, undefined);
   },
+  // Forwarding to Customer.io: the CIO_OUTBOX and CIO_DEADLETTER consumers
+  // (src/edge/forward.rs).
+  async queue(batch, env, ctx) {
+    return rust.queue(batch, env, ctx);
+  },
 };
 
 // The plan's format is described in src/core/plan.rs.
@@ -144,3 +149,4 @@ function recoverable(cls) {
 export const Person = recoverable(rust.Person);
 export const Visitor = recoverable(rust.Visitor);
 export const IdentityIndex = recoverable(rust.IdentityIndex);
+export const Forwarding = recoverable(rust.Forwarding);

@@ -44,7 +44,7 @@ pub struct Config {
     /// attributes.
     pub form_attributes: Vec<String>,
     /// Secret `IDENTIFY_SECRET` and `ID_COOKIE`: which `_cioid` is trusted
-    /// and what it holds (secure mode, docs/API.md section 9).
+    /// and what it holds (secure mode, docs/API.md section 10).
     pub trust: Trust,
     /// `CONSENT` (default `none`).
     pub consent: Consent,
@@ -52,6 +52,68 @@ pub struct Config {
     pub anonymous_retention_secs: i64,
     /// `EVENT_RETENTION_DAYS` (default 0: keep) in seconds.
     pub event_retention_secs: i64,
+    /// Forwarding to a Customer.io workspace; `None` (off) unless both
+    /// `CIO_SITE_ID` and `CIO_API_KEY` are set.
+    pub forwarding: Option<Forwarding>,
+}
+
+/// Where accepted writes are forwarded (docs/FORWARDING.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarding {
+    pub site_id: String,
+    pub api_key: String,
+    /// `CIO_REGION`: `us` or `eu`.
+    pub region: String,
+    /// The Track API base (`<base>/api/v2/batch`): the region's, or
+    /// `CIO_TRACK_URL`.
+    pub base_url: String,
+}
+
+impl Forwarding {
+    /// Reads only the forwarding settings (the Durable Objects and the queue
+    /// consumer need nothing else).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let region = get("CIO_REGION")
+            .map(|r| r.to_ascii_lowercase())
+            .unwrap_or_else(|| "us".to_owned());
+        if !matches!(region.as_str(), "us" | "eu") {
+            return Err(ConfigError {
+                setting: "CIO_REGION",
+                reason: format!("{region:?} is not us or eu"),
+            });
+        }
+        let override_url = match get("CIO_TRACK_URL") {
+            None => None,
+            Some(raw) => {
+                let url = Url::parse(&raw).ok().filter(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.query().is_none()
+                });
+                if url.is_none() {
+                    return Err(ConfigError {
+                        setting: "CIO_TRACK_URL",
+                        reason: format!("{raw:?} is not an http(s) URL with a host"),
+                    });
+                }
+                Some(raw)
+            }
+        };
+        let (Some(site_id), Some(api_key)) = (get("CIO_SITE_ID"), get("CIO_API_KEY")) else {
+            return Ok(None);
+        };
+        Ok(Some(Forwarding {
+            site_id,
+            api_key,
+            base_url: crate::forward::track_base(&region, override_url.as_deref()),
+            region,
+        }))
+    }
 }
 
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 15_000;
@@ -82,6 +144,10 @@ pub const SETTINGS: &[(&str, Option<&str>)] = &[
     ("CONSENT", Some("none")),
     ("ANONYMOUS_RETENTION_DAYS", Some("30")),
     ("EVENT_RETENTION_DAYS", Some("0")),
+    ("CIO_SITE_ID", None),
+    ("CIO_API_KEY", None),
+    ("CIO_REGION", Some("us")),
+    ("CIO_TRACK_URL", None),
 ];
 
 /// Longest retention a setting may ask for: 100 years.
@@ -91,6 +157,7 @@ impl Config {
     /// Builds the config from a lookup of settings by name (the worker's `Env`
     /// in production, a map in tests). Empty values count as unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let forwarding = Forwarding::from_lookup(&get)?;
         let get = |name: &str| {
             get(name)
                 .map(|v| v.trim().to_owned())
@@ -189,6 +256,7 @@ impl Config {
             consent,
             anonymous_retention_secs: days("ANONYMOUS_RETENTION_DAYS", 30)?,
             event_retention_secs: days("EVENT_RETENTION_DAYS", 0)?,
+            forwarding,
             origin,
             origin_timeout_ms,
             cookies,
@@ -434,6 +502,48 @@ mod tests {
             assert_eq!(err.setting, setting, "{pairs:?}");
             assert!(err.to_string().contains(setting));
         }
+    }
+
+    #[test]
+    fn forwarding_is_on_with_both_credentials() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("ORIGIN_URL", "http://x.com")];
+            all.extend_from_slice(pairs);
+            config(&all).map(|c| c.forwarding)
+        };
+        assert_eq!(with(&[]), Ok(None));
+        assert_eq!(with(&[("CIO_SITE_ID", "s")]), Ok(None));
+        let on = with(&[("CIO_SITE_ID", "s"), ("CIO_API_KEY", "k")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (on.region.as_str(), on.base_url.as_str()),
+            ("us", "https://track.customer.io")
+        );
+        let eu = with(&[
+            ("CIO_SITE_ID", "s"),
+            ("CIO_API_KEY", "k"),
+            ("CIO_REGION", "EU"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(eu.base_url, "https://track-eu.customer.io");
+        let local = with(&[
+            ("CIO_SITE_ID", "s"),
+            ("CIO_API_KEY", "k"),
+            ("CIO_TRACK_URL", "http://127.0.0.1:8787/_cio"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(local.base_url, "http://127.0.0.1:8787/_cio");
+        assert_eq!(
+            with(&[("CIO_REGION", "mars")]).unwrap_err().setting,
+            "CIO_REGION"
+        );
+        assert_eq!(
+            with(&[("CIO_TRACK_URL", "ftp://x")]).unwrap_err().setting,
+            "CIO_TRACK_URL"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod core;
+pub mod forward;
 pub mod identity;
 
 #[cfg(target_arch = "wasm32")]
@@ -16,4 +17,4 @@ mod edge;
 mod store;
 
 #[cfg(target_arch = "wasm32")]
-pub use store::{IdentityIndex, Person, Visitor};
+pub use store::{Forwarding, IdentityIndex, Person, Visitor};

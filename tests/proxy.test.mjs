@@ -4,7 +4,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { withEdge } from "./support/edge.mjs";
 import crypto from "node:crypto";
-import { startWorker, setCookies, parseSetCookie } from "./support/worker.mjs";
+import { setCookies, parseSetCookie } from "./support/worker.mjs";
 import { startOrigin, closedPort } from "./support/origin.mjs";
 
 const V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -198,8 +198,7 @@ test("unknown paths under /_cio/ answer JSON 404 and never reach the origin", as
 
 test("origin down: 502 within 5 s, saying so", async () => {
   const port = await closedPort();
-  const down = await startWorker({ originUrl: `http://127.0.0.1:${port}` });
-  extra.push(down);
+  const down = await another({ originUrl: `http://127.0.0.1:${port}` });
   const started = Date.now();
   const res = await down.fetch("/html", { headers: HTML_NAV });
   const body = await res.text();
@@ -228,8 +227,7 @@ test("invalid settings: every request answers 500 naming the setting", async () 
     [{ ORIGIN_URL: origin.url, COOKIE_SECURE: "maybe" }, "COOKIE_SECURE"],
     [{ ORIGIN_URL: origin.url, EDGE_PAGE_VIEWS: "sometimes" }, "EDGE_PAGE_VIEWS"],
   ]) {
-    const w = await startWorker({ vars });
-    extra.push(w);
+    const w = await another({ originUrl: undefined, vars });
     for (const path of ["/html", "/_cio/identify"]) {
       const res = await w.fetch(path);
       assert.equal(res.status, 500);
@@ -238,8 +236,7 @@ test("invalid settings: every request answers 500 naming the setting", async () 
       assert.match(body.errors[0].message, new RegExp(setting));
     }
   }
-  const unset = await startWorker({});
-  extra.push(unset);
+  const unset = await another({ originUrl: undefined });
   const res = await unset.fetch("/");
   assert.equal(res.status, 500);
   assert.match(await res.text(), /ORIGIN_URL/);

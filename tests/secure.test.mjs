@@ -1,4 +1,4 @@
-// Secure mode (docs/API.md section 9) through the built worker: identify from
+// Secure mode (docs/API.md section 10) through the built worker: identify from
 // the origin's response headers, IDENTIFY_SECRET (user_hash and the signed
 // _cioid), CONSENT, ID_COOKIE=cio. A site of its own on 127.0.0.1 stands for
 // an origin with login and logout handlers.

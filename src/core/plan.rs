@@ -39,7 +39,7 @@ pub const LINK_PARAM: &str = "_cio_id";
 pub const ANON_HEADER: &str = "x-cio-anon-id";
 pub const ID_HEADER: &str = "x-cio-id";
 /// Response headers by which the origin identifies or resets the visitor
-/// (docs/API.md section 9); never passed on to the browser.
+/// (docs/API.md section 10); never passed on to the browser.
 pub const IDENTIFY_HEADER: &str = "x-cio-identify";
 pub const RESET_HEADER: &str = "x-cio-reset";
 pub const ORIGIN_HEADERS: [&str; 2] = [IDENTIFY_HEADER, RESET_HEADER];

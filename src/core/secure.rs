@@ -1,4 +1,4 @@
-//! Secure mode (docs/API.md section 9): identity the site vouches for, and
+//! Secure mode (docs/API.md section 10): identity the site vouches for, and
 //! consent. `IDENTIFY_SECRET` signs identifiers with HMAC-SHA256: the site's
 //! backend computes `user_hash` for a browser identify, and the edge keeps a
 //! companion cookie beside `_cioid` so a hand-set `_cioid` is worth nothing.

@@ -32,6 +32,12 @@ pub enum PersonOp {
         primary: Identifier,
         secondary: Identifier,
     },
+    /// A v2 `event`/`page` with `anonymous_id` and no `identifiers` (as the
+    /// forwarding of an anonymous visitor's events sends it).
+    AnonymousEvent {
+        anonymous_id: String,
+        body: Object,
+    },
 }
 
 /// A backend-supplied anonymous id: any non-empty string without control
@@ -177,6 +183,29 @@ pub fn parse_merge(body: &Object) -> Result<PersonOp, Error> {
     })
 }
 
+/// A v2 event operation as a v1 event body.
+fn event_body(op: &Object, action: &str) -> Result<Object, Error> {
+    let attributes = match op.get("attributes") {
+        None | Some(Value::Null) => Object::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(other) => {
+            return Err(Error::invalid(
+                "attributes",
+                format!("must be an object, not {}", json_kind(other)),
+            ))
+        }
+    };
+    let mut body = Object::new();
+    for key in ["name", "id", "timestamp"] {
+        if let Some(v) = op.get(key) {
+            body.insert(key.into(), v.clone());
+        }
+    }
+    body.insert("data".into(), Value::Object(attributes));
+    body.insert("type".into(), json!(action));
+    Ok(body)
+}
+
 /// One v2 person operation (`/v2/entity`, or an item of `/v2/batch`).
 pub fn parse_v2_op(value: &Value, use_array_params: bool) -> Result<PersonOp, Error> {
     let op = value
@@ -194,6 +223,14 @@ pub fn parse_v2_op(value: &Value, use_array_params: bool) -> Result<PersonOp, Er
     let action = op.get("action").and_then(Value::as_str).unwrap_or_default();
     if action == "merge" {
         return parse_merge(op);
+    }
+    let anonymous = matches!(action, "event" | "page") && op.get("identifiers").is_none();
+    if anonymous {
+        let anonymous_id = parse_anonymous_id(op.get("anonymous_id"), "anonymous_id")?
+            .ok_or_else(|| Error::invalid("identifiers", "is required (or anonymous_id)"))?;
+        let mut body = event_body(op, action)?;
+        body.insert("anonymous_id".into(), json!(anonymous_id));
+        return Ok(PersonOp::AnonymousEvent { anonymous_id, body });
     }
     let identifier = parse_identifier_object(op.get("identifiers"), "identifiers")?;
     let attributes = match op.get("attributes") {
@@ -226,17 +263,10 @@ pub fn parse_v2_op(value: &Value, use_array_params: bool) -> Result<PersonOp, Er
             parse_v1_identify(identifier, &body, use_array_params)
         }
         "delete" => Ok(PersonOp::Delete { identifier }),
-        "event" | "page" => {
-            let mut body = Object::new();
-            for key in ["name", "id", "timestamp"] {
-                if let Some(v) = op.get(key) {
-                    body.insert(key.into(), v.clone());
-                }
-            }
-            body.insert("data".into(), Value::Object(attributes));
-            body.insert("type".into(), json!(action));
-            Ok(PersonOp::Event { identifier, body })
-        }
+        "event" | "page" => Ok(PersonOp::Event {
+            identifier,
+            body: event_body(op, action)?,
+        }),
         "add_relationships" | "delete_relationships" => {
             let rels = op
                 .get("cio_relationships")
@@ -265,6 +295,26 @@ mod tests {
 
     fn obj(v: Value) -> Object {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn v2_anonymous_events() {
+        let op = parse_v2_op(&json!({"type": "person", "action": "page", "anonymous_id": "a1", "name": "/x", "attributes": {"k": 1}}), true).unwrap();
+        assert_eq!(
+            op,
+            PersonOp::AnonymousEvent {
+                anonymous_id: "a1".into(),
+                body: obj(
+                    json!({"name": "/x", "data": {"k": 1}, "type": "page", "anonymous_id": "a1"})
+                )
+            }
+        );
+        let err = parse_v2_op(
+            &json!({"type": "person", "action": "event", "name": "n"}),
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("identifiers"));
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub async fn handle(
     authorize(&req, token.is_some(), |auth| {
         bearer_matches(auth, token.unwrap_or_default())
     })?;
+    if let Some(rest) = segments.strip_prefix(&["forwarding".to_owned()]) {
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        return super::forward::admin(&req, edge, &rest).await;
+    }
     if req.method() != Method::Get {
         return Err(EdgeError::MethodNotAllowed);
     }

@@ -10,6 +10,7 @@ use super::visit::{new_anon_id, new_event_id, now_secs, Visit};
 use super::Edge;
 use crate::core::body::{parse_object, MAX_BODY_BYTES};
 use crate::core::event::{parse_event, EventContext, EventType};
+use crate::core::identifier::Identifier;
 use crate::core::profile::parse_identify;
 use crate::core::secure::user_hash_message;
 use crate::core::Error as ClientError;
@@ -109,7 +110,16 @@ pub async fn apply_identify(
         anonymous_id: Some(&anon),
         now: now_secs(),
     };
-    let done = edge.store().identify(identify, options).await?;
+    // A browser a Customer.io link identified (forwarding on) may give that
+    // person its identifier (`Store::identify_linked`).
+    let done = match (&edge.config.forwarding, &incoming.identifier) {
+        (Some(_), Some(Identifier::CioId(cio_id))) => {
+            edge.store()
+                .identify_linked(cio_id, identify, options)
+                .await?
+        }
+        _ => edge.store().identify(identify, options).await?,
+    };
     let trust = &edge.config.trust;
     let written = trust.cookie_identifier(&identify.identifier, &done.person.cio_id);
     cookies.extend(trust.id_cookies(policy, https, &written));
@@ -140,9 +150,18 @@ pub async fn track(
     let event = parse_event(&parse_object(&body, false)?, &ctx, new_event_id)?;
     let mut cookies = Vec::new();
     let anon = visit.anon_id(&edge.config.cookies, &mut cookies);
-    edge.store()
-        .record(visit.cookies.identifier.as_ref(), &anon, event)
-        .await?;
+    match (&edge.config.forwarding, &visit.cookies.identifier) {
+        (Some(_), Some(Identifier::CioId(cio_id))) => {
+            edge.store()
+                .record_linked(cio_id, &anon, event, now_secs())
+                .await?
+        }
+        _ => {
+            edge.store()
+                .record(visit.cookies.identifier.as_ref(), &anon, event)
+                .await?
+        }
+    }
     Ok(ok_with_cookies(&cookies))
 }
 

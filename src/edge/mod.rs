@@ -9,6 +9,7 @@
 mod admin;
 mod browser;
 mod error;
+mod forward;
 mod limits;
 mod proxy;
 mod router;

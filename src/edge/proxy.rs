@@ -88,6 +88,13 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
                         identifier = linked;
                     }
                 }
+                // Forwarding on: a Customer.io cio_id the edge has not seen
+                // identifies an anonymous browser as that person; nothing is
+                // stored until its first event (docs/FORWARDING.md).
+                Ok(None) if edge.config.forwarding.is_some() && identifier.is_none() => {
+                    set_cookies.push(policy.id_cookie(visit.https, &format!("cio_{cio_id}")));
+                    identifier = Some(Identifier::CioId(cio_id));
+                }
                 Ok(None) => {}
                 // Tracking never breaks the site: the page is served anyway.
                 Err(e) => console_warn!("_cio_id link not applied: {e}"),

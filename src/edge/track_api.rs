@@ -189,6 +189,7 @@ fn lane(op: &PersonOp) -> String {
             identifier.as_written()
         }
         PersonOp::Merge { primary, .. } => primary.as_written(),
+        PersonOp::AnonymousEvent { anonymous_id, .. } => format!("anonymous:{anonymous_id}"),
     }
 }
 
@@ -227,6 +228,10 @@ async fn run(edge: &Edge, op: PersonOp) -> Result<(), EdgeError> {
             store.track_person(&identifier, &event, now).await?;
         }
         PersonOp::Merge { primary, secondary } => store.merge(&primary, &secondary, now).await?,
+        PersonOp::AnonymousEvent { anonymous_id, body } => {
+            let event = event_from(edge, &body)?;
+            store.record(None, &anonymous_id, event).await?;
+        }
     }
     Ok(())
 }

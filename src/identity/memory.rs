@@ -31,6 +31,8 @@ pub struct PersonData {
     pub seqs: Vec<i64>,
     pub next_seq: i64,
     pub tombstone: Option<Tombstone>,
+    /// Outbound Customer.io operations, in commit order (forwarding on).
+    pub outbox: Vec<serde_json::Value>,
 }
 
 #[derive(Default, Clone, Debug)]
@@ -40,6 +42,7 @@ pub struct VisitorData {
     pub events: Vec<Event>,
     pub seqs: Vec<i64>,
     pub next_seq: i64,
+    pub outbox: Vec<serde_json::Value>,
 }
 
 /// The event tables of both objects, in memory: insertion with dedup and a
@@ -105,6 +108,8 @@ pub struct Memory {
     pub clock: Cell<i64>,
     pub retention: Cell<Retention>,
     pub alarms: RefCell<BTreeMap<(bool, String), i64>>,
+    /// Forwarding on: the objects write their outbox.
+    pub forwarding: Cell<bool>,
 }
 
 /// A handle on one in-memory world; clones share it.
@@ -236,7 +241,7 @@ impl IndexTables for MemIndex {
     }
 }
 
-struct MemVisitor(Rc<RefCell<VisitorData>>);
+struct MemVisitor(Rc<RefCell<VisitorData>>, bool);
 
 impl VisitorTables for MemVisitor {
     fn merged_into(&self) -> Result<Option<String>, StoreError> {
@@ -275,9 +280,16 @@ impl VisitorTables for MemVisitor {
         v.seqs.clear();
         Ok(())
     }
+    fn forwarding(&self) -> bool {
+        self.1
+    }
+    fn outbox_push(&self, op: &serde_json::Value) -> Result<(), StoreError> {
+        self.0.borrow_mut().outbox.push(op.clone());
+        Ok(())
+    }
 }
 
-struct MemPerson(Rc<RefCell<PersonData>>);
+struct MemPerson(Rc<RefCell<PersonData>>, bool);
 
 impl PersonTables for MemPerson {
     fn profile(&self) -> Result<Option<Profile>, StoreError> {
@@ -338,11 +350,20 @@ impl PersonTables for MemPerson {
         let mut p = self.0.borrow_mut();
         let tombstone = p.tombstone.take();
         let next_seq = p.next_seq;
+        let outbox = std::mem::take(&mut p.outbox);
         *p = PersonData {
             tombstone,
             next_seq,
+            outbox,
             ..PersonData::default()
         };
+        Ok(())
+    }
+    fn forwarding(&self) -> bool {
+        self.1
+    }
+    fn outbox_push(&self, op: &serde_json::Value) -> Result<(), StoreError> {
+        self.0.borrow_mut().outbox.push(op.clone());
         Ok(())
     }
 }
@@ -393,7 +414,7 @@ impl Objects for Mem {
     async fn person(&self, cio_id: &str, call: PersonCall) -> Result<PersonReply, StoreError> {
         self.jitter().await;
         self.0.calls.set(self.0.calls.get() + 1);
-        let person = MemPerson(entry(&self.0.people, cio_id));
+        let person = MemPerson(entry(&self.0.people, cio_id), self.0.forwarding.get());
         let wake = retention::person_after(&call, self.0.clock.get(), self.0.retention.get());
         let answered = person_call(&person, self, call).await;
         if let (Some(at), Ok(_)) = (wake, &answered.reply) {
@@ -429,7 +450,7 @@ impl Objects for Mem {
                 "visitor object unreachable (injected)",
             ));
         }
-        let visitor = MemVisitor(entry(&self.0.visitors, anon_id));
+        let visitor = MemVisitor(entry(&self.0.visitors, anon_id), self.0.forwarding.get());
         let (now, r) = (self.0.clock.get(), self.0.retention.get());
         let activity = retention::visitor_activity(&call);
         let reply = visitor_call(&visitor, call)?;
@@ -439,7 +460,6 @@ impl Objects for Mem {
                     .alarms
                     .borrow_mut()
                     .entry((false, anon_id.to_owned()))
-                    .and_modify(|set| *set = (*set).min(at))
                     .and_modify(|set| *set = (*set).min(at))
                     .or_insert(at);
             }
@@ -520,9 +540,17 @@ impl Mem {
             self.0.alarms.borrow_mut().remove(&key);
             let (is_person, name) = &key;
             let next = if *is_person {
-                retention::person_alarm(&MemPerson(entry(&self.0.people, name)), now, r)?
+                retention::person_alarm(
+                    &MemPerson(entry(&self.0.people, name), self.0.forwarding.get()),
+                    now,
+                    r,
+                )?
             } else {
-                retention::visitor_alarm(&MemVisitor(entry(&self.0.visitors, name)), now, r)?
+                retention::visitor_alarm(
+                    &MemVisitor(entry(&self.0.visitors, name), self.0.forwarding.get()),
+                    now,
+                    r,
+                )?
             };
             if let Some(at) = next {
                 self.0.alarms.borrow_mut().insert(key, at);

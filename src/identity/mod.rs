@@ -21,6 +21,8 @@ pub mod wire;
 #[cfg(test)]
 pub mod memory;
 #[cfg(test)]
+mod outbox_tests;
+#[cfg(test)]
 mod tests;
 
 pub use backend::{Background, Cache, Objects, Task};

@@ -7,9 +7,17 @@
 //! without interleaving); the only await inside an object is the person's call
 //! to the visitor during a merge, and the person re-checks its own state after
 //! it, because a delete or a merge may have run in between.
+//!
+//! With forwarding on, every change a call commits also writes its outbound
+//! Customer.io operation(s) to the object's outbox in the same synchronous
+//! step (the transactional outbox); an operation over Customer.io's size
+//! limit refuses the write instead (413).
+
+use serde_json::Value;
 
 use crate::core::event::Event;
 use crate::core::profile::{Profile, ProfileUpdate, Relationship};
+use crate::forward;
 
 use super::backend::Objects;
 use super::key::IndexKey;
@@ -131,6 +139,14 @@ pub trait VisitorTables {
     /// In stored order, after the seq `after`, at most `limit`.
     fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError>;
     fn clear_events(&self) -> Result<(), StoreError>;
+    /// Whether accepted writes are forwarded to Customer.io.
+    fn forwarding(&self) -> bool {
+        false
+    }
+    /// Appends an outbound operation to the outbox (forwarding on only).
+    fn outbox_push(&self, _op: &Value) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<VisitorReply, StoreError> {
@@ -141,7 +157,14 @@ pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<Visitor
                 if t.event_count()? >= MAX_VISITOR_EVENTS && !t.has_event(&event.id)? {
                     return Err(at_capacity("this anonymous visitor", MAX_VISITOR_EVENTS));
                 }
-                t.insert_event(&event)?;
+                match event.anonymous_id.as_deref() {
+                    Some(anon) if t.forwarding() && !t.has_event(&event.id)? => {
+                        let op = forward::checked(forward::anonymous_event_op(anon, &event))?;
+                        t.insert_event(&event)?;
+                        t.outbox_push(&op)?;
+                    }
+                    _ => t.insert_event(&event)?,
+                }
             }
             VisitorReply::Recorded { merged_into }
         }
@@ -224,8 +247,16 @@ pub trait PersonTables {
     fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError>;
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError>;
     fn set_tombstone(&self, tombstone: Option<&Tombstone>) -> Result<(), StoreError>;
-    /// Drops everything but the tombstone.
+    /// Drops everything but the tombstone (and the outbox).
     fn wipe(&self) -> Result<(), StoreError>;
+    /// Whether accepted writes are forwarded to Customer.io.
+    fn forwarding(&self) -> bool {
+        false
+    }
+    /// Appends an outbound operation to the outbox (forwarding on only).
+    fn outbox_push(&self, _op: &Value) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Work the object does after it has answered.
@@ -283,11 +314,17 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
     match call {
         PersonCall::Identify(_) => unreachable_identify(),
         PersonCall::Track { event } => match (sealed, t.profile()?) {
-            (false, Some(_)) => {
+            (false, Some(profile)) => {
                 if t.event_count()? >= MAX_PERSON_EVENTS && !t.has_event(&event.id)? {
                     return Err(at_capacity("this person", MAX_PERSON_EVENTS));
                 }
-                t.insert_event(&event)?;
+                if t.forwarding() && !t.has_event(&event.id)? {
+                    let op = forward::checked(forward::person_event_op(&profile, &event))?;
+                    t.insert_event(&event)?;
+                    t.outbox_push(&op)?;
+                } else {
+                    t.insert_event(&event)?;
+                }
                 Ok(PersonReply::Tracked)
             }
             _ => gone(&tomb),
@@ -347,6 +384,9 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
         }
         PersonCall::Absorb { dump, now } => match (sealed, t.profile()?) {
             (false, Some(mut profile)) => {
+                if t.forwarding() {
+                    t.outbox_push(&forward::merge_op(&profile, &dump.profile))?;
+                }
                 absorb(t, &mut profile, &dump, now)?;
                 Ok(PersonReply::View(Box::new(view(t, profile)?)))
             }
@@ -357,6 +397,13 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
                 let before = view(t, profile)?;
                 // A merged person keeps pointing at its successor.
                 let successor = t.tombstone()?.and_then(|t| t.successor);
+                // A merged person's end is the merge the primary forwarded.
+                if successor.is_none() && t.forwarding() {
+                    let profile = t.profile()?;
+                    if let Some(profile) = profile {
+                        t.outbox_push(&forward::delete_op(&profile))?;
+                    }
+                }
                 t.wipe()?;
                 t.set_tombstone(Some(&Tombstone { successor }))?;
                 Ok(PersonReply::View(Box::new(before)))
@@ -453,6 +500,7 @@ fn apply_update(t: &impl PersonTables, call: &IdentifyCall) -> Result<Applied, S
             return Ok(Applied::Missing);
         }
     }
+    let before = stored.clone();
     let (mut profile, created) = match stored {
         // Nothing to change (a link click): leave updated_at alone.
         Some(_) if call.update == ProfileUpdate::default() => {
@@ -475,6 +523,20 @@ fn apply_update(t: &impl PersonTables, call: &IdentifyCall) -> Result<Applied, S
     }
     let identifiers_before = (profile.id.clone(), profile.email.clone());
     let applied = profile.apply(&call.update, call.now)?;
+    // The outbound operations are built (and checked against Customer.io's
+    // limits) before anything is written, so a refused one writes nothing.
+    let mut outbound = Vec::new();
+    if t.forwarding() {
+        let before = before.as_ref().filter(|_| !created);
+        if let Some(op) = forward::identify_op(before, &profile, &call.update) {
+            outbound.push(forward::checked(op)?);
+        }
+        if let Some(change) = &call.update.relationships {
+            if let Some(op) = forward::relationships_op(&profile, change) {
+                outbound.push(forward::checked(op)?);
+            }
+        }
+    }
     if let Some(change) = &call.update.relationships {
         let mut relationships = t.relationships()?;
         change.apply_to(&mut relationships);
@@ -483,6 +545,9 @@ fn apply_update(t: &impl PersonTables, call: &IdentifyCall) -> Result<Applied, S
     let identifiers_changed =
         created || (profile.id.clone(), profile.email.clone()) != identifiers_before;
     t.save_profile(&profile)?;
+    for op in &outbound {
+        t.outbox_push(op)?;
+    }
     Ok(Applied::Done {
         released_email: applied.released_email,
         identifiers_changed,
@@ -589,5 +654,10 @@ async fn merge_visitor(
         }
     }
     t.add_anonymous_id(anon_id)?;
+    if t.forwarding() {
+        if let Some(profile) = t.profile()? {
+            t.outbox_push(&forward::anonymous_merge_op(&profile, anon_id))?;
+        }
+    }
     Ok(Merged::Taken)
 }

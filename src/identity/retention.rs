@@ -1,4 +1,4 @@
-//! Retention (docs/API.md section 9.5): `ANONYMOUS_RETENTION_DAYS` deletes a
+//! Retention (docs/API.md section 10.5): `ANONYMOUS_RETENTION_DAYS` deletes a
 //! visitor never identified after that long without activity,
 //! `EVENT_RETENTION_DAYS` a person's events older than that. Each object keeps
 //! its own alarm (Durable Object alarms on Workers, a map in `memory`): no scan

@@ -426,6 +426,78 @@ where
         }
     }
 
+    // ---- Customer.io links (forwarding on, docs/FORWARDING.md) ----
+
+    /// An event from a browser a Customer.io link identified as `cio_id`, a
+    /// person the edge may not know. The person for that external cio_id is
+    /// made by the first such event (never by the link: a link stores
+    /// nothing); one deleted or merged here is not made again and the event
+    /// goes the ordinary way (rules 6.13, 6.14).
+    pub async fn record_linked(
+        &self,
+        cio_id: &str,
+        anonymous_id: &str,
+        event: Event,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if self.track_cio(cio_id, &event).await?.is_some() {
+            return Ok(());
+        }
+        let create = IdentifyCall {
+            cio_id: cio_id.to_owned(),
+            update: ProfileUpdate::default(),
+            create: true,
+            email_claimed: false,
+            anonymous_id: None,
+            now,
+            must_hold: None,
+        };
+        self.objects
+            .person(cio_id, PersonCall::Identify(create))
+            .await?;
+        let linked = Identifier::CioId(cio_id.to_owned());
+        self.record(Some(&linked), anonymous_id, event).await
+    }
+
+    /// An identify from a browser a Customer.io link identified as `cio_id`:
+    /// when the edge holds that person only by the external cio_id and the
+    /// identifier names nobody else, the identifier is given to it, so one
+    /// person carries both, here and in the workspace. The visitor's earlier
+    /// anonymous activity is not joined to it (rule 6.12). Otherwise, an
+    /// ordinary identify.
+    pub async fn identify_linked(
+        &self,
+        cio_id: &str,
+        identify: &Identify,
+        options: IdentifyOptions<'_>,
+    ) -> Result<Identified, StoreError> {
+        let external = matches!(
+            self.objects.person(cio_id, PersonCall::Profile).await?,
+            PersonReply::View(p) if p.id.is_none() && p.email.is_none()
+        );
+        let free = match self.find(&identify.identifier).await? {
+            None => true,
+            Some(owner) => owner == cio_id,
+        };
+        if external && free {
+            let joined = Identify {
+                identifier: Identifier::CioId(cio_id.to_owned()),
+                update: identify.update.clone(),
+            };
+            let options = IdentifyOptions {
+                create: false,
+                anonymous_id: None,
+                now: options.now,
+            };
+            match self.identify(&joined, options).await {
+                // Taken meanwhile: the browser becomes that person instead.
+                Err(StoreError::Client(ClientError::Conflict { .. })) => {}
+                other => return other,
+            }
+        }
+        self.identify(identify, options).await
+    }
+
     // ---- events ----
 
     /// Stores an event on `cio_id` or, when that person was merged, on its

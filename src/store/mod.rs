@@ -3,6 +3,7 @@
 //! calls them, the KV cache, and `wait_until` for work after the answer.
 
 pub mod cache;
+pub mod forward;
 pub mod index;
 pub mod objects;
 pub mod person;
@@ -14,6 +15,7 @@ use worker::{Context, Env};
 
 use crate::identity::{Background, Store, Task};
 
+pub use forward::Forwarding;
 pub use index::IdentityIndex;
 pub use person::Person;
 pub use visitor::Visitor;

@@ -9,6 +9,7 @@ use std::cell::Cell;
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
+use super::forward::Outbox;
 use super::objects::DoObjects;
 use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{self, bodies, insert_event, table_exists};
@@ -41,6 +42,7 @@ pub struct Person {
     /// Tables are created by the first write: a lookup of a cio_id nobody
     /// has leaves nothing on disk.
     ready: Cell<Option<bool>>,
+    outbox: Outbox,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +212,14 @@ impl PersonTables for Person {
         }
         Ok(())
     }
+
+    fn forwarding(&self) -> bool {
+        self.outbox.on
+    }
+
+    fn outbox_push(&self, op: &serde_json::Value) -> Result<(), StoreError> {
+        self.outbox.push(&self.sql, op)
+    }
 }
 
 impl PersonClock for Person {
@@ -233,6 +243,7 @@ impl DurableObject for Person {
         let sql = state.storage().sql();
         Self {
             retention: super::retention(&env),
+            outbox: Outbox::new(&env),
             state,
             env,
             sql,
@@ -262,15 +273,19 @@ impl DurableObject for Person {
                     .await;
             });
         }
+        self.outbox.arm(&self.state).await;
         reply(answered.reply)
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
+        // One alarm serves both: the outbox drains, then retention deletes
+        // what expired and asks again (the earliest wish wins, `wake_by`).
+        let drained = self.outbox.drain(&self.state, &self.env, &self.sql).await;
         match retention::person_alarm(self, super::now_secs(), self.retention) {
             Ok(Some(at)) => super::wake_by(&self.state.storage(), at).await,
             Ok(None) => {}
             Err(e) => return Err(super::alarm_failed(e)),
         }
-        Response::empty()
+        drained
     }
 }

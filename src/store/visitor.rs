@@ -8,6 +8,7 @@ use std::cell::Cell;
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
+use super::forward::Outbox;
 use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{self, insert_event, table_exists};
 use crate::core::event::Event;
@@ -27,6 +28,8 @@ const SCHEMA: [&str; 2] = [
 pub struct Visitor {
     state: State,
     retention: Retention,
+    env: Env,
+    outbox: Outbox,
     sql: SqlStorage,
     /// Tables are created by the first write: a read leaves nothing on disk.
     ready: Cell<Option<bool>>,
@@ -124,6 +127,14 @@ impl VisitorTables for Visitor {
         }
         Ok(())
     }
+
+    fn forwarding(&self) -> bool {
+        self.outbox.on
+    }
+
+    fn outbox_push(&self, op: &serde_json::Value) -> Result<(), StoreError> {
+        self.outbox.push(&self.sql, op)
+    }
 }
 
 impl VisitorClock for Visitor {
@@ -170,8 +181,10 @@ impl DurableObject for Visitor {
         Self {
             sql: state.storage().sql(),
             retention: super::retention(&env),
-            state,
+            outbox: Outbox::new(&env),
             ready: Cell::new(None),
+            state,
+            env,
         }
     }
 
@@ -186,15 +199,19 @@ impl DurableObject for Visitor {
                 Err(e) => worker::console_error!("visitor activity not noted: {e}"),
             }
         }
+        self.outbox.arm(&self.state).await;
         reply(answer)
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
+        // One alarm serves both: the outbox drains, then retention deletes an
+        // idle visitor or asks again (the earliest wish wins, `wake_by`).
+        let drained = self.outbox.drain(&self.state, &self.env, &self.sql).await;
         match retention::visitor_alarm(self, super::now_secs(), self.retention) {
             Ok(Some(at)) => super::wake_by(&self.state.storage(), at).await,
             Ok(None) => {}
             Err(e) => return Err(super::alarm_failed(e)),
         }
-        Response::empty()
+        drained
     }
 }

@@ -17,7 +17,16 @@ setGlobalDispatcher(new Agent({ connections: 48, keepAliveTimeout: 1000 }));
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const script = path.join(root, "build/index.js");
 
-export async function startWorker({ originUrl, vars = {}, secrets = {}, durableObjects = true, ratelimits, persist } = {}) {
+/// The forwarding queues as wrangler.toml declares them (`queues: true`).
+export const FORWARDING_QUEUES = {
+  queueProducers: { CIO_OUTBOX: "cio-outbox", CIO_DEADLETTER: "cio-deadletter" },
+  queueConsumers: {
+    "cio-outbox": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 3, deadLetterQueue: "cio-deadletter" },
+    "cio-deadletter": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10 },
+  },
+};
+
+export async function startWorker({ originUrl, vars = {}, secrets = {}, durableObjects = true, ratelimits, persist, queues = false } = {}) {
   if (!existsSync(script)) throw new Error("build/index.js is missing: run `npm run build` first");
   const bindings = { ...vars, ...secrets };
   if (originUrl !== undefined) bindings.ORIGIN_URL = originUrl;
@@ -33,10 +42,12 @@ export async function startWorker({ originUrl, vars = {}, secrets = {}, durableO
           PERSON: { className: "Person", useSQLite: true },
           VISITOR: { className: "Visitor", useSQLite: true },
           IDENTITY_INDEX: { className: "IdentityIndex", useSQLite: true },
+          FORWARDING: { className: "Forwarding", useSQLite: true },
         }
       : {},
     bindings,
     ...(ratelimits ? { ratelimits } : {}),
+    ...(queues ? FORWARDING_QUEUES : {}),
     ...(persist ? { durableObjectsPersist: persist } : {}),
     host: "127.0.0.1",
     port: 0,

@@ -1,0 +1,295 @@
+//! The transactional outbox, natively: with forwarding on every accepted
+//! write leaves exactly one outbound operation in the outbox of the object
+//! that committed it (a visitor merged by an identify adds its own), repeats
+//! and refused writes leave none, and with forwarding off nothing is written.
+
+use futures::executor::block_on;
+use serde_json::{json, Value};
+
+use super::memory::Mem;
+use super::*;
+use crate::core::event::{Event, EventType};
+use crate::core::identifier::Identifier;
+use crate::core::profile::parse_identify;
+use crate::forward::event_ulid;
+
+const NOW: i64 = 1_700_000_000;
+
+fn event(id: &str, data: Value) -> Event {
+    Event {
+        kind: EventType::Event,
+        name: format!("e-{id}"),
+        data: data.as_object().cloned().unwrap_or_default(),
+        timestamp: NOW,
+        anonymous_id: None,
+        id: id.to_owned(),
+    }
+}
+
+fn opts(anon: Option<&str>) -> IdentifyOptions<'_> {
+    IdentifyOptions {
+        create: true,
+        anonymous_id: anon,
+        now: NOW,
+    }
+}
+
+fn identify(mem: &Mem, body: Value, anon: Option<&str>) -> Result<Identified, StoreError> {
+    let identify = parse_identify(body.as_object().unwrap(), true).unwrap();
+    block_on(async {
+        let out = mem.store().identify(&identify, opts(anon)).await;
+        mem.settle().await;
+        out
+    })
+}
+
+fn run<T>(mem: &Mem, f: impl std::future::Future<Output = T>) -> T {
+    block_on(async {
+        let out = f.await;
+        mem.settle().await;
+        out
+    })
+}
+
+/// Every outbound operation of every object, in no particular order.
+fn all_ops(mem: &Mem) -> Vec<Value> {
+    let mut ops = Vec::new();
+    for p in mem.0.people.borrow().values() {
+        ops.extend(p.borrow().outbox.iter().cloned());
+    }
+    for v in mem.0.visitors.borrow().values() {
+        ops.extend(v.borrow().outbox.iter().cloned());
+    }
+    ops
+}
+
+fn actions(ops: &[Value]) -> Vec<String> {
+    let mut a: Vec<String> = ops
+        .iter()
+        .map(|o| o["action"].as_str().unwrap().to_owned())
+        .collect();
+    a.sort();
+    a
+}
+
+fn forwarding(seed: u64) -> Mem {
+    let mem = Mem::new(seed);
+    mem.0.forwarding.set(true);
+    mem
+}
+
+#[test]
+fn every_accepted_write_has_exactly_one_outbox_row() {
+    let mem = forwarding(0);
+    let store = mem.store();
+    let anon = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    // Anonymous activity: two events, one repeated.
+    for id in ["a1", "a2", "a1"] {
+        run(&mem, store.record(None, anon, event(id, json!({"k": 1})))).unwrap();
+    }
+    assert_eq!(mem.visitor_data(anon).unwrap().outbox.len(), 2);
+    // Identify with a visitor to merge: the identify, then the merge of the
+    // visitor (its events were forwarded as its own; they are not resent).
+    let who = identify(
+        &mem,
+        json!({"id": "u1", "email": "u1@x.co", "plan": "pro"}),
+        Some(anon),
+    )
+    .unwrap();
+    let cio = who.person.cio_id.clone();
+    let ops = mem.person_data(&cio).unwrap().outbox;
+    assert_eq!(actions(&ops), ["identify", "identify"]);
+    assert_eq!(ops[0]["identifiers"], json!({"id": "u1"}));
+    assert_eq!(
+        ops[0]["attributes"],
+        json!({"plan": "pro", "email": "u1@x.co", "created_at": NOW})
+    );
+    assert_eq!(
+        ops[1],
+        json!({"type": "person", "action": "identify", "identifiers": {"id": "u1"}, "anonymous_id": anon})
+    );
+    // Events for the person, one repeated: one row each.
+    let u1 = Identifier::parse("u1").unwrap();
+    for id in ["p1", "p2", "p2"] {
+        run(&mem, store.track_person(&u1, &event(id, json!({})), NOW)).unwrap();
+    }
+    // Relationships, an email change, a second person and a merge, a delete.
+    identify(&mem, json!({"id": "u1", "cio_relationships": {"action": "add_relationships", "relationships": [{"identifiers": {"object_type_id": "1", "object_id": "acme"}}]}}), None).unwrap();
+    identify(&mem, json!({"id": "u1", "email": "new@x.co"}), None).unwrap();
+    identify(&mem, json!({"id": "u2", "tier": 2}), None).unwrap();
+    let u2 = Identifier::parse("u2").unwrap();
+    run(&mem, store.track_person(&u2, &event("q1", json!({})), NOW)).unwrap();
+    run(&mem, store.merge(&u1, &u2, NOW)).unwrap();
+    run(&mem, store.merge(&u1, &u2, NOW)).unwrap();
+    run(&mem, store.delete(&u1)).unwrap();
+    run(&mem, store.delete(&u1)).unwrap();
+
+    let ops = all_ops(&mem);
+    assert_eq!(
+        actions(&ops),
+        [
+            "add_relationships",
+            "delete",
+            "event",
+            "event",
+            "event",
+            "event",
+            "event",
+            "identify",
+            "identify",
+            "identify",
+            "identify",
+            "identify",
+            "merge",
+        ]
+    );
+    // Each accepted event once, under the ULID Customer.io deduplicates by.
+    for id in ["a1", "a2", "p1", "p2", "q1"] {
+        let ulid = event_ulid(id, NOW);
+        assert_eq!(
+            ops.iter().filter(|o| o["id"] == json!(ulid)).count(),
+            1,
+            "{id}"
+        );
+    }
+    let merge = ops.iter().find(|o| o["action"] == "merge").unwrap();
+    assert_eq!(merge["primary"], json!({"id": "u1"}));
+    assert_eq!(merge["secondary"], json!({"id": "u2"}));
+    let change = ops
+        .iter()
+        .find(|o| o["attributes"]["email"] == "new@x.co")
+        .unwrap();
+    assert_eq!(change["identifiers"], json!({"id": "u1"}));
+    // The delete (not the merge's removal of the secondary) is forwarded.
+    let delete = ops.iter().find(|o| o["action"] == "delete").unwrap();
+    assert_eq!(delete["identifiers"], json!({"id": "u1"}));
+}
+
+#[test]
+fn refused_writes_leave_no_row_and_an_oversized_operation_is_refused() {
+    let mem = forwarding(0);
+    let store = mem.store();
+    identify(&mem, json!({"id": "a", "email": "same@x.co"}), None).unwrap();
+    let before = all_ops(&mem).len();
+    // 409: another person's email.
+    assert!(identify(&mem, json!({"id": "b", "email": "same@x.co"}), None).is_err());
+    // Over 32 KB once forwarded (fine locally, rule 6.9 allows 100,000).
+    let big = event("big", json!({"blob": "x".repeat(40_000)}));
+    let a = Identifier::parse("a").unwrap();
+    let err = run(&mem, store.track_person(&a, &big, NOW)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Client(ref e) if e.status() == 413),
+        "{err:?}"
+    );
+    let err = run(&mem, store.record(None, "anon-1", big)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Client(ref e) if e.status() == 413),
+        "{err:?}"
+    );
+    assert_eq!(all_ops(&mem).len(), before);
+    let cio = mem.live_people()[0].0.clone();
+    assert!(
+        mem.person_data(&cio).unwrap().events.is_empty(),
+        "nothing stored"
+    );
+}
+
+#[test]
+fn forwarding_off_writes_no_outbox() {
+    let mem = Mem::new(0);
+    let store = mem.store();
+    run(&mem, store.record(None, "anon-2", event("x", json!({})))).unwrap();
+    identify(&mem, json!({"id": "u"}), Some("anon-2")).unwrap();
+    run(&mem, store.delete(&Identifier::parse("u").unwrap())).unwrap();
+    assert!(all_ops(&mem).is_empty());
+}
+
+/// Under racing identifies and tracks, each stored event is in exactly one
+/// outbox once, wherever it ended up.
+#[test]
+fn racing_writes_forward_each_stored_event_once() {
+    for seed in 1..=150u64 {
+        let mem = forwarding(seed);
+        let store = mem.store();
+        let anon = "7c9e6679-7425-40de-944d-e07fc1f77de4";
+        let u = Identifier::parse("u").unwrap();
+        run(&mem, async {
+            let a = store.record(None, anon, event("e1", json!({})));
+            let who = parse_identify(json!({"id": "u"}).as_object().unwrap(), true).unwrap();
+            let b = store.identify(&who, opts(Some(anon)));
+            let c = store.record(Some(&u), anon, event("e2", json!({})));
+            let ((ra, rb), rc) = futures::future::join(futures::future::join(a, b), c).await;
+            ra.unwrap();
+            rb.unwrap();
+            rc.unwrap();
+        });
+        let ops = all_ops(&mem);
+        for id in ["e1", "e2"] {
+            let ulid = event_ulid(id, NOW);
+            let n = ops.iter().filter(|o| o["id"] == json!(ulid)).count();
+            assert_eq!(n, 1, "seed {seed}: {id} forwarded {n} times");
+        }
+    }
+}
+
+/// A Customer.io link's cio_id: its first event makes the person for it
+/// (forwarded by `cio_id`, without the edge's creation time), an identify
+/// from that browser gives it the email, and the visitor's earlier
+/// anonymous events stay the visitor's (rule 6.12).
+#[test]
+fn a_linked_cio_id_becomes_one_person_with_the_email() {
+    let mem = forwarding(0);
+    let store = mem.store();
+    let anon = "2c1b7a9e-3f0d-4f5e-9a8b-1c2d3e4f5a6b";
+    run(&mem, store.record(None, anon, event("before", json!({})))).unwrap();
+    let x = "ext0cio0id0123";
+    assert!(mem.person_data(x).is_none(), "nothing made before an event");
+    run(
+        &mem,
+        store.record_linked(x, anon, event("after", json!({})), NOW),
+    )
+    .unwrap();
+    run(
+        &mem,
+        store.record_linked(x, anon, event("after2", json!({})), NOW),
+    )
+    .unwrap();
+    let p = mem.person_data(x).unwrap();
+    assert_eq!(p.events.len(), 2);
+    assert_eq!(
+        p.outbox[0],
+        json!({"type": "person", "action": "identify", "identifiers": {"cio_id": x}, "attributes": {}})
+    );
+    assert_eq!(p.outbox[1]["identifiers"], json!({"cio_id": x}));
+    let who = parse_identify(
+        json!({"id": "ext@x.co", "plan": "p"}).as_object().unwrap(),
+        true,
+    )
+    .unwrap();
+    let done = run(&mem, store.identify_linked(x, &who, opts(Some(anon)))).unwrap();
+    assert_eq!(done.person.cio_id, x);
+    assert_eq!(done.person.email.as_deref(), Some("ext@x.co"));
+    let last = mem.person_data(x).unwrap().outbox.last().cloned().unwrap();
+    assert_eq!(last["identifiers"], json!({"cio_id": x}));
+    assert_eq!(
+        last["attributes"],
+        json!({"plan": "p", "email": "ext@x.co"})
+    );
+    assert_eq!(
+        mem.visitor_data(anon).unwrap().events.len(),
+        1,
+        "the earlier history stays"
+    );
+    // An email someone else has: an ordinary identify, no join.
+    identify(&mem, json!({"id": "other@x.co"}), None).unwrap();
+    let y = "ext0cio0id0456";
+    run(
+        &mem,
+        store.record_linked(y, anon, event("y1", json!({})), NOW),
+    )
+    .unwrap();
+    let who = parse_identify(json!({"id": "other@x.co"}).as_object().unwrap(), true).unwrap();
+    let done = run(&mem, store.identify_linked(y, &who, opts(Some(anon)))).unwrap();
+    assert_ne!(done.person.cio_id, y);
+    assert!(mem.person_data(y).unwrap().profile.unwrap().email.is_none());
+}
