@@ -76,3 +76,27 @@ test("EVENT_RETENTION_DAYS: a person's events older than the period are deleted,
   await sleep(PERIOD_MS);
   assert.equal((await visitorActivity(w, b.anon)).events.length, 1);
 });
+
+test("retention shares the objects' alarm with forwarding: the outbox drains and the idle visitor is still deleted on time", async () => {
+  const origin = await startOrigin();
+  const receiver = await startWorker({ originUrl: origin.url, secrets: { SITE_ID: "ws", API_KEY: "wk", ADMIN_TOKEN: SECRETS.ADMIN_TOKEN } });
+  const w = await startWorker({
+    originUrl: origin.url,
+    secrets: { ...SECRETS, CIO_SITE_ID: "ws", CIO_API_KEY: "wk" },
+    vars: { CIO_TRACK_URL: `${receiver.url}/_cio`, ANONYMOUS_RETENTION_DAYS: PERIOD_DAYS },
+    queues: true,
+  });
+  cleanup.push(() => w.dispose(), () => receiver.dispose(), () => origin.close());
+  const idle = new Browser(w);
+  await idle.visit("/");
+  assert.equal((await idle.track("forwarded then forgotten")).status, 200);
+  const idleAt = Date.now();
+  await eventually(
+    async () => (await visitorActivity(receiver, idle.anon)).events?.some((e) => e.name === "forwarded then forgotten"),
+    "the event forwarded",
+    PERIOD_MS * 3,
+  );
+  await eventually(async () => (await visitorActivity(w, idle.anon)).events.length === 0, "the idle visitor deleted", PERIOD_MS * 3);
+  assert.ok(Date.now() - idleAt >= PERIOD_MS - 1000, "not before its time");
+  assert.ok((await visitorActivity(receiver, idle.anon)).events.length >= 1, "the workspace keeps what it was sent");
+});
