@@ -1,6 +1,6 @@
-// The edge proxy and the _cioanonid cookie (API.md sections 1 and 2), through
+// The edge proxy and the _cioanonid cookie (docs/API.md sections 1 and 2), through
 // the built worker under Miniflare in front of a real origin on 127.0.0.1.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { withEdge } from "./support/edge.mjs";
 import crypto from "node:crypto";
@@ -11,12 +11,6 @@ const V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}
 const HTML_NAV = { accept: "text/html,application/xhtml+xml", "sec-fetch-mode": "navigate" };
 
 const { edge, origin, another } = withEdge();
-// Workers started by hand (an origin of their own, or none), disposed at the end.
-const extra = [];
-after(async () => {
-  for (const w of extra) await w.dispose();
-});
-
 async function workerWith(vars) {
   return another({ vars });
 }
