@@ -65,16 +65,6 @@ impl Identifier {
         }
     }
 
-    /// The name of the identity-index object that owns this value; `None` for a
-    /// cio_id, which names its person directly.
-    pub fn index_key(&self) -> Option<String> {
-        match self {
-            Identifier::Id(id) => Some(format!("id:{id}")),
-            Identifier::Email(email) => Some(format!("email:{email}")),
-            Identifier::CioId(_) => None,
-        }
-    }
-
     /// The value as a client would write it (`_cioid` cookie, API path).
     pub fn as_written(&self) -> String {
         match self {
@@ -350,16 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn index_keys_and_cio_ids() {
-        assert_eq!(
-            Identifier::Id("7".into()).index_key().as_deref(),
-            Some("id:7")
-        );
-        assert_eq!(
-            Identifier::Email("a@b.co".into()).index_key().as_deref(),
-            Some("email:a@b.co")
-        );
-        assert_eq!(Identifier::CioId("ab".into()).index_key(), None);
+    fn new_cio_ids() {
         let id = new_cio_id();
         assert_eq!(id.len(), 20);
         assert!(is_cio_id(&id));
