@@ -54,10 +54,11 @@ fn fit_page<T>(rows: &[(Event, T)]) -> usize {
     rows.len()
 }
 
-/// A newest-first page of at most `limit` events and where the next starts.
-fn activity_page(rows: Vec<(Event, Position)>, limit: u32) -> (Vec<Event>, Option<Position>) {
+/// A page of at most `limit` events that fits in `MAX_PAGE_BYTES`, and where
+/// the next page starts (`P`: a newest-first position or a stored seq).
+/// `rows` holds one more than `limit` when more follow.
+fn page<P: Copy>(mut rows: Vec<(Event, P)>, limit: u32) -> (Vec<Event>, Option<P>) {
     let more = rows.len() > limit as usize;
-    let mut rows = rows;
     rows.truncate(limit as usize);
     let kept = fit_page(&rows);
     let next = if more || kept < rows.len() {
@@ -69,19 +70,14 @@ fn activity_page(rows: Vec<(Event, Position)>, limit: u32) -> (Vec<Event>, Optio
     (rows.into_iter().map(|(e, _)| e).collect(), next)
 }
 
+/// A newest-first page of at most `limit` events and where the next starts.
+fn activity_page(rows: Vec<(Event, Position)>, limit: u32) -> (Vec<Event>, Option<Position>) {
+    page(rows, limit)
+}
+
 /// A stored-order page of events and the seq after which more follow.
 fn merge_page(rows: Vec<(Event, i64)>) -> (Vec<Event>, Option<i64>) {
-    let more = rows.len() > MERGE_PAGE_EVENTS as usize;
-    let mut rows = rows;
-    rows.truncate(MERGE_PAGE_EVENTS as usize);
-    let kept = fit_page(&rows);
-    let next = if more || kept < rows.len() {
-        rows.get(kept.saturating_sub(1)).map(|(_, seq)| *seq)
-    } else {
-        None
-    };
-    rows.truncate(kept);
-    (rows.into_iter().map(|(e, _)| e).collect(), next)
+    page(rows, MERGE_PAGE_EVENTS)
 }
 
 // ---------------------------------------------------------------- index ----

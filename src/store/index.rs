@@ -3,12 +3,11 @@
 //! interleaving, so one value belongs to at most one person under any
 //! concurrency (docs/ARCHITECTURE.md, invariant 1).
 
-use std::cell::Cell;
-
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::rpc::{read_call, reply, SqlResult};
+use super::sql::LazyTables;
 use crate::identity::objects::{index_call, IndexTables};
 use crate::identity::StoreError;
 
@@ -17,30 +16,23 @@ pub const BINDING: &str = "IDENTITY_INDEX";
 #[durable_object]
 pub struct IdentityIndex {
     sql: SqlStorage,
-    /// Whether the table exists; created by the first write, so asking about
-    /// a value nobody owns leaves nothing on disk.
-    ready: Cell<Option<bool>>,
+    /// Created by the first write: asking about a value nobody owns leaves
+    /// nothing on disk.
+    tables: LazyTables,
 }
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS owner (k INTEGER PRIMARY KEY CHECK (k = 1), cio_id TEXT NOT NULL)",
+];
 
 #[derive(Deserialize)]
 struct OwnerRow {
     cio_id: String,
 }
 
-impl IdentityIndex {
-    fn exists(&self) -> Result<bool, StoreError> {
-        if let Some(ready) = self.ready.get() {
-            return Ok(ready);
-        }
-        let ready = super::sql::table_exists(&self.sql, "owner")?;
-        self.ready.set(Some(ready));
-        Ok(ready)
-    }
-}
-
 impl IndexTables for IdentityIndex {
     fn owner(&self) -> Result<Option<String>, StoreError> {
-        if !self.exists()? {
+        if !self.tables.exists()? {
             return Ok(None);
         }
         let rows: Vec<OwnerRow> = self
@@ -52,15 +44,7 @@ impl IndexTables for IdentityIndex {
     }
 
     fn set_owner(&self, cio_id: Option<&str>) -> Result<(), StoreError> {
-        if !self.exists()? {
-            self.sql
-                .exec(
-                    "CREATE TABLE IF NOT EXISTS owner (k INTEGER PRIMARY KEY CHECK (k = 1), cio_id TEXT NOT NULL)",
-                    None,
-                )
-                .or_unavailable()?;
-            self.ready.set(Some(true));
-        }
+        self.tables.ensure()?;
         match cio_id {
             Some(cio_id) => self.sql.exec(
                 "INSERT OR REPLACE INTO owner (k, cio_id) VALUES (1, ?)",
@@ -75,9 +59,10 @@ impl IndexTables for IdentityIndex {
 
 impl DurableObject for IdentityIndex {
     fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
         Self {
-            sql: state.storage().sql(),
-            ready: Cell::new(None),
+            tables: LazyTables::new(sql.clone(), "owner", SCHEMA),
+            sql,
         }
     }
 

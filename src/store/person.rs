@@ -4,15 +4,13 @@
 //! `identity::objects::person_call`; this is the SQLite side, and the one
 //! place its after-the-answer work is handed to `wait_until`.
 
-use std::cell::Cell;
-
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::forward::Outbox;
 use super::objects::DoObjects;
 use super::rpc::{read_call, reply, SqlResult};
-use super::sql::{self, bodies, insert_event, table_exists};
+use super::sql::{self, bodies, LazyTables};
 use crate::core::event::Event;
 use crate::core::profile::{Profile, Relationship};
 use crate::identity::objects::{person_call, FollowUp, PersonTables, Tombstone};
@@ -25,7 +23,7 @@ pub const BINDING: &str = "PERSON";
 
 const DATA_TABLES: [&str; 4] = ["profile", "relationships", "anonymous_ids", "events"];
 
-const SCHEMA: [&str; 5] = [
+const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS profile (k INTEGER PRIMARY KEY CHECK (k = 1), body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS relationships (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS anonymous_ids (id TEXT PRIMARY KEY)",
@@ -39,9 +37,9 @@ pub struct Person {
     retention: Retention,
     env: Env,
     sql: SqlStorage,
-    /// Tables are created by the first write: a lookup of a cio_id nobody
-    /// has leaves nothing on disk.
-    ready: Cell<Option<bool>>,
+    /// Created by the first write: a lookup of a cio_id nobody has leaves
+    /// nothing on disk.
+    tables: LazyTables,
     outbox: Outbox,
 }
 
@@ -51,27 +49,8 @@ struct IdRow {
 }
 
 impl Person {
-    fn exists(&self) -> Result<bool, StoreError> {
-        if let Some(ready) = self.ready.get() {
-            return Ok(ready);
-        }
-        let ready = table_exists(&self.sql, "tombstone")?;
-        self.ready.set(Some(ready));
-        Ok(ready)
-    }
-
-    fn ensure(&self) -> Result<(), StoreError> {
-        if !self.exists()? {
-            for statement in SCHEMA {
-                self.sql.exec(statement, None).or_unavailable()?;
-            }
-            self.ready.set(Some(true));
-        }
-        Ok(())
-    }
-
     fn exec(&self, query: &str, params: Vec<worker::SqlStorageValue>) -> Result<(), StoreError> {
-        self.ensure()?;
+        self.tables.ensure()?;
         self.sql
             .exec(query, Some(params).filter(|p| !p.is_empty()))
             .or_unavailable()?;
@@ -83,7 +62,7 @@ impl Person {
         query: &str,
         params: Vec<worker::SqlStorageValue>,
     ) -> Result<Vec<T>, StoreError> {
-        if !self.exists()? {
+        if !self.tables.exists()? {
             return Ok(Vec::new());
         }
         bodies(&self.sql, query, params)
@@ -122,7 +101,7 @@ impl PersonTables for Person {
     }
 
     fn anonymous_ids(&self) -> Result<Vec<String>, StoreError> {
-        if !self.exists()? {
+        if !self.tables.exists()? {
             return Ok(Vec::new());
         }
         let rows: Vec<IdRow> = self
@@ -134,7 +113,7 @@ impl PersonTables for Person {
     }
 
     fn has_anonymous_id(&self, anon_id: &str) -> Result<bool, StoreError> {
-        if !self.exists()? {
+        if !self.tables.exists()? {
             return Ok(false);
         }
         let rows: Vec<IdRow> = self
@@ -156,19 +135,15 @@ impl PersonTables for Person {
     }
 
     fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
-        self.ensure()?;
-        insert_event(&self.sql, event)
+        self.tables.insert_event(event)
     }
 
     fn has_event(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.exists()? && sql::has_event(&self.sql, id)?)
+        self.tables.has_event(id)
     }
 
     fn event_count(&self) -> Result<u64, StoreError> {
-        if !self.exists()? {
-            return Ok(0);
-        }
-        sql::event_count(&self.sql)
+        self.tables.event_count()
     }
 
     fn events_desc(
@@ -176,17 +151,11 @@ impl PersonTables for Person {
         limit: u32,
         before: Option<Position>,
     ) -> Result<Vec<(Event, Position)>, StoreError> {
-        if !self.exists()? {
-            return Ok(Vec::new());
-        }
-        sql::events_desc(&self.sql, limit, before)
+        self.tables.events_desc(limit, before)
     }
 
     fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
-        if !self.exists()? {
-            return Ok(Vec::new());
-        }
-        sql::events_asc(&self.sql, after, limit)
+        self.tables.events_asc(after, limit)
     }
 
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError> {
@@ -224,14 +193,14 @@ impl PersonTables for Person {
 
 impl PersonClock for Person {
     fn delete_events_before(&self, ts: i64) -> Result<(), StoreError> {
-        if self.exists()? {
+        if self.tables.exists()? {
             self.exec("DELETE FROM events WHERE ts < ?", vec![ts.into()])?;
         }
         Ok(())
     }
 
     fn oldest_event(&self) -> Result<Option<i64>, StoreError> {
-        if !self.exists()? {
+        if !self.tables.exists()? {
             return Ok(None);
         }
         sql::first_n(&self.sql, "SELECT ts AS n FROM events ORDER BY ts LIMIT 1")
@@ -246,8 +215,8 @@ impl DurableObject for Person {
             outbox: Outbox::new(&env),
             state,
             env,
+            tables: LazyTables::new(sql.clone(), "tombstone", SCHEMA),
             sql,
-            ready: Cell::new(None),
         }
     }
 
@@ -257,7 +226,7 @@ impl DurableObject for Person {
         let wake = retention::person_after(&call, super::now_secs(), self.retention);
         let answered = person_call(self, &objects, call).await;
         if let (Some(at), Ok(_)) = (wake, &answered.reply) {
-            if self.exists().unwrap_or(false) {
+            if self.tables.exists().unwrap_or(false) {
                 super::wake_by(&self.state.storage(), at).await;
             }
         }

@@ -147,3 +147,89 @@ pub fn event_count(sql: &SqlStorage) -> Result<u64, StoreError> {
         .or_unavailable()?;
     Ok(rows.first().map_or(0, |r| r.n.max(0) as u64))
 }
+
+/// An object's tables, created by its first write, so that asking an object
+/// nobody wrote to leaves nothing on disk (docs/API.md rule 6.15). `marker`
+/// is a table the schema creates; whether it exists is asked once per
+/// instance. The event methods serve the objects whose schema has an
+/// `events` table; before the first write they read as empty.
+pub struct LazyTables {
+    sql: SqlStorage,
+    ready: std::cell::Cell<Option<bool>>,
+    marker: &'static str,
+    schema: &'static [&'static str],
+}
+
+impl LazyTables {
+    pub fn new(sql: SqlStorage, marker: &'static str, schema: &'static [&'static str]) -> Self {
+        LazyTables {
+            sql,
+            ready: std::cell::Cell::new(None),
+            marker,
+            schema,
+        }
+    }
+
+    pub fn exists(&self) -> Result<bool, StoreError> {
+        if let Some(ready) = self.ready.get() {
+            return Ok(ready);
+        }
+        let ready = table_exists(&self.sql, self.marker)?;
+        self.ready.set(Some(ready));
+        Ok(ready)
+    }
+
+    /// Creates the tables unless they exist: every write calls it first.
+    pub fn ensure(&self) -> Result<(), StoreError> {
+        if !self.exists()? {
+            for statement in self.schema {
+                self.sql.exec(statement, None).or_unavailable()?;
+            }
+            self.ready.set(Some(true));
+        }
+        Ok(())
+    }
+
+    /// The tables were dropped: the next write creates them again.
+    pub fn dropped(&self) {
+        self.ready.set(Some(false));
+    }
+
+    pub fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
+        self.ensure()?;
+        insert_event(&self.sql, event)
+    }
+
+    pub fn has_event(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.exists()? && has_event(&self.sql, id)?)
+    }
+
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        if !self.exists()? {
+            return Ok(0);
+        }
+        event_count(&self.sql)
+    }
+
+    pub fn events_desc(
+        &self,
+        limit: u32,
+        before: Option<Position>,
+    ) -> Result<Vec<(Event, Position)>, StoreError> {
+        if !self.exists()? {
+            return Ok(Vec::new());
+        }
+        events_desc(&self.sql, limit, before)
+    }
+
+    pub fn events_asc(
+        &self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(Event, i64)>, StoreError> {
+        if !self.exists()? {
+            return Ok(Vec::new());
+        }
+        events_asc(&self.sql, after, limit)
+    }
+}

@@ -3,14 +3,12 @@
 //! person instead of being stranded. Its rules live in
 //! `identity::objects::visitor_call`; this is the SQLite side.
 
-use std::cell::Cell;
-
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::forward::Outbox;
 use super::rpc::{read_call, reply, SqlResult};
-use super::sql::{self, insert_event, table_exists};
+use super::sql::{self, table_exists, LazyTables};
 use crate::core::event::Event;
 use crate::identity::objects::{visitor_call, VisitorTables};
 use crate::identity::retention::{self, Retention, VisitorClock};
@@ -19,7 +17,7 @@ use crate::identity::StoreError;
 
 pub const BINDING: &str = "VISITOR";
 
-const SCHEMA: [&str; 2] = [
+const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS marker (k INTEGER PRIMARY KEY CHECK (k = 1), merged_into TEXT NOT NULL)",
 ];
@@ -31,8 +29,8 @@ pub struct Visitor {
     env: Env,
     outbox: Outbox,
     sql: SqlStorage,
-    /// Tables are created by the first write: a read leaves nothing on disk.
-    ready: Cell<Option<bool>>,
+    /// Created by the first write: a read leaves nothing on disk.
+    tables: LazyTables,
 }
 
 #[derive(Deserialize)]
@@ -40,30 +38,9 @@ struct MarkerRow {
     merged_into: String,
 }
 
-impl Visitor {
-    fn exists(&self) -> Result<bool, StoreError> {
-        if let Some(ready) = self.ready.get() {
-            return Ok(ready);
-        }
-        let ready = table_exists(&self.sql, "marker")?;
-        self.ready.set(Some(ready));
-        Ok(ready)
-    }
-
-    fn ensure(&self) -> Result<(), StoreError> {
-        if !self.exists()? {
-            for statement in SCHEMA {
-                self.sql.exec(statement, None).or_unavailable()?;
-            }
-            self.ready.set(Some(true));
-        }
-        Ok(())
-    }
-}
-
 impl VisitorTables for Visitor {
     fn merged_into(&self) -> Result<Option<String>, StoreError> {
-        if !self.exists()? {
+        if !self.tables.exists()? {
             return Ok(None);
         }
         let rows: Vec<MarkerRow> = self
@@ -75,7 +52,7 @@ impl VisitorTables for Visitor {
     }
 
     fn set_merged_into(&self, cio_id: Option<&str>) -> Result<(), StoreError> {
-        self.ensure()?;
+        self.tables.ensure()?;
         match cio_id {
             Some(cio_id) => self.sql.exec(
                 "INSERT OR REPLACE INTO marker (k, merged_into) VALUES (1, ?)",
@@ -88,19 +65,15 @@ impl VisitorTables for Visitor {
     }
 
     fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
-        self.ensure()?;
-        insert_event(&self.sql, event)
+        self.tables.insert_event(event)
     }
 
     fn has_event(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.exists()? && sql::has_event(&self.sql, id)?)
+        self.tables.has_event(id)
     }
 
     fn event_count(&self) -> Result<u64, StoreError> {
-        if !self.exists()? {
-            return Ok(0);
-        }
-        sql::event_count(&self.sql)
+        self.tables.event_count()
     }
 
     fn events_desc(
@@ -108,21 +81,15 @@ impl VisitorTables for Visitor {
         limit: u32,
         before: Option<Position>,
     ) -> Result<Vec<(Event, Position)>, StoreError> {
-        if !self.exists()? {
-            return Ok(Vec::new());
-        }
-        sql::events_desc(&self.sql, limit, before)
+        self.tables.events_desc(limit, before)
     }
 
     fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
-        if !self.exists()? {
-            return Ok(Vec::new());
-        }
-        sql::events_asc(&self.sql, after, limit)
+        self.tables.events_asc(after, limit)
     }
 
     fn clear_events(&self) -> Result<(), StoreError> {
-        if self.exists()? {
+        if self.tables.exists()? {
             self.sql.exec("DELETE FROM events", None).or_unavailable()?;
         }
         Ok(())
@@ -139,14 +106,14 @@ impl VisitorTables for Visitor {
 
 impl VisitorClock for Visitor {
     fn last_active(&self) -> Result<Option<i64>, StoreError> {
-        if !self.exists()? || !table_exists(&self.sql, "touched")? {
+        if !self.tables.exists()? || !table_exists(&self.sql, "touched")? {
             return Ok(None);
         }
         sql::first_n(&self.sql, "SELECT at AS n FROM touched WHERE k = 1")
     }
 
     fn touch(&self, now: i64) -> Result<(), StoreError> {
-        self.ensure()?;
+        self.tables.ensure()?;
         // Created here, not in SCHEMA: visitors stored before it lack it.
         self.sql
             .exec(
@@ -171,18 +138,19 @@ impl VisitorClock for Visitor {
         ] {
             self.sql.exec(drop, None).or_unavailable()?;
         }
-        self.ready.set(Some(false));
+        self.tables.dropped();
         Ok(())
     }
 }
 
 impl DurableObject for Visitor {
     fn new(state: State, env: Env) -> Self {
+        let sql = state.storage().sql();
         Self {
-            sql: state.storage().sql(),
+            tables: LazyTables::new(sql.clone(), "marker", SCHEMA),
+            sql,
             retention: super::retention(&env),
             outbox: Outbox::new(&env),
-            ready: Cell::new(None),
             state,
             env,
         }
