@@ -160,9 +160,11 @@ async function admin(p, at = base) {
 }
 
 /// The event id the edge sends for a recorded event (src/forward/ops.rs,
-/// `event_ulid`): its time in ms, then 80 bits of two FNV-1a hashes.
-function eventUlid(storedId, timestamp) {
-  const input = storedId.startsWith("browser:") ? storedId : `api:${storedId}`;
+/// `event_ulid`): its time in ms, then 80 bits of two FNV-1a hashes of the
+/// owner (a person's cio_id, a visitor's anonymous id) and the stored id.
+function eventUlid(owner, storedId, timestamp) {
+  const kind = storedId.startsWith("browser:") ? storedId : `api:${storedId}`;
+  const input = `${Buffer.byteLength(owner)}:${owner}:${kind}`;
   const fnv = (seed) => {
     let h = seed;
     for (const b of Buffer.from(input)) h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
@@ -205,8 +207,8 @@ async function verifyForwarded(sentIds) {
   }
   let missing = 0;
   let doubled = 0;
-  for (const ulid of sentIds.values()) {
-    const n = found.get(ulid) || 0;
+  for (const ulids of sentIds.values()) {
+    const n = ulids.reduce((sum, ulid) => sum + (found.get(ulid) || 0), 0);
     if (n === 0) missing++;
     if (n > 1) doubled++;
   }
@@ -226,7 +228,8 @@ async function verify() {
     const p = await admin(`people/${encodeURIComponent(email)}`);
     people.add(p.cio_id);
     for (const e of (await admin(`people/${encodeURIComponent(email)}/activity?limit=1000`)).events) {
-      sentIds.set(e.id, eventUlid(e.id, e.timestamp));
+      // Forwarded by the visitor that recorded it, else by this person.
+      sentIds.set(e.id, [p.cio_id, e.anonymous_id].filter(Boolean).map((o) => eventUlid(o, e.id, e.timestamp)));
       found.set(e.id, (found.get(e.id) || 0) + 1);
       where.set(e.id, `person:${email}`);
     }
@@ -234,7 +237,7 @@ async function verify() {
   const anons = new Set(accepted.map((a) => a.owner()).filter((o) => o.kind === "visitor").map((o) => o.anon));
   for (const anon of anons) {
     for (const e of (await admin(`visitors/${anon}/activity?limit=1000`)).events) {
-      sentIds.set(e.id, eventUlid(e.id, e.timestamp));
+      sentIds.set(e.id, [eventUlid(anon, e.id, e.timestamp)]);
       found.set(e.id, (found.get(e.id) || 0) + 1);
       where.set(e.id, `visitor:${anon}`);
     }

@@ -26,6 +26,9 @@ pub struct Config {
     pub auto_identify_links: bool,
     /// `EDGE_PAGE_VIEWS` (default false): record HTML navigations at the edge.
     pub edge_page_views: bool,
+    /// `LINK_MERGES_HISTORY` (default false): a `_cio_id` link merges the
+    /// visitor's earlier activity into the linked person (rule 6.12 off).
+    pub link_merges_history: bool,
     /// Secret `ADMIN_TOKEN`; without it the admin API answers 404.
     pub admin_token: Option<String>,
     /// Secrets `SITE_ID` and `API_KEY` for the Track API.
@@ -148,6 +151,7 @@ pub const SETTINGS: &[(&str, Option<&str>)] = &[
     ("CIO_API_KEY", None),
     ("CIO_REGION", Some("us")),
     ("CIO_TRACK_URL", None),
+    ("LINK_MERGES_HISTORY", Some("false")),
 ];
 
 /// Longest retention a setting may ask for: 100 years.
@@ -263,6 +267,7 @@ impl Config {
             use_array_params: flag("USE_ARRAY_PARAMS", true)?,
             auto_identify_links: flag("AUTO_IDENTIFY_LINKS", true)?,
             edge_page_views: flag("EDGE_PAGE_VIEWS", false)?,
+            link_merges_history: flag("LINK_MERGES_HISTORY", false)?,
             admin_token: get("ADMIN_TOKEN"),
             site_id: get("SITE_ID"),
             api_key: get("API_KEY"),

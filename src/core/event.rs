@@ -28,6 +28,8 @@ pub const MAX_EVENT_ID_BYTES: usize = 150;
 pub enum EventType {
     Page,
     Event,
+    /// A mobile screen view (Track API `type: "screen"`).
+    Screen,
 }
 
 /// One recorded event, as stored and as the admin API returns it.
@@ -83,13 +85,19 @@ pub fn parse_event(
             Value::Null => ctx.kind,
             Value::String(s) if s == "event" => EventType::Event,
             Value::String(s) if s == "page" => EventType::Page,
-            _ => return Err(Error::invalid("type", "must be \"event\" or \"page\"")),
+            Value::String(s) if s == "screen" => EventType::Screen,
+            _ => {
+                return Err(Error::invalid(
+                    "type",
+                    "must be \"event\", \"page\" or \"screen\"",
+                ))
+            }
         },
         _ => ctx.kind,
     };
 
     let max_name = match kind {
-        EventType::Page => MAX_PAGE_NAME_BYTES,
+        EventType::Page | EventType::Screen => MAX_PAGE_NAME_BYTES,
         EventType::Event => MAX_EVENT_NAME_BYTES,
     };
     let name = match body.get("name") {

@@ -32,12 +32,97 @@ pub enum PersonOp {
         primary: Identifier,
         secondary: Identifier,
     },
-    /// A v2 `event`/`page` with `anonymous_id` and no `identifiers` (as the
-    /// forwarding of an anonymous visitor's events sends it).
+    /// A v2 `event`/`page`/`screen` with `identifiers: {"anonymous_id"}`
+    /// (or a top-level `anonymous_id`, as earlier versions forwarded it).
     AnonymousEvent {
         anonymous_id: String,
         body: Object,
     },
+    /// What is Customer.io's alone (devices, suppression): nothing is stored
+    /// here; with forwarding on it is sent on for the person. `op` is the v2
+    /// operation without `identifiers`.
+    Relay {
+        identifier: Identifier,
+        op: Object,
+    },
+}
+
+/// A device as the v1 (`id`) or v2 (`token`) API sends it, in v2's shape:
+/// `{"token", "platform"?, "last_used"?, "attributes"?}`. `platform` is
+/// required when adding (Track API `device_object_common`).
+pub fn parse_device(value: Option<&Value>, adding: bool) -> Result<Object, Error> {
+    let device = value
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::invalid("device", "must be an object"))?;
+    let token = device
+        .get("token")
+        .or_else(|| device.get("id"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 1000 && !t.chars().any(char::is_control))
+        .ok_or_else(|| {
+            Error::invalid(
+                "device",
+                "needs a token (v2) or id (v1): a string of 1 to 1000 bytes",
+            )
+        })?;
+    let mut out = Object::new();
+    out.insert("token".into(), json!(token));
+    if !adding {
+        return Ok(out);
+    }
+    match device.get("platform").and_then(Value::as_str) {
+        Some(p @ ("ios" | "android")) => {
+            out.insert("platform".into(), json!(p));
+        }
+        _ => {
+            return Err(Error::invalid(
+                "device",
+                "platform must be \"ios\" or \"android\"",
+            ))
+        }
+    }
+    match device.get("last_used") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) if n.as_i64().is_some() => {
+            out.insert("last_used".into(), Value::Number(n.clone()));
+        }
+        Some(_) => return Err(Error::invalid("device", "last_used must be unix seconds")),
+    }
+    match device.get("attributes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(attrs)) => {
+            // Customer.io's device attributes are strings.
+            let mut kept = Object::new();
+            for (k, v) in attrs {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(_) | Value::Bool(_) => v.to_string(),
+                    _ => {
+                        return Err(Error::invalid(
+                            "device",
+                            format!("attribute {k} must be a string"),
+                        ))
+                    }
+                };
+                kept.insert(k.clone(), json!(text));
+            }
+            out.insert("attributes".into(), Value::Object(kept));
+        }
+        Some(_) => return Err(Error::invalid("device", "attributes must be an object")),
+    }
+    Ok(out)
+}
+
+/// A device, suppress or unsuppress operation for the person `identifier`.
+pub fn relay_op(identifier: Identifier, action: &str, device: Option<Object>) -> PersonOp {
+    let mut op = Object::new();
+    op.insert("type".into(), json!("person"));
+    op.insert("action".into(), json!(action));
+    if let Some(device) = device {
+        op.insert("device".into(), Value::Object(device));
+    }
+    PersonOp::Relay { identifier, op }
 }
 
 /// A backend-supplied anonymous id: any non-empty string without control
@@ -224,9 +309,16 @@ pub fn parse_v2_op(value: &Value, use_array_params: bool) -> Result<PersonOp, Er
     if action == "merge" {
         return parse_merge(op);
     }
-    let anonymous = matches!(action, "event" | "page") && op.get("identifiers").is_none();
+    let anonymous_identifier = op
+        .get("identifiers")
+        .and_then(Value::as_object)
+        .filter(|ids| ids.len() == 1)
+        .and_then(|ids| ids.get("anonymous_id"));
+    let anonymous = matches!(action, "event" | "page" | "screen")
+        && (op.get("identifiers").is_none() || anonymous_identifier.is_some());
     if anonymous {
-        let anonymous_id = parse_anonymous_id(op.get("anonymous_id"), "anonymous_id")?
+        let given = anonymous_identifier.or_else(|| op.get("anonymous_id"));
+        let anonymous_id = parse_anonymous_id(given, "anonymous_id")?
             .ok_or_else(|| Error::invalid("identifiers", "is required (or anonymous_id)"))?;
         let mut body = event_body(op, action)?;
         body.insert("anonymous_id".into(), json!(anonymous_id));
@@ -248,6 +340,7 @@ pub fn parse_v2_op(value: &Value, use_array_params: bool) -> Result<PersonOp, Er
             // `email` and `id` among the attributes are the person's, as in a
             // v1 body; the protocol fields of v2 live beside `attributes`.
             let mut body = attributes;
+            let attributes_anon = body.get("anonymous_id").cloned();
             for reserved in ["cio_id", "cio_relationships", "anonymous_id", "_update"] {
                 body.remove(reserved);
             }
@@ -257,13 +350,19 @@ pub fn parse_v2_op(value: &Value, use_array_params: bool) -> Result<PersonOp, Er
                     json!({"action": "add_relationships", "relationships": rels}),
                 );
             }
-            if let Some(anon) = op.get("anonymous_id") {
-                body.insert("anonymous_id".into(), anon.clone());
+            // The person's `anonymous_id` attribute (how Customer.io's own
+            // clients send it), or a top-level one: that visitor merges in.
+            let anon = attributes_anon.or_else(|| op.get("anonymous_id").cloned());
+            if let Some(anon) = anon {
+                body.insert("anonymous_id".into(), anon);
             }
             parse_v1_identify(identifier, &body, use_array_params)
         }
         "delete" => Ok(PersonOp::Delete { identifier }),
-        "event" | "page" => Ok(PersonOp::Event {
+        "add_device" => Ok(relay_op(identifier, action, Some(parse_device(op.get("device"), true)?))),
+        "delete_device" => Ok(relay_op(identifier, action, Some(parse_device(op.get("device"), false)?))),
+        "suppress" | "unsuppress" => Ok(relay_op(identifier, action, None)),
+        "event" | "page" | "screen" => Ok(PersonOp::Event {
             identifier,
             body: event_body(op, action)?,
         }),
@@ -282,7 +381,7 @@ pub fn parse_v2_op(value: &Value, use_array_params: bool) -> Result<PersonOp, Er
         }
         _ => Err(Error::invalid(
             "action",
-            "must be identify, delete, event, page, add_relationships, delete_relationships or merge",
+            "must be identify, delete, event, page, screen, add_relationships, delete_relationships, add_device, delete_device, suppress, unsuppress or merge",
         )),
     }
 }
@@ -315,6 +414,69 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field(), Some("identifiers"));
+    }
+
+    #[test]
+    fn what_customer_io_clients_send_is_taken() {
+        // v2 anonymous events as Customer.io's own destination sends them.
+        let op = parse_v2_op(&json!({"type": "person", "action": "screen", "identifiers": {"anonymous_id": "a2"}, "name": "Home"}), true).unwrap();
+        assert_eq!(
+            op,
+            PersonOp::AnonymousEvent {
+                anonymous_id: "a2".into(),
+                body: obj(
+                    json!({"name": "Home", "data": {}, "type": "screen", "anonymous_id": "a2"})
+                )
+            }
+        );
+        // An identify's `anonymous_id` attribute merges that visitor.
+        let PersonOp::Identify { anonymous_id, identify, .. } = parse_v2_op(&json!({"type": "person", "action": "identify", "identifiers": {"id": "7"}, "attributes": {"anonymous_id": "a3", "plan": "x"}}), true).unwrap() else {
+            panic!("identify")
+        };
+        assert_eq!(anonymous_id.as_deref(), Some("a3"));
+        assert!(!identify.update.attributes.contains_key("anonymous_id"));
+        // An anonymous id is only for events.
+        let err = parse_v2_op(
+            &json!({"type": "person", "action": "identify", "identifiers": {"anonymous_id": "a"}}),
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("identifiers"));
+        // Devices and suppression: forwarded as v2 operations.
+        let op = parse_v2_op(&json!({"type": "person", "action": "add_device", "identifiers": {"id": "7"}, "device": {"token": "t1", "platform": "ios", "last_used": 5, "attributes": {"app_version": "2", "n": 3}}}), true).unwrap();
+        assert_eq!(
+            op,
+            PersonOp::Relay {
+                identifier: Identifier::Id("7".into()),
+                op: obj(
+                    json!({"type": "person", "action": "add_device", "device": {"token": "t1", "platform": "ios", "last_used": 5, "attributes": {"app_version": "2", "n": "3"}}})
+                )
+            }
+        );
+        let v1 = parse_device(Some(&json!({"id": "t2", "platform": "android"})), true).unwrap();
+        assert_eq!(
+            Value::Object(v1),
+            json!({"token": "t2", "platform": "android"})
+        );
+        for bad in [
+            json!({"id": "t"}),
+            json!({"platform": "ios"}),
+            json!({"id": "t", "platform": "web"}),
+            json!({"id": "t", "platform": "ios", "last_used": "x"}),
+            json!("t"),
+        ] {
+            assert_eq!(
+                parse_device(Some(&bad), true).unwrap_err().field(),
+                Some("device"),
+                "{bad}"
+            );
+        }
+        let op = parse_v2_op(
+            &json!({"type": "person", "action": "unsuppress", "identifiers": {"email": "a@b.co"}}),
+            true,
+        )
+        .unwrap();
+        assert!(matches!(op, PersonOp::Relay { .. }));
     }
 
     #[test]

@@ -110,16 +110,9 @@ pub async fn apply_identify(
         anonymous_id: Some(&anon),
         now: now_secs(),
     };
-    // A browser a Customer.io link identified (forwarding on) may give that
-    // person its identifier (`Store::identify_linked`).
-    let done = match (&edge.config.forwarding, &incoming.identifier) {
-        (Some(_), Some(Identifier::CioId(cio_id))) => {
-            edge.store()
-                .identify_linked(cio_id, identify, options)
-                .await?
-        }
-        _ => edge.store().identify(identify, options).await?,
-    };
+    // A browser a Customer.io link identified is, once it names itself,
+    // that person: a link never gives the linked person another identifier.
+    let done = edge.store().identify(identify, options).await?;
     let trust = &edge.config.trust;
     let written = trust.cookie_identifier(&identify.identifier, &done.person.cio_id);
     cookies.extend(trust.id_cookies(policy, https, &written));
@@ -153,7 +146,13 @@ pub async fn track(
     match (&edge.config.forwarding, &visit.cookies.identifier) {
         (Some(_), Some(Identifier::CioId(cio_id))) => {
             edge.store()
-                .record_linked(cio_id, &anon, event, now_secs())
+                .record_linked(
+                    cio_id,
+                    &anon,
+                    event,
+                    now_secs(),
+                    edge.config.link_merges_history,
+                )
                 .await?
         }
         _ => {

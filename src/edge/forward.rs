@@ -96,9 +96,17 @@ async fn deliver(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
                 continue;
             }
             match post(&settings, batch).await {
-                Outcome::Delivered => delivered += batch.len() as u64,
+                Outcome::Delivered => {
+                    delivered += batch.len() as u64;
+                    rejoin_late(env, batch, attempt, now).await;
+                }
                 Outcome::Partial(failed) => {
                     delivered += (batch.len() - failed.len()) as u64;
+                    let taken: Vec<Value> = (0..batch.len())
+                        .filter(|i| !failed.iter().any(|(f, _)| f == i))
+                        .filter_map(|i| batch.get(i).cloned())
+                        .collect();
+                    rejoin_late(env, &taken, attempt, now).await;
                     dead.extend(failed.into_iter().map(|(i, reason)| DeadLetter {
                         op: batch[i].clone(),
                         reason,
@@ -145,6 +153,23 @@ async fn deliver(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
         let _ = record(env, &StatsCall::Delivered { n: delivered }).await;
     }
     dead_letter(env, dead).await
+}
+
+/// Anonymous events just delivered late may have missed Customer.io's
+/// five-minute join window: their visitor's person, if any, sends its join
+/// identify again, now after them (`forward::late_anonymous_ids`,
+/// `identity::store::rejoin`). Best effort: a failure is logged.
+async fn rejoin_late(env: &Env, delivered: &[Value], attempt: u32, now: i64) {
+    let late = crate::forward::late_anonymous_ids(delivered, attempt, now);
+    if late.is_empty() {
+        return;
+    }
+    let objects = crate::store::objects::DoObjects::new(env.clone());
+    for anonymous_id in late {
+        if let Err(e) = crate::identity::store::rejoin(&objects, &anonymous_id).await {
+            worker::console_error!("forwarding: join of {anonymous_id} not sent again: {e}");
+        }
+    }
 }
 
 /// One v2 batch request: Basic auth, a deadline, the answer classified.

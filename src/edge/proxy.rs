@@ -86,6 +86,9 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
                             set_cookies.extend(trust.id_cookies(policy, visit.https, linked));
                         }
                         identifier = linked;
+                        if edge.config.link_merges_history {
+                            link_merge_in_background(edge, p.cio_id.clone(), anon_id.clone());
+                        }
                     }
                 }
                 // Forwarding on: a Customer.io cio_id the edge has not seen
@@ -189,6 +192,19 @@ fn identify_in_background(edge: &Edge, identify: crate::core::profile::Identify,
         let store = detached_store(&env);
         if let Err(e) = store.identify(&identify, options).await {
             console_warn!("form identify not applied: {e}");
+        }
+        finish(store).await;
+    });
+}
+
+/// `LINK_MERGES_HISTORY`: the visitor's earlier activity joins the linked
+/// person, off the response path (the page never waits on it).
+fn link_merge_in_background(edge: &Edge, cio_id: String, anon_id: String) {
+    let env = edge.env.clone();
+    edge.ctx.wait_until(async move {
+        let store = detached_store(&env);
+        if let Err(e) = store.link_merge(&cio_id, &anon_id, now_secs()).await {
+            console_warn!("link history not merged: {e}");
         }
         finish(store).await;
     });

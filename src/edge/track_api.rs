@@ -15,7 +15,8 @@ use crate::core::body::{parse_object, Object};
 use crate::core::event::{parse_event, Event, EventContext, EventType};
 use crate::core::identifier::Identifier;
 use crate::core::track_api::{
-    parse_anonymous_id, parse_merge, parse_v1_identify, parse_v2_op, PersonOp,
+    parse_anonymous_id, parse_device, parse_merge, parse_v1_identify, parse_v2_op, relay_op,
+    PersonOp,
 };
 use crate::identity::IdentifyOptions;
 
@@ -66,6 +67,27 @@ pub async fn handle(
             run(edge, PersonOp::Event { identifier, body }).await?;
             Ok(ok())
         }
+        (Method::Put, ["v1", "customers", identifier, "devices"]) => {
+            let body = parse_object(&read_body(&mut req).await?, false)?;
+            let device = parse_device(body.get("device"), true)?;
+            let op = relay_op(Identifier::parse(identifier)?, "add_device", Some(device));
+            run(edge, op).await?;
+            Ok(ok())
+        }
+        (Method::Delete, ["v1", "customers", identifier, "devices", token]) => {
+            let device = parse_device(Some(&json!({ "token": token })), false)?;
+            let op = relay_op(
+                Identifier::parse(identifier)?,
+                "delete_device",
+                Some(device),
+            );
+            run(edge, op).await?;
+            Ok(ok())
+        }
+        (Method::Post, ["v1", "customers", identifier, action @ ("suppress" | "unsuppress")]) => {
+            run(edge, relay_op(Identifier::parse(identifier)?, action, None)).await?;
+            Ok(ok())
+        }
         (Method::Post, ["v1", "events"]) => {
             let body = parse_object(&read_body(&mut req).await?, false)?;
             let anonymous_id = parse_anonymous_id(body.get("anonymous_id"), "anonymous_id")?
@@ -95,7 +117,8 @@ pub async fn handle(
         (
             _,
             ["v1", "customers", _]
-            | ["v1", "customers", _, "events"]
+            | ["v1", "customers", _, "events" | "devices" | "suppress" | "unsuppress"]
+            | ["v1", "customers", _, "devices", _]
             | ["v1", "events" | "merge_customers"],
         )
         | (_, ["v2", "entity" | "batch"]) => Err(EdgeError::MethodNotAllowed),
@@ -185,9 +208,9 @@ async fn run_side_by_side(edge: &Edge, ops: Vec<(usize, PersonOp)>) -> Vec<(usiz
 fn lane(op: &PersonOp) -> String {
     match op {
         PersonOp::Identify { identify, .. } => identify.identifier.as_written(),
-        PersonOp::Delete { identifier } | PersonOp::Event { identifier, .. } => {
-            identifier.as_written()
-        }
+        PersonOp::Delete { identifier }
+        | PersonOp::Event { identifier, .. }
+        | PersonOp::Relay { identifier, .. } => identifier.as_written(),
         PersonOp::Merge { primary, .. } => primary.as_written(),
         PersonOp::AnonymousEvent { anonymous_id, .. } => format!("anonymous:{anonymous_id}"),
     }
@@ -232,6 +255,7 @@ async fn run(edge: &Edge, op: PersonOp) -> Result<(), EdgeError> {
             let event = event_from(edge, &body)?;
             store.record(None, &anonymous_id, event).await?;
         }
+        PersonOp::Relay { identifier, op } => store.relay(&identifier, &op, now).await?,
     }
     Ok(())
 }

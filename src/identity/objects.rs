@@ -183,6 +183,9 @@ pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<Visitor
                 next,
             }
         }
+        VisitorCall::Owner => VisitorReply::Recorded {
+            merged_into: t.merged_into()?,
+        },
         VisitorCall::Ack { cio_id } => {
             if t.merged_into()?.as_deref() == Some(cio_id.as_str()) {
                 t.clear_events()?;
@@ -322,6 +325,25 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
                     t.insert_event(&event)?;
                 }
                 Ok(PersonReply::Tracked)
+            }
+            _ => gone(&tomb),
+        },
+        PersonCall::Rejoin { anonymous_id } => match (sealed, t.profile()?) {
+            (false, Some(profile)) if t.has_anonymous_id(&anonymous_id)? => {
+                if t.forwarding() {
+                    t.outbox_push(&forward::anonymous_merge_op(&profile, &anonymous_id))?;
+                }
+                Ok(PersonReply::Done)
+            }
+            (false, Some(_)) => Ok(PersonReply::Missing),
+            _ => gone(&tomb),
+        },
+        PersonCall::Forward { operation: op } => match (sealed, t.profile()?) {
+            (false, Some(profile)) => {
+                if t.forwarding() {
+                    t.outbox_push(&forward::checked(forward::addressed_op(&profile, op))?)?;
+                }
+                Ok(PersonReply::Done)
             }
             _ => gone(&tomb),
         },

@@ -11,7 +11,6 @@ use super::*;
 use crate::core::event::{Event, EventType};
 use crate::core::identifier::Identifier;
 use crate::core::profile::parse_identify;
-use crate::forward::event_ulid;
 
 const NOW: i64 = 1_700_000_000;
 
@@ -63,6 +62,15 @@ fn all_ops(mem: &Mem) -> Vec<Value> {
     ops
 }
 
+/// How many operations forward the event recorded as `id` (named `e-<id>`).
+fn forwarded(ops: &[Value], id: &str) -> usize {
+    let name = format!("e-{id}");
+    ops.iter()
+        .filter(|o| o["name"] == json!(name))
+        .inspect(|o| assert_eq!(o["id"].as_str().map(str::len), Some(26), "a ULID id"))
+        .count()
+}
+
 fn actions(ops: &[Value]) -> Vec<String> {
     let mut a: Vec<String> = ops
         .iter()
@@ -102,11 +110,11 @@ fn every_accepted_write_has_exactly_one_outbox_row() {
     assert_eq!(ops[0]["identifiers"], json!({"id": "u1"}));
     assert_eq!(
         ops[0]["attributes"],
-        json!({"plan": "pro", "email": "u1@x.co", "created_at": NOW})
+        json!({"plan": "pro", "email": "u1@x.co"})
     );
     assert_eq!(
         ops[1],
-        json!({"type": "person", "action": "identify", "identifiers": {"id": "u1"}, "anonymous_id": anon})
+        json!({"type": "person", "action": "identify", "identifiers": {"id": "u1"}, "attributes": {"anonymous_id": anon}})
     );
     // Events for the person, one repeated: one row each.
     let u1 = Identifier::parse("u1").unwrap();
@@ -145,12 +153,7 @@ fn every_accepted_write_has_exactly_one_outbox_row() {
     );
     // Each accepted event once, under the ULID Customer.io deduplicates by.
     for id in ["a1", "a2", "p1", "p2", "q1"] {
-        let ulid = event_ulid(id, NOW);
-        assert_eq!(
-            ops.iter().filter(|o| o["id"] == json!(ulid)).count(),
-            1,
-            "{id}"
-        );
+        assert_eq!(forwarded(&ops, id), 1, "{id}");
     }
     let merge = ops.iter().find(|o| o["action"] == "merge").unwrap();
     assert_eq!(merge["primary"], json!({"id": "u1"}));
@@ -225,19 +228,18 @@ fn racing_writes_forward_each_stored_event_once() {
         });
         let ops = all_ops(&mem);
         for id in ["e1", "e2"] {
-            let ulid = event_ulid(id, NOW);
-            let n = ops.iter().filter(|o| o["id"] == json!(ulid)).count();
+            let n = forwarded(&ops, id);
             assert_eq!(n, 1, "seed {seed}: {id} forwarded {n} times");
         }
     }
 }
 
 /// A Customer.io link's cio_id: its first event makes the person for it
-/// (forwarded by `cio_id`, without the edge's creation time), an identify
-/// from that browser gives it the email, and the visitor's earlier
-/// anonymous events stay the visitor's (rule 6.12).
+/// (forwarded by `cio_id`, without the edge's creation time); an identify
+/// from that browser is that identifier's own person, never the link's
+/// (a link renames no one), and merges the visitor as any identify does.
 #[test]
-fn a_linked_cio_id_becomes_one_person_with_the_email() {
+fn a_linked_cio_id_is_its_own_person_and_an_identify_never_renames_it() {
     let mem = forwarding(0);
     let store = mem.store();
     let anon = "2c1b7a9e-3f0d-4f5e-9a8b-1c2d3e4f5a6b";
@@ -246,12 +248,12 @@ fn a_linked_cio_id_becomes_one_person_with_the_email() {
     assert!(mem.person_data(x).is_none(), "nothing made before an event");
     run(
         &mem,
-        store.record_linked(x, anon, event("after", json!({})), NOW),
+        store.record_linked(x, anon, event("after", json!({})), NOW, false),
     )
     .unwrap();
     run(
         &mem,
-        store.record_linked(x, anon, event("after2", json!({})), NOW),
+        store.record_linked(x, anon, event("after2", json!({})), NOW, false),
     )
     .unwrap();
     let p = mem.person_data(x).unwrap();
@@ -261,35 +263,112 @@ fn a_linked_cio_id_becomes_one_person_with_the_email() {
         json!({"type": "person", "action": "identify", "identifiers": {"cio_id": x}, "attributes": {}})
     );
     assert_eq!(p.outbox[1]["identifiers"], json!({"cio_id": x}));
+    assert_eq!(
+        mem.visitor_data(anon).unwrap().events.len(),
+        1,
+        "the link merged nothing"
+    );
     let who = parse_identify(
         json!({"id": "ext@x.co", "plan": "p"}).as_object().unwrap(),
         true,
     )
     .unwrap();
-    let done = run(&mem, store.identify_linked(x, &who, opts(Some(anon)))).unwrap();
-    assert_eq!(done.person.cio_id, x);
+    let done = run(&mem, store.identify(&who, opts(Some(anon)))).unwrap();
+    assert_ne!(done.person.cio_id, x);
     assert_eq!(done.person.email.as_deref(), Some("ext@x.co"));
-    let last = mem.person_data(x).unwrap().outbox.last().cloned().unwrap();
-    assert_eq!(last["identifiers"], json!({"cio_id": x}));
-    assert_eq!(
-        last["attributes"],
-        json!({"plan": "p", "email": "ext@x.co"})
+    let linked = mem.person_data(x).unwrap();
+    assert!(
+        linked.profile.unwrap().email.is_none(),
+        "the link's person keeps its identifiers"
     );
-    assert_eq!(
-        mem.visitor_data(anon).unwrap().events.len(),
-        1,
-        "the earlier history stays"
-    );
-    // An email someone else has: an ordinary identify, no join.
-    identify(&mem, json!({"id": "other@x.co"}), None).unwrap();
-    let y = "ext0cio0id0456";
+    assert!(linked
+        .outbox
+        .iter()
+        .all(|o| o["identifiers"] == json!({"cio_id": x})));
+    let ops = mem.person_data(&done.person.cio_id).unwrap().outbox;
+    assert_eq!(ops[0]["identifiers"], json!({"email": "ext@x.co"}));
+    assert_eq!(ops[1]["attributes"], json!({"anonymous_id": anon}));
+    assert_eq!(done.person.anonymous_ids, vec![anon.to_owned()]);
+}
+
+/// `LINK_MERGES_HISTORY`: the link's person is made with the visitor's
+/// earlier activity, and Customer.io gets the join for it by `cio_id`.
+#[test]
+fn with_link_merges_history_the_first_linked_event_joins_the_visitor() {
+    let mem = forwarding(0);
+    let store = mem.store();
+    let anon = "3c1b7a9e-3f0d-4f5e-9a8b-1c2d3e4f5a6b";
+    run(&mem, store.record(None, anon, event("before", json!({})))).unwrap();
+    let x = "ext0cio0id0789";
     run(
         &mem,
-        store.record_linked(y, anon, event("y1", json!({})), NOW),
+        store.record_linked(x, anon, event("after", json!({})), NOW, true),
     )
     .unwrap();
-    let who = parse_identify(json!({"id": "other@x.co"}).as_object().unwrap(), true).unwrap();
-    let done = run(&mem, store.identify_linked(y, &who, opts(Some(anon)))).unwrap();
-    assert_ne!(done.person.cio_id, y);
-    assert!(mem.person_data(y).unwrap().profile.unwrap().email.is_none());
+    let p = mem.person_data(x).unwrap();
+    let names: Vec<&str> = p.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(p
+        .outbox
+        .iter()
+        .any(|o| o["attributes"] == json!({"anonymous_id": anon})
+            && o["identifiers"] == json!({"cio_id": x})));
+    // A known person's link does the same through `link_merge`.
+    let other = "4c1b7a9e-3f0d-4f5e-9a8b-1c2d3e4f5a6b";
+    run(&mem, store.record(None, other, event("o1", json!({})))).unwrap();
+    let u = identify(&mem, json!({"id": "known"}), None).unwrap();
+    run(&mem, store.link_merge(&u.person.cio_id, other, NOW)).unwrap();
+    let p = mem.person_data(&u.person.cio_id).unwrap();
+    assert_eq!(p.events.len(), 1);
+    assert_eq!(
+        p.outbox.last().unwrap()["attributes"],
+        json!({"anonymous_id": other})
+    );
+}
+
+/// A late anonymous delivery: the person the visitor merged into sends the
+/// join identify again; a visitor never merged, or merged into a person
+/// later merged away, is followed to whoever holds it now.
+#[test]
+fn rejoin_sends_the_join_again_from_whoever_holds_the_visitor() {
+    let mem = forwarding(0);
+    let store = mem.store();
+    let anon = "5c1b7a9e-3f0d-4f5e-9a8b-1c2d3e4f5a6b";
+    run(&mem, store.record(None, anon, event("a", json!({})))).unwrap();
+    assert!(
+        !run(&mem, super::store::rejoin(&mem, anon)).unwrap(),
+        "not merged: nothing"
+    );
+    let u = identify(&mem, json!({"id": "late"}), Some(anon)).unwrap();
+    let before = mem.person_data(&u.person.cio_id).unwrap().outbox.len();
+    assert!(run(&mem, super::store::rejoin(&mem, anon)).unwrap());
+    let ops = mem.person_data(&u.person.cio_id).unwrap().outbox;
+    assert_eq!(ops.len(), before + 1);
+    assert_eq!(
+        ops.last().unwrap(),
+        &json!({"type": "person", "action": "identify", "identifiers": {"id": "late"}, "attributes": {"anonymous_id": anon}})
+    );
+    identify(&mem, json!({"id": "primary"}), None).unwrap();
+    let (p, l) = (
+        Identifier::parse("primary").unwrap(),
+        Identifier::parse("late").unwrap(),
+    );
+    run(&mem, store.merge(&p, &l, NOW)).unwrap();
+    assert!(run(&mem, super::store::rejoin(&mem, anon)).unwrap());
+    let primary = store_find(&mem, "primary");
+    let last = mem
+        .person_data(&primary)
+        .unwrap()
+        .outbox
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(last["identifiers"], json!({"id": "primary"}));
+    assert_eq!(last["attributes"], json!({"anonymous_id": anon}));
+}
+
+fn store_find(mem: &Mem, id: &str) -> String {
+    run(mem, mem.store().find(&Identifier::parse(id).unwrap()))
+        .unwrap()
+        .unwrap()
 }

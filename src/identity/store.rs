@@ -54,6 +54,33 @@ enum Attempt {
     Stale(IndexKey),
 }
 
+/// Forwarding: anonymous events of `anonymous_id` were delivered late (past
+/// Customer.io's join window, maybe): when the visitor was merged into a
+/// person, that person sends its join identify again, so Customer.io
+/// associates them (docs.customer.io/journeys/anonymous-events). Answers
+/// whether it was sent.
+pub async fn rejoin(objects: &impl Objects, anonymous_id: &str) -> Result<bool, StoreError> {
+    let VisitorReply::Recorded {
+        merged_into: Some(mut cio_id),
+    } = objects.visitor(anonymous_id, VisitorCall::Owner).await?
+    else {
+        return Ok(false);
+    };
+    for _ in 0..MAX_HOPS {
+        let call = PersonCall::Rejoin {
+            anonymous_id: anonymous_id.to_owned(),
+        };
+        match objects.person(&cio_id, call).await? {
+            PersonReply::Done => return Ok(true),
+            PersonReply::Gone {
+                successor: Some(next),
+            } => cio_id = next,
+            _ => return Ok(false),
+        }
+    }
+    Ok(false)
+}
+
 impl<O, C, B> Store<O, C, B>
 where
     O: Objects,
@@ -433,12 +460,15 @@ where
     /// made by the first such event (never by the link: a link stores
     /// nothing); one deleted or merged here is not made again and the event
     /// goes the ordinary way (rules 6.13, 6.14).
+    /// `merge_history` (`LINK_MERGES_HISTORY`): the person is made with the
+    /// visitor's earlier activity merged into it.
     pub async fn record_linked(
         &self,
         cio_id: &str,
         anonymous_id: &str,
         event: Event,
         now: i64,
+        merge_history: bool,
     ) -> Result<(), StoreError> {
         if self.track_cio(cio_id, &event).await?.is_some() {
             return Ok(());
@@ -448,7 +478,7 @@ where
             update: ProfileUpdate::default(),
             create: true,
             email_claimed: false,
-            anonymous_id: None,
+            anonymous_id: merge_history.then(|| anonymous_id.to_owned()),
             now,
             must_hold: None,
         };
@@ -459,43 +489,25 @@ where
         self.record(Some(&linked), anonymous_id, event).await
     }
 
-    /// An identify from a browser a Customer.io link identified as `cio_id`:
-    /// when the edge holds that person only by the external cio_id and the
-    /// identifier names nobody else, the identifier is given to it, so one
-    /// person carries both, here and in the workspace. The visitor's earlier
-    /// anonymous activity is not joined to it (rule 6.12). Otherwise, an
-    /// ordinary identify.
-    pub async fn identify_linked(
+    /// `LINK_MERGES_HISTORY`: a link to a person here merges the visitor's
+    /// earlier activity into that person, as Customer.io's own snippet does.
+    /// Nothing happens when the visitor belongs to someone else already.
+    pub async fn link_merge(
         &self,
         cio_id: &str,
-        identify: &Identify,
-        options: IdentifyOptions<'_>,
-    ) -> Result<Identified, StoreError> {
-        let external = matches!(
-            self.objects.person(cio_id, PersonCall::Profile).await?,
-            PersonReply::View(p) if p.id.is_none() && p.email.is_none()
-        );
-        let free = match self.find(&identify.identifier).await? {
-            None => true,
-            Some(owner) => owner == cio_id,
+        anonymous_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let identify = Identify {
+            identifier: Identifier::CioId(cio_id.to_owned()),
+            update: ProfileUpdate::default(),
         };
-        if external && free {
-            let joined = Identify {
-                identifier: Identifier::CioId(cio_id.to_owned()),
-                update: identify.update.clone(),
-            };
-            let options = IdentifyOptions {
-                create: false,
-                anonymous_id: None,
-                now: options.now,
-            };
-            match self.identify(&joined, options).await {
-                // Taken meanwhile: the browser becomes that person instead.
-                Err(StoreError::Client(ClientError::Conflict { .. })) => {}
-                other => return other,
-            }
-        }
-        self.identify(identify, options).await
+        let options = IdentifyOptions {
+            create: false,
+            anonymous_id: Some(anonymous_id),
+            now,
+        };
+        self.identify(&identify, options).await.map(|_| ())
     }
 
     // ---- events ----
@@ -589,33 +601,71 @@ where
         now: i64,
     ) -> Result<(), StoreError> {
         for _ in 0..ATTEMPTS {
-            let cio_id = match self.find(identifier).await? {
-                Some(cio_id) => cio_id,
-                None if !matches!(identifier, Identifier::CioId(_)) => {
-                    let mut update = ProfileUpdate::default();
-                    match identifier {
-                        Identifier::Id(id) => update.id = Some(id.clone()),
-                        Identifier::Email(email) => update.email = Some(email.clone()),
-                        Identifier::CioId(_) => {}
-                    }
-                    let create = Identify {
-                        identifier: identifier.clone(),
-                        update,
-                    };
-                    let options = IdentifyOptions {
-                        create: true,
-                        anonymous_id: None,
-                        now,
-                    };
-                    self.identify(&create, options).await?.person.cio_id
-                }
-                None => return Err(not_found()),
-            };
+            let cio_id = self.person_for(identifier, now).await?;
             if self.track_cio(&cio_id, event).await?.is_some() {
                 return Ok(());
             }
             match IndexKey::of(identifier) {
                 // The owner was deleted a moment ago: its claim is stale.
+                Some(key) => self.release(&key, &cio_id).await?,
+                None => return Err(not_found()),
+            }
+        }
+        Err(StoreError::unavailable("the person kept vanishing"))
+    }
+
+    /// The person an identifier names; an id or email that names nobody yet
+    /// creates it, as Customer.io does.
+    async fn person_for(&self, identifier: &Identifier, now: i64) -> Result<String, StoreError> {
+        match self.find(identifier).await? {
+            Some(cio_id) => Ok(cio_id),
+            None if !matches!(identifier, Identifier::CioId(_)) => {
+                let mut update = ProfileUpdate::default();
+                match identifier {
+                    Identifier::Id(id) => update.id = Some(id.clone()),
+                    Identifier::Email(email) => update.email = Some(email.clone()),
+                    Identifier::CioId(_) => {}
+                }
+                let create = Identify {
+                    identifier: identifier.clone(),
+                    update,
+                };
+                let options = IdentifyOptions {
+                    create: true,
+                    anonymous_id: None,
+                    now,
+                };
+                Ok(self.identify(&create, options).await?.person.cio_id)
+            }
+            None => Err(not_found()),
+        }
+    }
+
+    /// A device or suppression operation (Customer.io's alone): nothing is
+    /// stored; with forwarding on the person's object sends it on, addressed
+    /// as that person. An id or email naming nobody creates the person.
+    pub async fn relay(
+        &self,
+        identifier: &Identifier,
+        op: &crate::core::body::Object,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        for _ in 0..ATTEMPTS {
+            let cio_id = self.person_for(identifier, now).await?;
+            let mut target = cio_id.clone();
+            for _ in 0..MAX_HOPS {
+                let call = PersonCall::Forward {
+                    operation: op.clone(),
+                };
+                match self.objects.person(&target, call).await? {
+                    PersonReply::Done => return Ok(()),
+                    PersonReply::Gone {
+                        successor: Some(next),
+                    } => target = next,
+                    _ => break,
+                }
+            }
+            match IndexKey::of(identifier) {
                 Some(key) => self.release(&key, &cio_id).await?,
                 None => return Err(not_found()),
             }

@@ -103,6 +103,17 @@ pub enum PersonCall {
     },
     /// Forget everything but a tombstone; answers the person as it was.
     Delete,
+    /// Forwarding: send the identify that joins the merged visitor
+    /// `anonymous_id`'s events to this person again (some were delivered
+    /// late). `Done`, or `Missing` when the visitor is not this person's.
+    Rejoin {
+        anonymous_id: String,
+    },
+    /// Forwarding: send `op` (a v2 operation without `identifiers`) for this
+    /// person; nothing is stored. `Done` also with forwarding off.
+    Forward {
+        operation: crate::core::body::Object,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -245,6 +256,8 @@ pub enum VisitorCall {
         limit: u32,
         before: Option<Position>,
     },
+    /// The person this visitor was merged into, if any (`Recorded`).
+    Owner,
     /// The person `from` was merged into another (`to`) or is gone (`None`):
     /// follow it, or become anonymous again, keeping any events not handed
     /// over.
