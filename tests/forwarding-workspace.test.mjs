@@ -208,7 +208,9 @@ test("a journey of every write kind: every operation accepted, and it means the 
   assert.deepEqual(Object.keys(p1There.devices), ["tok-1"]);
   assert.deepEqual(Object.keys(there("id", v2).devices), ["tok-3"]);
   assert.deepEqual(there("id", v2).relationships.map((x) => x.identifiers.object_id), ["acme"]);
-  assert.ok(there("id", sup), "suppress then unsuppress: the person is back by the next identify only");
+  // Suppress deletes the person there; unsuppress only lifts the ban.
+  assert.equal(there("id", sup), undefined);
+  assert.deepEqual(w().log.filter((l) => l.op.identifiers?.id === sup).map((l) => l.outcome), ["identified", "suppressed", "unsuppressed"]);
 });
 
 test("anonymous events delivered more than five minutes after the identify still join the person", async () => {

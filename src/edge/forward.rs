@@ -25,6 +25,11 @@ use crate::store::forward::{
 
 /// The dead-letter queue's name in `wrangler.toml`.
 pub const DEADLETTER_QUEUE_NAME: &str = "cio-deadletter";
+/// The Customer.io workspace settings forwarding relies on.
+const REQUIRED_WORKSPACE_SETTINGS: &[&str] = &[
+    "Allow updates to email using ID: on, else an email change of a person who has an id is not applied in Customer.io",
+    "Anonymous event merging: on (the default since July 2021), else visitors' history is never joined to people",
+];
 /// How long one batch request may take before it counts as failed.
 const POST_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -242,6 +247,9 @@ pub async fn admin(req: &Request, edge: &Edge, rest: &[&str]) -> Result<Response
             status["track_url"] = json!(on.map(|s| s.base_url.as_str()));
             status["queue"] = json!(OUTBOX_QUEUE);
             status["dead_letter_queue"] = json!(DEADLETTER_QUEUE);
+            // What the workspace must allow for the edge's writes to apply
+            // there (docs/FORWARDING.md, set-up).
+            status["workspace_settings"] = json!(on.map(|_| REQUIRED_WORKSPACE_SETTINGS));
             Ok(json_response(&status, 200))
         }
         (Method::Post, ["replay"]) => {
