@@ -265,3 +265,41 @@ test("without \"Allow updates to email using ID\" an email change addressed by i
     await ws2.close();
   }
 });
+
+test("LINK_MERGES_HISTORY=true: a link joins the visitor's earlier history to the linked person, here and there", async () => {
+  const linking = await startWorker({
+    originUrl: site.url,
+    secrets: { ...EDGE_API, ADMIN_TOKEN, CIO_SITE_ID: WORKSPACE.siteId, CIO_API_KEY: WORKSPACE.apiKey },
+    vars: { CIO_TRACK_URL: ws.url, LINK_MERGES_HISTORY: "true" },
+    queues: true,
+  });
+  try {
+    const admin = async (path) => (await adminGet(linking, path)).body;
+    // A person this edge knows.
+    const known = uid("known");
+    assert.equal((await api(linking, "PUT", `v1/customers/${known}`, { plan: "p" }, { auth: EDGE_AUTH })).status, 200);
+    const cio = (await admin(`people/${known}`)).cio_id;
+    const a = new Browser(linking);
+    await a.visit("/");
+    assert.equal((await a.page("/early")).status, 200);
+    await a.visit(`/promo?_cio_id=${cio}`);
+    assert.equal(a.cioid, known);
+    await eventually(async () => ((await admin(`people/${known}/activity`)).events ?? []).length === 1, "the history merged here", 20000);
+    await eventually(() => names(there("id", known)).includes("/early"), "the history joined there", 20000);
+    // A Customer.io person this edge never saw: made with the history by its first event.
+    w().apply({ type: "person", action: "identify", identifiers: { id: "ext-linked" }, attributes: {} });
+    const ext = there("id", "ext-linked");
+    const b = new Browser(linking);
+    await b.visit("/");
+    assert.equal((await b.page("/early2")).status, 200);
+    await b.visit(`/promo?_cio_id=${ext.cio_id}`);
+    assert.equal((await b.page("/after")).status, 200);
+    assert.deepEqual(((await admin(`people/cio_${ext.cio_id}/activity`)).events ?? []).map((e) => e.name).sort(), ["/after", "/early2"]);
+    await eventually(() => names(there("id", "ext-linked")).length === 2, "both page views there", 20000);
+    assert.deepEqual(names(there("id", "ext-linked")), ["/after", "/early2"]);
+    assert.equal(there("id", "ext-linked").attributes.anonymous_id, b.anon);
+    assert.deepEqual(w().refused, []);
+  } finally {
+    await linking.dispose();
+  }
+});

@@ -190,3 +190,55 @@ test("v2 batch: all good is 200; one bad operation among good ones is a 207 nami
   assert.equal(notBatch.status, 400);
   assertV2Error(notBatch.body.errors[0]);
 });
+
+test("what Customer.io's clients send: identifiers.anonymous_id, the anonymous_id attribute, screen, devices, suppression", async () => {
+  const anon = uid("anon");
+  const v2 = (batch) => api(edge, "POST", "v2/batch", { batch });
+  // Anonymous events addressed as Customer.io's own v2 destination does.
+  let res = await v2([
+    { type: "person", action: "page", identifiers: { anonymous_id: anon }, name: "/pricing" },
+    { type: "person", action: "screen", identifiers: { anonymous_id: anon }, name: "Home" },
+  ]);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  // An identify's anonymous_id attribute merges that visitor.
+  const id = uid("who");
+  res = await v2([{ type: "person", action: "identify", identifiers: { id }, attributes: { anonymous_id: anon, plan: "p" } }]);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  const p = await profile(edge, id);
+  assert.deepEqual(p.anonymous_ids, [anon]);
+  assert.equal(p.attributes.anonymous_id, undefined, "a protocol field, not an attribute");
+  assert.deepEqual((await events(edge, id)).map((e) => [e.type, e.name]).sort(), [["page", "/pricing"], ["screen", "Home"]]);
+  // v1: a screen view, devices, suppression: answered 200 (stored: the screen view).
+  assert.equal((await api(edge, "POST", `v1/customers/${id}/events`, { name: "Settings", type: "screen" })).status, 200);
+  assert.ok((await events(edge, id)).some((e) => e.type === "screen" && e.name === "Settings"));
+  for (const [method, path, body] of [
+    ["PUT", `v1/customers/${id}/devices`, { device: { id: "tok", platform: "ios", last_used: 1700000000 } }],
+    ["DELETE", `v1/customers/${id}/devices/tok`],
+    ["POST", `v1/customers/${id}/suppress`],
+    ["POST", `v1/customers/${id}/unsuppress`],
+  ]) {
+    const r = await api(edge, method, path, body);
+    assert.equal(r.status, 200, `${method} ${path}: ${JSON.stringify(r.body)}`);
+  }
+  res = await v2([
+    { type: "person", action: "add_device", identifiers: { id }, device: { token: "t2", platform: "android" } },
+    { type: "person", action: "delete_device", identifiers: { id }, device: { token: "t2" } },
+    { type: "person", action: "suppress", identifiers: { id } },
+    { type: "person", action: "unsuppress", identifiers: { id } },
+  ]);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  assert.equal((await profile(edge, id)).attributes.plan, "p", "nothing of that is stored");
+  // A device without a platform, or a bad one: 400 naming device, nothing done.
+  let bad = await api(edge, "PUT", `v1/customers/${id}/devices`, { device: { id: "tok" } });
+  assert.equal(bad.status, 400);
+  assert.match(bad.body.meta.errors[0], /device/);
+  bad = await v2([{ type: "person", action: "add_device", identifiers: { id }, device: { token: "t", platform: "web" } }]);
+  assert.equal(bad.status, 207);
+  assert.equal(bad.body.errors[0].field, "device");
+  assertV2Error(bad.body.errors[0]);
+  // An anonymous id names no person: not for an identify.
+  bad = await v2([{ type: "person", action: "identify", identifiers: { anonymous_id: anon } }]);
+  assert.equal(bad.status, 207);
+  assert.equal(bad.body.errors[0].field, "identifiers");
+  assert.equal((await api(edge, "GET", `v1/customers/${id}/devices`)).status, 405);
+});
