@@ -172,6 +172,7 @@ test("a journey of every write kind: every operation accepted, and it means the 
   console.log(`journey: ${w().log.length} operations accepted, ${w().refused.length} refused; forwarding ${JSON.stringify({ enqueued: status.enqueued, delivered: status.delivered, failed: status.failed })}`);
   assert.deepEqual(w().refused, [], "no operation refused");
   assert.equal(status.failed, 0, JSON.stringify(status.dead_letters));
+  assert.ok(status.workspace_settings.some((x) => x.startsWith("Allow updates to email using ID")), JSON.stringify(status));
   assert.deepEqual(outcomes.filter((o) => /orphaned|dropped/.test(o)), []);
   for (const action of ["identify", "event", "page", "screen", "add_relationships", "add_device", "delete_device", "merge", "delete", "suppress", "unsuppress"]) {
     assert.ok(w().log.some((l) => l.op.action === action), `a forwarded ${action}`);

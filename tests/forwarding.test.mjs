@@ -254,6 +254,7 @@ test("the admin endpoint needs the token and forwarding off says so", async () =
     const off = (await adminGet(plain, "forwarding")).body;
     assert.equal(off.on, false);
     assert.equal(off.region, null);
+    assert.equal(off.workspace_settings, null);
   } finally {
     await plain.dispose();
   }
