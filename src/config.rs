@@ -380,6 +380,7 @@ mod tests {
         assert!(c.use_array_params && c.auto_identify_links && !c.edge_page_views);
         assert_eq!((c.admin_token, c.site_id, c.api_key), (None, None, None));
         assert!(!c.inject_snippet && !c.auto_identify_forms);
+        assert!(!c.link_merges_history, "rule 6.12 is the default");
         assert_eq!(
             (c.form_email_field.as_str(), c.form_attributes.len()),
             ("email", 0)
@@ -422,6 +423,21 @@ mod tests {
             let err = config(&[("ORIGIN_URL", "http://x.com"), (name, bad)]).unwrap_err();
             assert_eq!(err.setting, name, "{name}={bad}");
         }
+    }
+
+    #[test]
+    fn link_merges_history_is_a_flag() {
+        let on = config(&[
+            ("ORIGIN_URL", "http://x.com"),
+            ("LINK_MERGES_HISTORY", "true"),
+        ])
+        .unwrap();
+        assert!(on.link_merges_history);
+        let bad = config(&[
+            ("ORIGIN_URL", "http://x.com"),
+            ("LINK_MERGES_HISTORY", "maybe"),
+        ]);
+        assert!(bad.is_err());
     }
 
     #[test]
