@@ -228,6 +228,10 @@ test("what Customer.io's clients send: identifiers.anonymous_id, the anonymous_i
   ]);
   assert.equal(res.status, 200, JSON.stringify(res.body));
   assert.equal((await profile(edge, id)).attributes.plan, "p", "nothing of that is stored");
+  // Forwarding off: a device for an id naming nobody creates nobody.
+  const nobody = uid("nobody");
+  assert.equal((await api(edge, "PUT", `v1/customers/${nobody}/devices`, { device: { id: "t9", platform: "ios" } })).status, 200);
+  assert.equal((await person(edge, nobody)).status, 404);
   // A device without a platform, or a bad one: 400 naming device, nothing done.
   let bad = await api(edge, "PUT", `v1/customers/${id}/devices`, { device: { id: "tok" } });
   assert.equal(bad.status, 400);

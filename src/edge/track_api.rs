@@ -255,6 +255,8 @@ async fn run(edge: &Edge, op: PersonOp) -> Result<(), EdgeError> {
             let event = event_from(edge, &body)?;
             store.record(None, &anonymous_id, event).await?;
         }
+        // Customer.io's alone: with forwarding off there is nothing to do.
+        PersonOp::Relay { .. } if edge.config.forwarding.is_none() => {}
         PersonOp::Relay { identifier, op } => store.relay(&identifier, &op, now).await?,
     }
     Ok(())
