@@ -2,18 +2,16 @@
 // synchronous call, `plan`, answers either a forward plan, executed here with
 // `fetch` (streaming both ways), or "rust", and then the async handler in
 // Rust answers (endpoints, links, forms, edge page views, bad settings). Every
-// rule lives in Rust (src/core/plan.rs); this file knows no cookie, no
-// setting, no path: it moves bytes and headers as the plan says.
+// rule lives in Rust (src/page/); this file knows no cookie, no setting, no
+// path: it moves bytes and headers as the plan says. The plan's text is read
+// by js/plan.mjs alone.
 import * as rust from "cio-edge-wasm";
+import { decodePlan, encodeInputs } from "./plan.mjs";
 
 export default {
   async fetch(request, env, ctx) {
-    const h = request.headers;
-    const text = rust.plan(
-      env,
-      `${request.method}\n${request.url}\n${h.get("cookie") ?? ""}\n${h.get("accept") ?? ""}\n${h.get("sec-fetch-mode") ?? ""}\n${h.get("content-type") ?? ""}\n${h.get("content-length") ?? ""}\n${h.get("sec-gpc") ?? ""}`,
-    );
-    if (text.charCodeAt(0) !== 102 /* "forward" */) {
+    const text = rust.plan(env, encodeInputs(request.method, request.url, request.headers));
+    if (text.startsWith("rust ")) {
       const out = await rust.handle(request, env, ctx);
       if (out instanceof Response) return out;
       return forward(request, env, ctx, out[0], out[1]);
@@ -27,36 +25,26 @@ export default {
   },
 };
 
-// The plan's format is described in src/core/plan.rs.
+// Executes a forward plan (`text`, as Rust wrote it).
 async function forward(request, env, ctx, text, body) {
-  const lines = text.split("\n");
+  const plan = decodePlan(text);
   const headers = new Headers(request.headers);
-  let cookies = [];
-  const watch = [];
-  for (let i = 4; i < lines.length; i++) {
-    const line = lines[i];
-    const op = line.charCodeAt(0);
-    if (op === 104 /* h */) {
-      const colon = line.indexOf(":");
-      headers.set(line.slice(1, colon), line.slice(colon + 1));
-    } else if (op === 100 /* d */) {
-      headers.delete(line.slice(1));
-    } else if (op === 114 /* r */) {
-      watch.push(line.slice(1));
-    } else {
-      cookies.push(line.slice(1));
-    }
+  for (const [name, value] of plan.headers) {
+    if (value === null) headers.delete(name);
+    else headers.set(name, value);
   }
+  let cookies = plan.setCookies;
+  const watch = plan.watch;
   const method = request.method;
   // The origin has the plan's milliseconds to send its headers. The signal
   // only guards the wait for them: a body still streaming when it fires is
   // not cut (tests/proxy.test.mjs). One call; a cleared setTimeout costs more.
-  const init = { method, headers, redirect: "manual", signal: AbortSignal.timeout(Number(lines[2])) };
+  const init = { method, headers, redirect: "manual", signal: AbortSignal.timeout(plan.timeoutMs) };
   if (body !== undefined) init.body = body;
   else if (method !== "GET" && method !== "HEAD") init.body = request.body;
   let fetched;
   try {
-    fetched = await fetch(lines[1], init);
+    fetched = await fetch(plan.target, init);
   } catch (e) {
     return rust.bad_gateway(text, e?.name === "TimeoutError", String(e));
   }
@@ -80,8 +68,8 @@ async function forward(request, env, ctx, text, body) {
     }
   }
   for (const cookie of cookies) response.headers.append("set-cookie", cookie);
-  const snippet = lines[3];
-  if (snippet && rust.injects(fetched.status, fetched.headers.get("content-type"))) {
+  const snippet = plan.snippet;
+  if (snippet !== null && rust.injects(fetched.status, fetched.headers.get("content-type"))) {
     response.headers.delete("content-length");
     return inject(response, snippet);
   }

@@ -10,7 +10,6 @@ pub mod error;
 pub mod event;
 pub mod form;
 pub mod identifier;
-pub mod plan;
 pub mod profile;
 pub mod routes;
 pub mod secure;

@@ -24,7 +24,8 @@ use wasm_bindgen::prelude::*;
 use worker::{event, Context, Env, Request};
 
 use crate::config::{Config, ConfigError};
-use crate::core::plan::{self, Inputs};
+use crate::page::codec;
+use crate::page::plan;
 use crate::store::{edge_store, EdgeStore};
 use error::config_error_response;
 
@@ -59,14 +60,14 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// The page-request decision (see `core::plan`): `inputs` is the method,
+/// The page-request decision (see `page::plan`): `inputs` is the method,
 /// URL and the few headers that matter, one per line; the answer is the plan
 /// as text. Synchronous, and the only call into the wasm on the hot path.
 #[wasm_bindgen]
 pub fn plan(env: &Env, inputs: &str) -> String {
     let config = load_config(env);
-    let inputs = Inputs::from_lines(inputs);
-    plan::plan(config.as_deref(), &inputs, visit::new_anon_id).to_text()
+    let inputs = codec::decode_inputs(inputs);
+    codec::encode(&plan::plan(config.as_deref(), &inputs, visit::new_anon_id))
 }
 
 /// Whether an origin answer of this status and content type gets the snippet
@@ -89,22 +90,18 @@ pub fn has_sdk(src: Option<String>, text: Option<String>) -> bool {
 /// carrying the plan's cookies.
 #[wasm_bindgen]
 pub fn bad_gateway(plan_text: &str, timed_out: bool, detail: &str) -> web_sys::Response {
+    let forward = codec::decode_forward(plan_text).unwrap_or_default();
     let failure = if timed_out {
-        let ms = plan_text
-            .lines()
-            .nth(2)
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        proxy::Failure::TimedOut(ms)
+        proxy::Failure::TimedOut(forward.timeout_ms)
     } else {
         proxy::Failure::Unreachable(detail.to_owned())
     };
-    let cookies: Vec<String> = plan::set_cookies_of(plan_text).map(str::to_owned).collect();
+    let cookies: Vec<String> = forward.set_cookies.iter().map(|c| c.to_string()).collect();
     proxy::bad_gateway(&failure, &cookies).into()
 }
 
 /// The origin answered a forward plan with `X-Cio-Identify` or `X-Cio-Reset`
-/// (the plan's `r` lines; the driver strips them): identify or reset the
+/// (the plan's watched headers; the driver strips them): identify or reset the
 /// visitor as the browser calls would, and answer every `Set-Cookie` the
 /// response gets, in place of the plan's. A header that cannot be applied
 /// is logged and changes nothing: the page is served either way. Reached
@@ -112,9 +109,9 @@ pub fn bad_gateway(plan_text: &str, timed_out: bool, detail: &str) -> web_sys::R
 async fn from_origin(req: Request, env: Env, ctx: Context, origin: js_sys::Array) -> JsValue {
     let text = |i: u32| origin.get(i).as_string();
     let plan_text = text(0).unwrap_or_default();
-    let plan_cookies: Vec<String> = plan::set_cookies_of(&plan_text)
-        .map(str::to_owned)
-        .collect();
+    let plan_cookies: Vec<String> = codec::decode_forward(&plan_text)
+        .map(|f| f.set_cookies.iter().map(|c| c.to_string()).collect())
+        .unwrap_or_default();
     let cookies = match load_config(&env) {
         Ok(config) => {
             let edge = Edge { config, env, ctx };
@@ -156,7 +153,8 @@ async fn origin_identity(
     reset: Option<String>,
 ) -> Result<Vec<String>, String> {
     // No anonymous id told to the origin: no consent; nothing is applied.
-    let Some(anon) = plan::anon_id_of(plan_text) else {
+    let anon = codec::decode_forward(plan_text).and_then(|f| f.header(plan::ANON_HEADER));
+    let Some(anon) = anon else {
         return Err("X-Cio-Identify or X-Cio-Reset ignored: no consent".into());
     };
     let url = req.url().map_err(|e| e.to_string())?;

@@ -1,6 +1,6 @@
 //! Page requests that need async work before they are forwarded: a `_cio_id`
 //! link to look up, a form post to read, an edge page view to record. The
-//! work done, the answer is a forward plan (`core::plan`) that the JS driver
+//! work done, the answer is a forward plan (`page::plan`) that the JS driver
 //! executes like any other; the forwarding itself lives there, in one place.
 
 use url::Url;
@@ -11,10 +11,11 @@ use super::{limits, Edge};
 use crate::core::event::{clamp_bytes, Event, EventType, MAX_PAGE_NAME_BYTES};
 use crate::core::form::{form_identify, parse_form};
 use crate::core::identifier::Identifier;
-use crate::core::plan::{self, link_param, small_form, Inputs, Visit};
 use crate::core::profile::cookie_identifier;
 use crate::core::secure::IdCookie;
 use crate::identity::IdentifyOptions;
+use crate::page::codec::encode;
+use crate::page::plan::{self, link_param, small_form, Inputs, Plan, Visit};
 use crate::store::{detached_store, finish};
 
 /// What the async handler answers: a response of its own, or a forward plan
@@ -50,7 +51,8 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
     let policy = &edge.config.cookies;
     let trust = &edge.config.trust;
     if !edge.config.consent.allows(inputs.cookie, inputs.sec_gpc) {
-        return Outcome::Forward(plan::untracked(&edge.config, visit.url).to_text(), None);
+        let untracked = plan::untracked(&edge.config, visit.url);
+        return Outcome::Forward(encode(&Plan::Forward(untracked)), None);
     }
 
     let (anon_id, anon_changed) = match &visit.cookies.anon_id {
@@ -160,7 +162,7 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
         written.as_deref(),
         set_cookies,
     );
-    Outcome::Forward(forward.to_text(), buffered)
+    Outcome::Forward(encode(&Plan::Forward(forward)), buffered)
 }
 
 async fn identify_now(

@@ -4,36 +4,20 @@
 //! origin, `Set-Cookie` values to append, the snippet to inject), or a reason
 //! to hand the request to the full async handler. Pure; no worker types.
 //!
-//! The plan travels to the driver as text, one item per line (header values
-//! and URLs never hold a line break):
-//!
-//! ```text
-//! forward
-//! <origin URL>
-//! <timeout ms>
-//! <snippet HTML, or an empty line: no injection>
-//! h<name>:<value>    set a header toward the origin
-//! d<name>            drop a header toward the origin
-//! c<value>           append a Set-Cookie to the response
-//! r<name>            a response header of the origin's to strip; when one is
-//!                    present, the driver hands the values, in order, back to
-//!                    the async handler (`handle`) for the cookies to set
-//! ```
-//!
-//! A request for the async handler is the single line `rust <reason>`.
+//! The plan travels to the driver as text: `super::codec` writes and reads it.
 
 use url::Url;
 
-use super::cookies::{read_cookies, IncomingCookies};
-use super::form::MAX_FORM_BYTES;
-use super::identifier::{is_cio_id, Identifier};
-use super::routes::{self, Route};
-use super::secure::{origin_id_header, Trust};
-use super::snippet::SNIPPET;
 use crate::config::{Config, ConfigError};
+use crate::core::cookies::{read_cookies, IncomingCookies};
+use crate::core::form::MAX_FORM_BYTES;
+use crate::core::identifier::{is_cio_id, Identifier};
+use crate::core::routes::{self, Route};
+use crate::core::secure::{origin_id_header, Trust};
+use crate::core::snippet::SNIPPET;
 
 /// The one prefix the edge keeps for itself; everything else is the site's.
-pub use super::routes::PREFIX;
+pub use crate::core::routes::PREFIX;
 /// The link parameter that identifies a visitor (`AUTO_IDENTIFY_LINKS`).
 pub const LINK_PARAM: &str = "_cio_id";
 pub const ANON_HEADER: &str = "x-cio-anon-id";
@@ -57,26 +41,6 @@ pub struct Inputs<'a> {
     pub sec_gpc: Option<&'a str>,
 }
 
-impl<'a> Inputs<'a> {
-    /// Reads the inputs from the driver's one string: the fields in the order
-    /// of the struct, separated by line breaks (none can hold one); an empty
-    /// field is an absent header.
-    pub fn from_lines(text: &'a str) -> Self {
-        let mut fields = text.split('\n');
-        let mut next = || fields.next().filter(|f| !f.is_empty());
-        Inputs {
-            method: next().unwrap_or("GET"),
-            url: next().unwrap_or(""),
-            cookie: next(),
-            accept: next(),
-            sec_fetch_mode: next(),
-            content_type: next(),
-            content_length: next(),
-            sec_gpc: next(),
-        }
-    }
-}
-
 /// Why a request goes to the async handler rather than straight to the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -97,6 +61,20 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::Reserved,
+        Reason::TrackApiHost,
+        Reason::Link,
+        Reason::Form,
+        Reason::PageView,
+        Reason::BadSetting,
+        Reason::BadUrl,
+    ];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Reserved => "reserved",
@@ -128,60 +106,6 @@ pub struct Forward {
 pub enum Plan {
     Forward(Forward),
     Rust(Reason),
-}
-
-impl Plan {
-    /// The plan as the driver reads it (see the module docs).
-    pub fn to_text(&self) -> String {
-        match self {
-            Plan::Rust(reason) => format!("rust {}", reason.as_str()),
-            Plan::Forward(f) => f.to_text(),
-        }
-    }
-}
-
-impl Forward {
-    pub fn to_text(&self) -> String {
-        let mut out = String::with_capacity(256);
-        out.push_str("forward\n");
-        out.push_str(&self.target);
-        out.push('\n');
-        out.push_str(&self.timeout_ms.to_string());
-        out.push('\n');
-        out.push_str(self.snippet.unwrap_or(""));
-        for (name, value) in &self.headers {
-            out.push('\n');
-            match value {
-                Some(value) => {
-                    out.push('h');
-                    out.push_str(name);
-                    out.push(':');
-                    out.push_str(value);
-                }
-                None => {
-                    out.push('d');
-                    out.push_str(name);
-                }
-            }
-        }
-        for cookie in &self.set_cookies {
-            out.push_str("\nc");
-            out.push_str(cookie);
-        }
-        for name in self.watch {
-            out.push_str("\nr");
-            out.push_str(name);
-        }
-        out
-    }
-}
-
-/// The `Set-Cookie` values of a plan text (for an answer made without the
-/// origin, such as a 502).
-pub fn set_cookies_of(text: &str) -> impl Iterator<Item = &str> {
-    text.lines()
-        .skip(4)
-        .filter_map(|line| line.strip_prefix('c'))
 }
 
 /// The parts of a request URL the decision reads. The runtime hands over its
@@ -398,12 +322,6 @@ pub fn header_text(value: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The anonymous id a plan text tells the origin (none without consent).
-pub fn anon_id_of(text: &str) -> Option<&str> {
-    text.split('\n')
-        .find_map(|line| line.strip_prefix("hx-cio-anon-id:"))
-}
-
 /// Whether an origin answer gets the snippet: a 200 HTML page.
 pub fn injects(status: u16, content_type: Option<&str>) -> bool {
     status == 200
@@ -432,7 +350,16 @@ pub fn origin_url(origin: &Url, url: UrlParts) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::codec::{decode_forward, decode_inputs, encode};
     use super::*;
+
+    fn text(f: &Forward) -> String {
+        encode(&Plan::Forward(f.clone()))
+    }
+
+    fn anon_id_of(text: &str) -> Option<&str> {
+        decode_forward(text).unwrap().header(ANON_HEADER)
+    }
     use std::collections::HashMap;
 
     const ANON: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
@@ -513,7 +440,7 @@ mod tests {
         let f = forwarded(decide(&c, &inputs));
         assert_eq!(header(&f, ANON_HEADER), Some(Some(NEW)));
         assert!(f.set_cookies[0].contains("Secure"));
-        assert!(!f.to_text().contains("not-an-id"));
+        assert!(!text(&f).contains("not-an-id"));
     }
 
     #[test]
@@ -692,7 +619,7 @@ mod tests {
             ..get("http://x.test/a?b=c")
         };
         let f = forwarded(decide(&c, &inputs));
-        let text = f.to_text();
+        let text = text(&f);
         let lines: Vec<&str> = text.split('\n').collect();
         assert_eq!(lines[0], "forward");
         assert_eq!(lines[1], "http://127.0.0.1:9000/base/a?b=c");
@@ -703,13 +630,13 @@ mod tests {
         assert!(lines.contains(&"hx-forwarded-proto:http"));
         assert!(lines.contains(&format!("h{ID_HEADER}:user 1").as_str()));
         assert!(lines.contains(&format!("h{ANON_HEADER}:{NEW}").as_str()));
-        let cookies: Vec<&str> = set_cookies_of(&text).collect();
+        let cookies = decode_forward(&text).unwrap().set_cookies;
         assert_eq!(
             cookies,
             f.set_cookies.iter().map(String::as_str).collect::<Vec<_>>()
         );
         assert_eq!(cookies.len(), 1);
-        assert_eq!(Plan::Rust(Reason::Link).to_text(), "rust link");
+        assert_eq!(encode(&Plan::Rust(Reason::Link)), "rust link");
     }
 
     #[test]
@@ -823,7 +750,7 @@ mod tests {
         assert_eq!(f.snippet, None);
         assert_eq!(header(&f, ANON_HEADER), Some(None));
         assert_eq!(header(&f, ID_HEADER), Some(None));
-        assert_eq!(anon_id_of(&f.to_text()), None);
+        assert_eq!(anon_id_of(&text(&f)), None);
         // Without the signal: as today (here, an edge page view and a link).
         let nav = Inputs {
             sec_gpc: None,
@@ -839,8 +766,8 @@ mod tests {
         };
         let after = forwarded(decide(&cookie, &consented));
         assert_eq!(after.set_cookies.len(), 1);
-        assert_eq!(anon_id_of(&after.to_text()), Some(NEW));
-        assert!(after.to_text().ends_with("\nrx-cio-identify\nrx-cio-reset"));
+        assert_eq!(anon_id_of(&text(&after)), Some(NEW));
+        assert!(text(&after).ends_with("\nrx-cio-identify\nrx-cio-reset"));
     }
 
     #[test]
@@ -852,33 +779,10 @@ mod tests {
         assert_eq!(header_text("ü€"), "ü€");
     }
 
-    #[test]
-    fn inputs_from_lines() {
-        let i = Inputs::from_lines("POST\nhttp://x.test/\n\ntext/html\n\napplication/json\n12\n1");
-        assert_eq!(i.sec_gpc, Some("1"));
-        assert_eq!(i.method, "POST");
-        assert_eq!(i.url, "http://x.test/");
-        assert_eq!(
-            (i.cookie, i.accept, i.sec_fetch_mode),
-            (None, Some("text/html"), None)
-        );
-        assert_eq!(
-            (i.content_type, i.content_length),
-            (Some("application/json"), Some("12"))
-        );
-        assert_eq!(
-            Inputs::from_lines(""),
-            Inputs {
-                method: "GET",
-                ..Default::default()
-            }
-        );
-    }
-
     proptest::proptest! {
         #![proptest_config(crate::core::fuzz_config(2000))]
         #[test]
-        fn plan_never_panics_and_never_breaks_a_line(text in ".{0,400}") {
+        fn plan_never_panics_and_never_breaks_a_line(raw in ".{0,400}") {
             let open = config(&[("INJECT_SNIPPET", "true")]);
             let secure = config(&[
                 ("INJECT_SNIPPET", "true"),
@@ -886,7 +790,7 @@ mod tests {
                 ("CONSENT", "cookie:ok=1"),
                 ("ID_COOKIE", "cio"),
             ]);
-            let inputs = Inputs::from_lines(&text);
+            let inputs = decode_inputs(&raw);
             for c in [&open, &secure] {
                 if let Plan::Forward(f) = &decide(c, &inputs) {
                     for (name, v) in &f.headers {
@@ -896,6 +800,11 @@ mod tests {
                         proptest::prop_assert!(*name != ID_HEADER || v.is_ascii());
                     }
                     proptest::prop_assert!(!f.target.contains(['\n', '\r']));
+                    // What is written reads back as the same plan.
+                    let t = text(f);
+                    let back = decode_forward(&t).unwrap();
+                    proptest::prop_assert_eq!(back.set_cookies.len(), f.set_cookies.len());
+                    proptest::prop_assert_eq!(back.headers.len(), f.headers.len());
                 }
             }
         }
