@@ -6,7 +6,7 @@ use serde_json::json;
 use worker::{Request, Response};
 
 use super::error::{json_response, EdgeError};
-use super::visit::{new_anon_id, new_event_id, now_secs, Visit};
+use super::visit::{new_anon_id, new_event_id, now_secs};
 use super::Edge;
 use crate::core::body::{parse_object, MAX_BODY_BYTES};
 use crate::core::event::{parse_event, EventContext, EventType};
@@ -15,6 +15,7 @@ use crate::core::profile::parse_identify;
 use crate::core::secure::user_hash_message;
 use crate::core::Error as ClientError;
 use crate::identity::IdentifyOptions;
+use crate::page::visit::Visit;
 
 /// Oversized bodies up to this size are read and discarded before the 413.
 const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
@@ -84,27 +85,19 @@ pub async fn identify_body(
         }
     }
     let identify = parse_identify(&body, edge.config.use_array_params)?;
-    apply_identify(edge, &visit.cookies, visit.https, &identify).await
+    apply_identify(edge, visit, &identify).await
 }
 
 /// Identifies the visitor as `identify` says (a browser call or the origin's
 /// `X-Cio-Identify`) and answers the cookies to set.
 pub async fn apply_identify(
     edge: &Edge,
-    incoming: &crate::core::cookies::IncomingCookies,
-    https: bool,
+    visit: &Visit,
     identify: &crate::core::profile::Identify,
 ) -> Result<Vec<String>, EdgeError> {
-    let policy = &edge.config.cookies;
+    let (policy, https) = (&edge.config.cookies, visit.https);
     let mut cookies = Vec::new();
-    let anon = match &incoming.anon_id {
-        Some(anon) => anon.clone(),
-        None => {
-            let anon = new_anon_id();
-            cookies.push(policy.anon_cookie(https, &anon));
-            anon
-        }
-    };
+    let anon = visit.anon_id(policy, &mut cookies, new_anon_id);
     let options = IdentifyOptions {
         create: true,
         anonymous_id: Some(&anon),
@@ -142,7 +135,7 @@ pub async fn track(
     };
     let event = parse_event(&parse_object(&body, false)?, &ctx, new_event_id)?;
     let mut cookies = Vec::new();
-    let anon = visit.anon_id(&edge.config.cookies, &mut cookies);
+    let anon = visit.anon_id(&edge.config.cookies, &mut cookies, new_anon_id);
     match (&edge.config.forwarding, &visit.cookies.identifier) {
         (Some(_), Some(Identifier::CioId(cio_id))) => {
             edge.store()

@@ -11,7 +11,7 @@ mod browser;
 mod error;
 mod forward;
 mod limits;
-mod proxy;
+mod page;
 mod router;
 mod track_api;
 mod visit;
@@ -25,6 +25,7 @@ use worker::{event, Context, Env, Request};
 
 use crate::config::{Config, ConfigError};
 use crate::page::codec;
+use crate::page::origin::{self, merge_cookies, OriginWord};
 use crate::page::plan;
 use crate::store::{edge_store, EdgeStore};
 use error::config_error_response;
@@ -74,7 +75,7 @@ pub fn plan(env: &Env, inputs: &str) -> String {
 /// the plan carries.
 #[wasm_bindgen]
 pub fn injects(status: u16, content_type: Option<String>) -> bool {
-    plan::injects(status, content_type.as_deref())
+    origin::injects(status, content_type.as_deref())
 }
 
 /// Whether a script already in the page's head is a snippet or loads the SDK
@@ -92,12 +93,12 @@ pub fn has_sdk(src: Option<String>, text: Option<String>) -> bool {
 pub fn bad_gateway(plan_text: &str, timed_out: bool, detail: &str) -> web_sys::Response {
     let forward = codec::decode_forward(plan_text).unwrap_or_default();
     let failure = if timed_out {
-        proxy::Failure::TimedOut(forward.timeout_ms)
+        page::Failure::TimedOut(forward.timeout_ms)
     } else {
-        proxy::Failure::Unreachable(detail.to_owned())
+        page::Failure::Unreachable(detail.to_owned())
     };
     let cookies: Vec<String> = forward.set_cookies.iter().map(|c| c.to_string()).collect();
-    proxy::bad_gateway(&failure, &cookies).into()
+    page::bad_gateway(&failure, &cookies).into()
 }
 
 /// The origin answered a forward plan with `X-Cio-Identify` or `X-Cio-Reset`
@@ -109,30 +110,31 @@ pub fn bad_gateway(plan_text: &str, timed_out: bool, detail: &str) -> web_sys::R
 async fn from_origin(req: Request, env: Env, ctx: Context, origin: js_sys::Array) -> JsValue {
     let text = |i: u32| origin.get(i).as_string();
     let plan_text = text(0).unwrap_or_default();
-    let plan_cookies: Vec<String> = codec::decode_forward(&plan_text)
-        .map(|f| f.set_cookies.iter().map(|c| c.to_string()).collect())
-        .unwrap_or_default();
-    let cookies = match load_config(&env) {
-        Ok(config) => {
+    let plan = codec::decode_forward(&plan_text).unwrap_or_default();
+    let (identify, reset) = (text(1), text(2));
+    let word = OriginWord::read(
+        plan.header(origin::ANON_HEADER),
+        identify.as_deref(),
+        reset.as_deref(),
+    );
+    let applied = match (load_config(&env), word) {
+        (Ok(config), Ok(word)) => {
             let edge = Edge { config, env, ctx };
-            origin_identity(&edge, &req, &plan_text, text(1), text(2))
-                .await
-                .map(|mut extra| {
-                    // A cookie set again replaces the plan's of that name.
-                    let mut out: Vec<String> = plan_cookies
-                        .iter()
-                        .filter(|c| !extra.iter().any(|e| same_cookie(c, e)))
-                        .cloned()
-                        .collect();
-                    out.append(&mut extra);
-                    out
-                })
-                .unwrap_or_else(|e| {
-                    worker::console_error!("{e}");
-                    plan_cookies
-                })
+            // The anonymous id is the one the plan told the origin.
+            let anon = plan.header(origin::ANON_HEADER).unwrap_or_default();
+            origin_identity(&edge, &req, anon, word).await
         }
-        Err(_) => plan_cookies,
+        (Ok(_), Err(e)) => Err(e.to_owned()),
+        (Err(_), _) => Err(String::new()),
+    };
+    let cookies = match applied {
+        Ok(extra) => merge_cookies(&plan.set_cookies, extra),
+        Err(e) => {
+            if !e.is_empty() {
+                worker::console_error!("{e}");
+            }
+            plan.set_cookies.iter().map(|c| c.to_string()).collect()
+        }
     };
     cookies
         .into_iter()
@@ -141,35 +143,21 @@ async fn from_origin(req: Request, env: Env, ctx: Context, origin: js_sys::Array
         .into()
 }
 
-fn same_cookie(a: &str, b: &str) -> bool {
-    a.split('=').next() == b.split('=').next()
-}
-
 async fn origin_identity(
     edge: &Edge,
     req: &Request,
-    plan_text: &str,
-    identify: Option<String>,
-    reset: Option<String>,
+    anon: &str,
+    word: OriginWord<'_>,
 ) -> Result<Vec<String>, String> {
-    // No anonymous id told to the origin: no consent; nothing is applied.
-    let anon = codec::decode_forward(plan_text).and_then(|f| f.header(plan::ANON_HEADER));
-    let Some(anon) = anon else {
-        return Err("X-Cio-Identify or X-Cio-Reset ignored: no consent".into());
-    };
     let url = req.url().map_err(|e| e.to_string())?;
-    let mut visit = visit::Visit::read(req, &url, &edge.config.trust);
+    let mut visit = visit::read(req, &url, &edge.config.trust);
     visit.cookies.anon_id = Some(anon.to_owned());
-    if let Some(raw) = identify {
-        let raw = plan::header_text(&raw);
-        return browser::identify_body(edge, &visit, raw.as_bytes(), true)
+    match word {
+        OriginWord::Identify(raw) => browser::identify_body(edge, &visit, raw.as_bytes(), true)
             .await
-            .map_err(|e| format!("X-Cio-Identify not applied: {e}"));
+            .map_err(|e| format!("X-Cio-Identify not applied: {e}")),
+        OriginWord::Reset => Ok(browser::reset_cookies(edge, visit.https)),
     }
-    if reset.as_deref().map(str::trim) == Some("1") {
-        return Ok(browser::reset_cookies(edge, visit.https));
-    }
-    Err("X-Cio-Reset ignored: only 1 resets".into())
 }
 
 /// The async handler: a `Response`, or for a page request whose async work is
@@ -192,15 +180,15 @@ pub async fn handle(
         Ok(answer) => answer,
         Err(e) => {
             worker::console_error!("{e}");
-            proxy::Outcome::Respond(error::json_response(
+            page::Outcome::Respond(error::json_response(
                 &serde_json::json!({ "errors": [{ "reason": "internal", "message": "internal error" }] }),
                 500,
             ))
         }
     };
     match answer {
-        proxy::Outcome::Respond(response) => web_sys::Response::from(response).into(),
-        proxy::Outcome::Forward(text, body) => {
+        page::Outcome::Respond(response) => web_sys::Response::from(response).into(),
+        page::Outcome::Forward(text, body) => {
             let body = body.map_or(JsValue::UNDEFINED, |b| {
                 js_sys::Uint8Array::from(b.as_slice()).into()
             });
@@ -209,10 +197,10 @@ pub async fn handle(
     }
 }
 
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<proxy::Outcome> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<page::Outcome> {
     let config = match load_config(&env) {
         Ok(config) => config,
-        Err(e) => return Ok(proxy::Outcome::Respond(config_error_response(&e))),
+        Err(e) => return Ok(page::Outcome::Respond(config_error_response(&e))),
     };
     let edge = Edge { config, env, ctx };
     router::serve(req, &edge).await

@@ -5,13 +5,13 @@ use url::Url;
 use worker::{Request, Response};
 
 use super::error::{render, EdgeError, ErrorShape};
-use super::visit::{consented, Visit};
-use super::{admin, browser, limits, proxy, track_api, Edge};
+use super::visit::{self, consented};
+use super::{admin, browser, limits, page, track_api, Edge};
 use crate::core::routes::{route, Route};
 
 /// Answers a request the plan handed to Rust: a response, or for a page
 /// request whose async work is done, a forward plan for the driver.
-pub async fn serve(req: Request, edge: &Edge) -> worker::Result<proxy::Outcome> {
+pub async fn serve(req: Request, edge: &Edge) -> worker::Result<page::Outcome> {
     let url = req.url()?;
     let on_track_host = edge
         .config
@@ -25,9 +25,9 @@ pub async fn serve(req: Request, edge: &Edge) -> worker::Result<proxy::Outcome> 
         _ => ErrorShape::Browser,
     };
     if route == Route::Proxy {
-        return Ok(proxy::handle(req, edge, url).await);
+        return Ok(page::serve(req, edge, url).await);
     }
-    Ok(proxy::Outcome::Respond(
+    Ok(page::Outcome::Respond(
         answer(route, req, edge, &url)
             .await
             .unwrap_or_else(|e| render(&e, shape)),
@@ -45,18 +45,18 @@ async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Re
             Ok(no_content())
         }
         Route::Identify => {
-            let visit = Visit::read(&req, url, &edge.config.trust);
+            let visit = visit::read(&req, url, &edge.config.trust);
             limits::browser_write(edge, &req, visit.cookies.anon_id.as_deref()).await?;
             browser::identify(req, edge, visit).await
         }
         Route::Track(kind) => {
-            let visit = Visit::read(&req, url, &edge.config.trust);
+            let visit = visit::read(&req, url, &edge.config.trust);
             limits::browser_write(edge, &req, visit.cookies.anon_id.as_deref()).await?;
             browser::track(req, edge, visit, kind).await
         }
         Route::Reset => Ok(browser::reset(
             edge,
-            &Visit::read(&req, url, &edge.config.trust),
+            &visit::read(&req, url, &edge.config.trust),
         )),
         Route::Sdk => Ok(browser::sdk(&req)),
         Route::MethodNotAllowed => Err(EdgeError::MethodNotAllowed),

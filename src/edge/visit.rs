@@ -1,42 +1,18 @@
-//! What the edge knows about one request to an endpoint before it acts (the
-//! visitor's validated identity cookies, how it arrived), and the one place
-//! that issues anonymous ids, event ids and reads the clock.
+//! What the edge reads of a request before it acts (the visitor, consent,
+//! authorization), and the one source of new ids and of the clock.
 
 use worker::Request;
 
-use crate::core::cookies::{read_cookies, CookiePolicy, IncomingCookies};
 use crate::core::secure::{Consent, Trust};
 use crate::core::Error as ClientError;
+use crate::page::visit::Visit;
 
 use super::error::EdgeError;
 
-pub struct Visit {
-    pub cookies: IncomingCookies,
-    pub https: bool,
-}
-
-impl Visit {
-    /// The cookies of a request; a `_cioid` secure mode cannot vouch for is
-    /// dropped (`Trust::vouch`).
-    pub fn read(req: &Request, url: &url::Url, trust: &Trust) -> Self {
-        let header = req.headers().get("cookie").ok().flatten();
-        Visit {
-            cookies: trust.vouch(read_cookies(header.as_deref()), header.as_deref()),
-            https: url.scheme() == "https",
-        }
-    }
-
-    /// The visitor's anonymous id, or a new one with the cookie that sets it.
-    pub fn anon_id(&self, policy: &CookiePolicy, cookies: &mut Vec<String>) -> String {
-        match &self.cookies.anon_id {
-            Some(anon) => anon.clone(),
-            None => {
-                let anon = new_anon_id();
-                cookies.push(policy.anon_cookie(self.https, &anon));
-                anon
-            }
-        }
-    }
+/// The visitor of an endpoint request: its cookies (`page::visit::Visit`).
+pub fn read(req: &Request, url: &url::Url, trust: &Trust) -> Visit {
+    let header = req.headers().get("cookie").ok().flatten();
+    Visit::read(header.as_deref(), url.scheme() == "https", trust)
 }
 
 /// Whether `CONSENT` lets this request be tracked.

@@ -2,44 +2,21 @@
 //! inputs (method, URL, a few headers) and the settings, either a *forward*
 //! plan that a thin JS driver executes with `fetch` (headers toward the
 //! origin, `Set-Cookie` values to append, the snippet to inject), or a reason
-//! to hand the request to the full async handler. Pure; no worker types.
-//!
+//! to hand the request to the async handler (then `super::step` goes on).
 //! The plan travels to the driver as text: `super::codec` writes and reads it.
 
-use url::Url;
-
 use crate::config::{Config, ConfigError};
-use crate::core::cookies::{read_cookies, IncomingCookies};
-use crate::core::form::MAX_FORM_BYTES;
-use crate::core::identifier::{is_cio_id, Identifier};
+use crate::core::identifier::Identifier;
 use crate::core::routes::{self, Route};
-use crate::core::secure::{origin_id_header, Trust};
-use crate::core::snippet::SNIPPET;
+
+pub use super::inputs::Inputs;
+use super::inputs::{link_param, small_form};
+pub use super::origin::Forward;
+use super::origin::{forward, untracked};
+use super::visit::PageRequest;
 
 /// The one prefix the edge keeps for itself; everything else is the site's.
 pub use crate::core::routes::PREFIX;
-/// The link parameter that identifies a visitor (`AUTO_IDENTIFY_LINKS`).
-pub const LINK_PARAM: &str = "_cio_id";
-pub const ANON_HEADER: &str = "x-cio-anon-id";
-pub const ID_HEADER: &str = "x-cio-id";
-/// Response headers by which the origin identifies or resets the visitor
-/// (docs/API.md section 10); never passed on to the browser.
-pub const IDENTIFY_HEADER: &str = "x-cio-identify";
-pub const RESET_HEADER: &str = "x-cio-reset";
-pub const ORIGIN_HEADERS: [&str; 2] = [IDENTIFY_HEADER, RESET_HEADER];
-
-/// The raw inputs of the decision, as the runtime hands them over.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Inputs<'a> {
-    pub method: &'a str,
-    pub url: &'a str,
-    pub cookie: Option<&'a str>,
-    pub accept: Option<&'a str>,
-    pub sec_fetch_mode: Option<&'a str>,
-    pub content_type: Option<&'a str>,
-    pub content_length: Option<&'a str>,
-    pub sec_gpc: Option<&'a str>,
-}
 
 /// Why a request goes to the async handler rather than straight to the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,124 +65,10 @@ impl Reason {
     }
 }
 
-/// A request to pass to the origin, and what the edge adds on the way.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forward {
-    pub target: String,
-    pub timeout_ms: u32,
-    /// Headers toward the origin, in order: `Some` sets, `None` drops.
-    pub headers: Vec<(&'static str, Option<String>)>,
-    pub set_cookies: Vec<String>,
-    /// The snippet to insert when the answer is an HTML page.
-    pub snippet: Option<&'static str>,
-    /// Origin response headers to strip and hand back to Rust.
-    pub watch: &'static [&'static str],
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     Forward(Forward),
     Rust(Reason),
-}
-
-/// The parts of a request URL the decision reads. The runtime hands over its
-/// own serialization (scheme and host lowercase, path and query encoded), so
-/// splitting the text is enough; a URL that does not split is handed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UrlParts<'a> {
-    pub scheme: &'a str,
-    /// Without userinfo and port; an IPv6 address keeps its brackets.
-    pub host: &'a str,
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-}
-
-impl<'a> UrlParts<'a> {
-    pub fn split(url: &'a str) -> Option<Self> {
-        let (scheme, rest) = url.split_once("://")?;
-        if !matches!(scheme, "http" | "https") {
-            return None;
-        }
-        let rest = rest.split('#').next().unwrap_or_default();
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, rest) = rest.split_at(authority_end);
-        let authority = authority.rsplit('@').next().unwrap_or_default();
-        let host = if authority.starts_with('[') {
-            &authority[..authority.find(']')? + 1]
-        } else {
-            authority.split(':').next().unwrap_or_default()
-        };
-        let (path, query) = match rest.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (rest, None),
-        };
-        if host.is_empty() || !path.starts_with('/') {
-            return None;
-        }
-        Some(UrlParts {
-            scheme,
-            host,
-            path,
-            query,
-        })
-    }
-}
-
-/// What is known of one request to the site before it is forwarded.
-pub struct Visit<'a> {
-    pub url: UrlParts<'a>,
-    pub cookies: IncomingCookies,
-    pub https: bool,
-    pub html_navigation: bool,
-}
-
-impl<'a> Visit<'a> {
-    /// The request's URL and cookies; a `_cioid` secure mode cannot vouch
-    /// for is dropped here (`Trust::vouch`).
-    pub fn read(inputs: &Inputs<'a>, trust: &Trust) -> Option<Self> {
-        let url = UrlParts::split(inputs.url)?;
-        Some(Visit {
-            https: url.scheme == "https",
-            cookies: trust.vouch(read_cookies(inputs.cookie), inputs.cookie),
-            html_navigation: is_html_navigation(inputs),
-            url,
-        })
-    }
-}
-
-/// A top-level HTML navigation: a GET a browser makes for a document.
-pub fn is_html_navigation(inputs: &Inputs) -> bool {
-    if inputs.method != "GET" {
-        return false;
-    }
-    match inputs.sec_fetch_mode {
-        Some(mode) => mode == "navigate",
-        None => inputs
-            .accept
-            .is_some_and(|accept| accept.contains("text/html")),
-    }
-}
-
-/// The `_cio_id` of a link, when it has the shape of one.
-pub fn link_param(url: &UrlParts) -> Option<String> {
-    let query = url.query.filter(|q| q.contains(LINK_PARAM))?;
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == LINK_PARAM)
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| is_cio_id(v))
-}
-
-/// A form post small enough to inspect (declared length): its content type.
-pub fn small_form<'a>(inputs: &Inputs<'a>) -> Option<&'a str> {
-    if inputs.method != "POST" {
-        return None;
-    }
-    let length = inputs.content_length?.trim().parse::<usize>().ok()?;
-    let content_type = inputs.content_type?;
-    let mime = content_type.to_ascii_lowercase();
-    let is_form = mime.starts_with("application/x-www-form-urlencoded")
-        || mime.starts_with("multipart/form-data");
-    (is_form && length <= MAX_FORM_BYTES).then_some(content_type)
 }
 
 /// Decides a request. `new_anon_id` is called only when the visitor needs one.
@@ -217,141 +80,58 @@ pub fn plan(
     let Ok(config) = config else {
         return Plan::Rust(Reason::BadSetting);
     };
-    let Some(visit) = Visit::read(inputs, &config.trust) else {
+    let Some(page) = PageRequest::read(inputs, &config.trust) else {
         return Plan::Rust(Reason::BadUrl);
     };
     // The route table decides what is ours; everything else is the site's.
-    let on_track_host = config.track_api_host.as_deref() == Some(visit.url.host);
-    match routes::route(inputs.method, visit.url.path, on_track_host) {
+    let on_track_host = config.track_api_host.as_deref() == Some(page.url.host);
+    match routes::route(inputs.method, page.url.path, on_track_host) {
         Route::Proxy => {}
-        Route::TrackApi(_) if on_track_host && !visit.url.path.starts_with(PREFIX) => {
+        Route::TrackApi(_) if on_track_host && !page.url.path.starts_with(PREFIX) => {
             return Plan::Rust(Reason::TrackApiHost)
         }
         _ => return Plan::Rust(Reason::Reserved),
     }
     if !config.consent.allows(inputs.cookie, inputs.sec_gpc) {
-        return Plan::Forward(untracked(config, visit.url));
+        return Plan::Forward(untracked(config, page.url));
     }
-    if config.auto_identify_links && link_param(&visit.url).is_some() {
+    if config.auto_identify_links && link_param(&page.url).is_some() {
         return Plan::Rust(Reason::Link);
     }
     if config.auto_identify_forms && small_form(inputs).is_some() {
         return Plan::Rust(Reason::Form);
     }
-    if config.edge_page_views && visit.html_navigation {
+    if config.edge_page_views && page.html_navigation {
         return Plan::Rust(Reason::PageView);
     }
-    let (anon_id, anon_changed) = match &visit.cookies.anon_id {
-        Some(anon) => (anon.clone(), false),
-        None => (new_anon_id(), true),
-    };
-    let identifier = visit
+    let anon = page.visit.anon(new_anon_id);
+    let identifier = page
+        .visit
         .cookies
         .identifier
         .as_ref()
         .map(Identifier::as_written);
-    let mut set_cookies = Vec::new();
-    if anon_changed || visit.html_navigation {
-        set_cookies.push(config.cookies.anon_cookie(visit.https, &anon_id));
-    }
+    let set_cookies = page
+        .anon_cookie(&config.cookies, &anon)
+        .into_iter()
+        .collect();
     Plan::Forward(forward(
         config,
-        visit.url,
+        page.url,
         inputs.method,
-        &anon_id,
+        &anon.id,
         identifier.as_deref(),
         set_cookies,
     ))
 }
 
-/// The forward plan for a visitor whose ids are settled: what the origin is
-/// told, which cookies are set, whether the page gets the snippet.
-pub fn forward(
-    config: &Config,
-    url: UrlParts,
-    method: &str,
-    anon_id: &str,
-    identifier: Option<&str>,
-    set_cookies: Vec<String>,
-) -> Forward {
-    // A client-sent X-Cio-* header never reaches the origin.
-    let headers = vec![
-        ("host", None),
-        ("x-forwarded-host", Some(url.host.to_owned())),
-        ("x-forwarded-proto", Some(url.scheme.to_owned())),
-        (ANON_HEADER, Some(anon_id.to_owned())),
-        (ID_HEADER, identifier.map(origin_id_header)),
-    ];
-    Forward {
-        target: origin_url(&config.origin, url),
-        timeout_ms: config.origin_timeout_ms,
-        headers,
-        set_cookies,
-        snippet: (config.inject_snippet && method != "HEAD").then_some(SNIPPET),
-        watch: &ORIGIN_HEADERS,
-    }
-}
-
-/// A request without consent (`CONSENT`): forwarded with no id, no cookie
-/// and no snippet, so the page is the origin's byte for byte; an identify
-/// header of the origin's is still stripped, and applies nothing.
-pub fn untracked(config: &Config, url: UrlParts) -> Forward {
-    Forward {
-        target: origin_url(&config.origin, url),
-        timeout_ms: config.origin_timeout_ms,
-        headers: vec![
-            ("host", None),
-            ("x-forwarded-host", Some(url.host.to_owned())),
-            ("x-forwarded-proto", Some(url.scheme.to_owned())),
-            (ANON_HEADER, None),
-            (ID_HEADER, None),
-        ],
-        set_cookies: Vec::new(),
-        snippet: None,
-        watch: &ORIGIN_HEADERS,
-    }
-}
-
-/// A response header's value as the runtime hands it over (each byte one
-/// character, as `Headers` reads them), read back as UTF-8 when it is.
-pub fn header_text(value: &str) -> std::borrow::Cow<'_, str> {
-    let bytes: Option<Vec<u8>> = value.chars().map(|c| u8::try_from(c).ok()).collect();
-    match bytes.and_then(|b| String::from_utf8(b).ok()) {
-        Some(text) if text != value => std::borrow::Cow::Owned(text),
-        _ => std::borrow::Cow::Borrowed(value),
-    }
-}
-
-/// Whether an origin answer gets the snippet: a 200 HTML page.
-pub fn injects(status: u16, content_type: Option<&str>) -> bool {
-    status == 200
-        && content_type.is_some_and(|ct| {
-            ct.trim_start()
-                .get(..9)
-                .is_some_and(|p| p.eq_ignore_ascii_case("text/html"))
-        })
-}
-
-/// The origin URL for a request: the origin's scheme, host and port, its path
-/// as a prefix, then the request's own path and query, untouched.
-pub fn origin_url(origin: &Url, url: UrlParts) -> String {
-    // Both are serialized already: join the strings (an origin carries no
-    // query or fragment, so its text ends with its path).
-    let base = origin.as_str().trim_end_matches('/');
-    let mut target = String::with_capacity(base.len() + url.path.len() + 64);
-    target.push_str(base);
-    target.push_str(url.path);
-    if let Some(query) = url.query {
-        target.push('?');
-        target.push_str(query);
-    }
-    target
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::codec::{decode_forward, decode_inputs, encode};
+    use super::super::origin::{injects, ANON_HEADER, ID_HEADER};
+    use super::super::test_kit::{config, get, ANON, NEW};
     use super::*;
+    use crate::core::snippet::SNIPPET;
 
     fn text(f: &Forward) -> String {
         encode(&Plan::Forward(f.clone()))
@@ -359,28 +139,6 @@ mod tests {
 
     fn anon_id_of(text: &str) -> Option<&str> {
         decode_forward(text).unwrap().header(ANON_HEADER)
-    }
-    use std::collections::HashMap;
-
-    const ANON: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
-    const NEW: &str = "11111111-2222-4333-8444-555555555555";
-
-    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        map.entry("ORIGIN_URL".into())
-            .or_insert_with(|| "http://127.0.0.1:9000/base".into());
-        Config::from_lookup(|name| map.get(name).cloned())
-    }
-
-    fn get(url: &str) -> Inputs<'_> {
-        Inputs {
-            method: "GET",
-            url,
-            ..Default::default()
-        }
     }
 
     fn decide(config: &Result<Config, ConfigError>, inputs: &Inputs) -> Plan {
@@ -640,73 +398,6 @@ mod tests {
     }
 
     #[test]
-    fn url_parts_match_the_url_parser() {
-        for url in [
-            "http://x.test/",
-            "https://Shop.Example.com:8443/a/b?c=d&e#frag",
-            "http://user:pw@x.test:81/p?q",
-            "http://[::1]:8787/x?y=1",
-            "http://127.0.0.1:8787/_cio/track.js",
-            "https://x.test/p%20q?",
-            "https://xn--bcher-kva.example/",
-        ] {
-            let parsed = Url::parse(url).unwrap();
-            let parts = UrlParts::split(parsed.as_str()).unwrap();
-            assert_eq!(parts.scheme, parsed.scheme(), "{url}");
-            assert_eq!(Some(parts.host), parsed.host_str(), "{url}");
-            assert_eq!(parts.path, parsed.path(), "{url}");
-            assert_eq!(parts.query, parsed.query(), "{url}");
-        }
-        for bad in [
-            "",
-            "not a url",
-            "ftp://x.test/",
-            "http://",
-            "http:///p",
-            "http://x.test",
-            "http://[::1/",
-        ] {
-            assert_eq!(UrlParts::split(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn origin_urls() {
-        let cases = [
-            (
-                "http://127.0.0.1:9000",
-                "https://x.test/a/b?c=d&e",
-                "http://127.0.0.1:9000/a/b?c=d&e",
-            ),
-            (
-                "http://127.0.0.1:9000/",
-                "https://x.test/",
-                "http://127.0.0.1:9000/",
-            ),
-            (
-                "https://o.test/base/",
-                "https://x.test/p%20q?",
-                "https://o.test/base/p%20q?",
-            ),
-            (
-                "https://o.test/base",
-                "https://x.test/?x=%2F",
-                "https://o.test/base/?x=%2F",
-            ),
-        ];
-        for (origin, url, want) in cases {
-            let got = origin_url(&Url::parse(origin).unwrap(), UrlParts::split(url).unwrap());
-            assert_eq!(got, want, "{origin} {url}");
-            // The same as setting the joined path and the query on the origin.
-            let (o, u) = (Url::parse(origin).unwrap(), Url::parse(url).unwrap());
-            let mut old = o.clone();
-            old.set_path(&format!("{}{}", o.path().trim_end_matches('/'), u.path()));
-            old.set_query(u.query());
-            assert_eq!(got, old.as_str());
-        }
-    }
-
-    #[test]
     fn secure_mode_ignores_an_unsigned_cioid_and_encodes_the_header() {
         use crate::core::secure::{Secret, SIG_COOKIE};
         let c = config(&[("IDENTIFY_SECRET", "k")]);
@@ -768,15 +459,6 @@ mod tests {
         assert_eq!(after.set_cookies.len(), 1);
         assert_eq!(anon_id_of(&text(&after)), Some(NEW));
         assert!(text(&after).ends_with("\nrx-cio-identify\nrx-cio-reset"));
-    }
-
-    #[test]
-    fn header_text_reads_utf8_bytes_back() {
-        assert_eq!(header_text(r#"{"id":"a"}"#), r#"{"id":"a"}"#);
-        // "ü" sent as UTF-8 bytes, read by the runtime one byte per character.
-        assert_eq!(header_text("\u{c3}\u{bc}"), "ü");
-        assert_eq!(header_text("caf\u{e9}"), "caf\u{e9}");
-        assert_eq!(header_text("ü€"), "ü€");
     }
 
     proptest::proptest! {
