@@ -5,6 +5,9 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 use super::identifier::Identifier;
 
+/// The companion of `_cioid`: an HMAC of its identifier, HttpOnly.
+pub const SIG_COOKIE: &str = "_cioidsig";
+
 pub const ANON_COOKIE: &str = "_cioanonid";
 pub const ID_COOKIE: &str = "_cioid";
 /// 365 days, as Customer.io's snippet.
@@ -172,12 +175,12 @@ impl CookiePolicy {
 
     /// The companion of `_cioid` (secure mode): always HttpOnly.
     pub fn sig_cookie(&self, https: bool, value: &str) -> String {
-        let name = super::secure::SIG_COOKIE;
+        let name = SIG_COOKIE;
         self.build_with(https, name, value.to_owned(), COOKIE_MAX_AGE_SECS, true)
     }
 
     pub fn clear_sig_cookie(&self, https: bool) -> String {
-        self.build_with(https, super::secure::SIG_COOKIE, String::new(), 0, true)
+        self.build_with(https, SIG_COOKIE, String::new(), 0, true)
     }
 }
 

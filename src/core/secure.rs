@@ -9,11 +9,10 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use sha2::Sha256;
 
+pub use super::cookies::SIG_COOKIE;
 use super::cookies::{split_cookies, CookiePolicy, IncomingCookies};
 use super::identifier::Identifier;
 
-/// The companion of `_cioid`: an HMAC of its identifier, HttpOnly.
-pub const SIG_COOKIE: &str = "_cioidsig";
 /// Domain separation: a companion is never a valid `user_hash`, nor back.
 const SIG_CONTEXT: &[u8] = b"cio-edge _cioid\n";
 

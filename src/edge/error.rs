@@ -8,6 +8,10 @@ use crate::config::ConfigError;
 use crate::core::Error as ClientError;
 use crate::identity::StoreError;
 
+/// The rate limiters' period (`edge::limits`), in seconds: what a refused
+/// client waits.
+pub const RETRY_AFTER_SECS: u32 = 60;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     #[error(transparent)]
@@ -105,7 +109,7 @@ pub fn render(e: &EdgeError, shape: ErrorShape) -> Response {
     };
     let mut response = json_response(&body, e.status_code());
     if matches!(e, EdgeError::RateLimited) {
-        let retry = super::limits::RETRY_AFTER_SECS.to_string();
+        let retry = RETRY_AFTER_SECS.to_string();
         let _ = response.headers_mut().set("retry-after", &retry);
     }
     if matches!(e, EdgeError::Unauthorized) {

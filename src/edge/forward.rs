@@ -24,7 +24,7 @@ use crate::store::forward::{
 };
 
 /// The dead-letter queue's name in `wrangler.toml`.
-pub const DEADLETTER_QUEUE_NAME: &str = "cio-deadletter";
+pub const DEADLETTER_QUEUE_NAME: &str = crate::bindings::CIO_DEADLETTER_QUEUE;
 /// The Customer.io workspace settings forwarding relies on.
 const REQUIRED_WORKSPACE_SETTINGS: &[&str] = &[
     "Allow updates to email using ID: on, else an email change of a person who has an id is not applied in Customer.io",

@@ -9,11 +9,9 @@ use super::error::EdgeError;
 use super::Edge;
 
 /// Browser writes (identify, track, page) per anonymous visitor.
-pub const VISITOR_LIMITER: &str = "VISITOR_RATE_LIMIT";
+pub const VISITOR_LIMITER: &str = crate::bindings::VISITOR_RATE_LIMIT;
 /// Browser writes and `_cio_id` lookups per client address.
-pub const CLIENT_LIMITER: &str = "CLIENT_RATE_LIMIT";
-/// The limiters' period, in seconds: what a refused client waits.
-pub const RETRY_AFTER_SECS: u32 = 60;
+pub const CLIENT_LIMITER: &str = crate::bindings::CLIENT_RATE_LIMIT;
 
 /// The client's address as Cloudflare reports it.
 pub fn client_address(req: &Request) -> String {

@@ -180,15 +180,15 @@ pub async fn handle(
         Ok(answer) => answer,
         Err(e) => {
             worker::console_error!("{e}");
-            page::Outcome::Respond(error::json_response(
+            page::Answer::Respond(error::json_response(
                 &serde_json::json!({ "errors": [{ "reason": "internal", "message": "internal error" }] }),
                 500,
             ))
         }
     };
     match answer {
-        page::Outcome::Respond(response) => web_sys::Response::from(response).into(),
-        page::Outcome::Forward(text, body) => {
+        page::Answer::Respond(response) => web_sys::Response::from(response).into(),
+        page::Answer::Forward(text, body) => {
             let body = body.map_or(JsValue::UNDEFINED, |b| {
                 js_sys::Uint8Array::from(b.as_slice()).into()
             });
@@ -197,10 +197,10 @@ pub async fn handle(
     }
 }
 
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<page::Outcome> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<page::Answer> {
     let config = match load_config(&env) {
         Ok(config) => config,
-        Err(e) => return Ok(page::Outcome::Respond(config_error_response(&e))),
+        Err(e) => return Ok(page::Answer::Respond(config_error_response(&e))),
     };
     let edge = Edge { config, env, ctx };
     router::serve(req, &edge).await

@@ -19,12 +19,12 @@ use crate::store::{detached_store, finish};
 
 /// What the async handler answers: a response of its own, or a forward plan
 /// (as text) with the request body it had to read, if any.
-pub enum Outcome {
+pub enum Answer {
     Respond(Response),
     Forward(String, Option<Vec<u8>>),
 }
 
-pub async fn serve(mut req: Request, edge: &Edge, url: Url) -> Outcome {
+pub async fn serve(mut req: Request, edge: &Edge, url: Url) -> Answer {
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let (cookie, accept, mode) = (header("cookie"), header("accept"), header("sec-fetch-mode"));
     let (content_type, content_length) = (header("content-type"), header("content-length"));
@@ -42,12 +42,10 @@ pub async fn serve(mut req: Request, edge: &Edge, url: Url) -> Outcome {
     };
     let mut step = match Step::start(&edge.config, &inputs, new_anon_id) {
         Start::Tracked(step) => step,
-        Start::Untracked(forward) => {
-            return Outcome::Forward(encode(&Plan::Forward(forward)), None)
-        }
+        Start::Untracked(forward) => return Answer::Forward(encode(&Plan::Forward(forward)), None),
         Start::BadUrl => {
             let failure = Failure::Unreachable(format!("unreadable URL {url}"));
-            return Outcome::Respond(bad_gateway(&failure, &[]));
+            return Answer::Respond(bad_gateway(&failure, &[]));
         }
     };
 
@@ -76,7 +74,7 @@ pub async fn serve(mut req: Request, edge: &Edge, url: Url) -> Outcome {
     if let Some(content_type) = step.form(&inputs) {
         let Ok(body) = req.bytes().await else {
             let failure = Failure::Unreachable("could not read the request body".into());
-            return Outcome::Respond(bad_gateway(&failure, &step.set_cookies()));
+            return Answer::Respond(bad_gateway(&failure, &step.set_cookies()));
         };
         match step.form_read(content_type, &body) {
             FormStep::Nobody => {}
@@ -100,7 +98,7 @@ pub async fn serve(mut req: Request, edge: &Edge, url: Url) -> Outcome {
             step.anon_id().to_owned(),
         );
     }
-    Outcome::Forward(encode(&Plan::Forward(step.finish())), buffered)
+    Answer::Forward(encode(&Plan::Forward(step.finish())), buffered)
 }
 
 async fn identify_now(

@@ -11,7 +11,7 @@ use crate::core::routes::{route, Route};
 
 /// Answers a request the plan handed to Rust: a response, or for a page
 /// request whose async work is done, a forward plan for the driver.
-pub async fn serve(req: Request, edge: &Edge) -> worker::Result<page::Outcome> {
+pub async fn serve(req: Request, edge: &Edge) -> worker::Result<page::Answer> {
     let url = req.url()?;
     let on_track_host = edge
         .config
@@ -27,7 +27,7 @@ pub async fn serve(req: Request, edge: &Edge) -> worker::Result<page::Outcome> {
     if route == Route::Proxy {
         return Ok(page::serve(req, edge, url).await);
     }
-    Ok(page::Outcome::Respond(
+    Ok(page::Answer::Respond(
         answer(route, req, edge, &url)
             .await
             .unwrap_or_else(|e| render(&e, shape)),

@@ -39,10 +39,8 @@ pub fn new_event_id() -> String {
     random_uuid()
 }
 
-/// Unix seconds now.
-pub fn now_secs() -> i64 {
-    (js_sys::Date::now() / 1000.0) as i64
-}
+/// Unix seconds now (the objects read the same clock).
+pub use crate::store::now_secs;
 
 /// The one auth gate: `Authorization` checked by `matches`; without a
 /// credential configured the endpoint does not exist (404), never open.

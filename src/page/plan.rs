@@ -3,7 +3,7 @@
 //! plan that a thin JS driver executes with `fetch` (headers toward the
 //! origin, `Set-Cookie` values to append, the snippet to inject), or a reason
 //! to hand the request to the async handler (then `super::step` goes on).
-//! The plan travels to the driver as text: `super::codec` writes and reads it.
+//! The plan travels to the driver as text, written and read by the codec.
 
 use crate::config::{Config, ConfigError};
 use crate::core::identifier::Identifier;

@@ -8,7 +8,6 @@ use worker::{kv::KvStore, Env};
 use crate::identity::wire::PersonView;
 use crate::identity::{Cache, IndexKey, StoreError};
 
-pub const BINDING: &str = "CIO_KV";
 const PERSON_PREFIX: &str = "person:";
 
 #[derive(Clone)]
@@ -27,7 +26,7 @@ fn person_key(cio_id: &str) -> String {
 impl KvCache {
     pub fn new(env: &Env) -> Self {
         KvCache {
-            kv: env.kv(BINDING).ok(),
+            kv: env.kv(crate::bindings::CIO_KV).ok(),
         }
     }
 

@@ -16,9 +16,9 @@ use crate::config::Forwarding as Settings;
 use crate::forward::{envelopes, DeadLetter, Envelope};
 use crate::identity::StoreError;
 
-pub const OUTBOX_QUEUE: &str = "CIO_OUTBOX";
-pub const DEADLETTER_QUEUE: &str = "CIO_DEADLETTER";
-pub const BINDING: &str = "FORWARDING";
+pub const OUTBOX_QUEUE: &str = crate::bindings::CIO_OUTBOX;
+pub const DEADLETTER_QUEUE: &str = crate::bindings::CIO_DEADLETTER;
+pub const BINDING: &str = crate::bindings::FORWARDING;
 /// The one `Forwarding` object.
 const SINGLETON: &str = "forwarding";
 /// Outbox rows one drain step reads.

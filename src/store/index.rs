@@ -11,8 +11,6 @@ use super::sql::LazyTables;
 use crate::identity::objects::{index_call, IndexTables};
 use crate::identity::StoreError;
 
-pub const BINDING: &str = "IDENTITY_INDEX";
-
 #[durable_object]
 pub struct IdentityIndex {
     sql: SqlStorage,

@@ -4,7 +4,7 @@
 use worker::Env;
 
 use super::rpc::call;
-use super::{index, person, visitor};
+use crate::bindings::{IDENTITY_INDEX, PERSON, VISITOR};
 use crate::identity::wire::*;
 use crate::identity::{IndexKey, Objects};
 
@@ -21,14 +21,14 @@ impl DoObjects {
 
 impl Objects for DoObjects {
     async fn index(&self, key: &IndexKey, c: IndexCall) -> Result<IndexReply, StoreError> {
-        call(&self.env, index::BINDING, &key.to_string(), &c).await
+        call(&self.env, IDENTITY_INDEX, &key.to_string(), &c).await
     }
 
     async fn person(&self, cio_id: &str, c: PersonCall) -> Result<PersonReply, StoreError> {
-        call(&self.env, person::BINDING, cio_id, &c).await
+        call(&self.env, PERSON, cio_id, &c).await
     }
 
     async fn visitor(&self, anon_id: &str, c: VisitorCall) -> Result<VisitorReply, StoreError> {
-        call(&self.env, visitor::BINDING, anon_id, &c).await
+        call(&self.env, VISITOR, anon_id, &c).await
     }
 }

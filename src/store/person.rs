@@ -19,8 +19,6 @@ use crate::identity::wire::Position;
 use crate::identity::wire::VisitorCall;
 use crate::identity::{Objects, StoreError};
 
-pub const BINDING: &str = "PERSON";
-
 const DATA_TABLES: [&str; 4] = ["profile", "relationships", "anonymous_ids", "events"];
 
 const SCHEMA: &[&str] = &[

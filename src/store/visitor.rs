@@ -15,8 +15,6 @@ use crate::identity::retention::{self, Retention, VisitorClock};
 use crate::identity::wire::Position;
 use crate::identity::StoreError;
 
-pub const BINDING: &str = "VISITOR";
-
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS marker (k INTEGER PRIMARY KEY CHECK (k = 1), merged_into TEXT NOT NULL)",
