@@ -42,6 +42,22 @@ pub struct Store<O, C, B> {
     pub background: B,
 }
 
+fn conflict(field: &'static str) -> StoreError {
+    ClientError::conflict(field, format!("this {field} belongs to another person")).into()
+}
+
+/// Who an identify attempt writes to, as its steps settle it.
+struct Who {
+    target: String,
+    /// The target was created by this attempt's claim.
+    created: bool,
+    /// Found through the cache: the person checks it still holds this.
+    must_hold: Option<IndexKey>,
+    email_claimed: bool,
+    /// The target is a lead found by the email, taking the new id.
+    adopting_lead: bool,
+}
+
 fn not_found() -> StoreError {
     ClientError::not_found("no such person").into()
 }
@@ -301,6 +317,8 @@ where
         Ok(owner)
     }
 
+    /// One attempt at an identify, by step: who the person is, the index
+    /// claims its identifiers need, then the write to the person.
     async fn identify_once(
         &self,
         claims: &mut Vec<(IndexKey, String)>,
@@ -308,20 +326,27 @@ where
         options: IdentifyOptions<'_>,
         use_cache: bool,
     ) -> Result<Attempt, StoreError> {
-        let update = &identify.update;
-        let conflict = |field: &'static str| -> StoreError {
-            ClientError::conflict(field, format!("this {field} belongs to another person")).into()
-        };
+        let mut who = self.who(claims, identify, options, use_cache).await?;
+        self.claim_identifiers(claims, identify, &mut who).await?;
+        self.write_person(claims, identify, options, who).await
+    }
 
-        // Who: the cio_id itself, or the owner of the identifier, claimed for a
-        // fresh cio_id when creating (the claim decides any race).
+    /// Who: the cio_id itself, or the owner of the identifier, claimed for a
+    /// fresh cio_id when creating (the claim decides any race).
+    async fn who(
+        &self,
+        claims: &mut Vec<(IndexKey, String)>,
+        identify: &Identify,
+        options: IdentifyOptions<'_>,
+        use_cache: bool,
+    ) -> Result<Who, StoreError> {
         let primary = IndexKey::of(&identify.identifier);
         let cached = match (&primary, use_cache) {
             (Some(key), true) => self.cache.owner(key).await,
             _ => None,
         };
         let must_hold = cached.as_ref().and(primary.clone());
-        let (mut target, created) = match (&identify.identifier, &primary) {
+        let (target, created) = match (&identify.identifier, &primary) {
             (Identifier::CioId(cio_id), _) => (cio_id.clone(), false),
             // An existing person found through the cache; it checks it still
             // holds the identifier, which saves the index round trip.
@@ -335,38 +360,73 @@ where
             (_, Some(key)) => (self.owner(key).await?.ok_or_else(not_found)?, false),
             (_, None) => return Err(not_found()),
         };
-        let mut email_claimed = matches!(identify.identifier, Identifier::Email(_));
-        let mut adopting_lead = false;
+        Ok(Who {
+            target,
+            created,
+            must_hold,
+            email_claimed: matches!(identify.identifier, Identifier::Email(_)),
+            adopting_lead: false,
+        })
+    }
 
+    /// The index claims beside the primary identifier's.
+    async fn claim_identifiers(
+        &self,
+        claims: &mut Vec<(IndexKey, String)>,
+        identify: &Identify,
+        who: &mut Who,
+    ) -> Result<(), StoreError> {
+        let update = &identify.update;
+        let primary = IndexKey::of(&identify.identifier);
         // A new id with an email that someone already has: that person (a lead
         // identified by email) gets the id, unless it has another one (then the
         // person answers 409 and the claims are rolled back).
         if let (true, Identifier::Id(_), Some(email), Some(primary)) =
-            (created, &identify.identifier, &update.email, &primary)
+            (who.created, &identify.identifier, &update.email, &primary)
         {
             let email_key = IndexKey::Email(email.clone());
-            let email_owner = self.claim_for(claims, &email_key, &target).await?;
-            if email_owner != target {
+            let email_owner = self.claim_for(claims, &email_key, &who.target).await?;
+            if email_owner != who.target {
                 self.roll_back(claims).await;
                 if self.claim_for(claims, primary, &email_owner).await? != email_owner {
                     return Err(conflict("id"));
                 }
-                target = email_owner;
-                adopting_lead = true;
+                who.target = email_owner;
+                who.adopting_lead = true;
             }
-            email_claimed = true;
+            who.email_claimed = true;
         }
         // An id given beside another identifier (Track API): claim it for the target.
         if let (Some(id), false) = (&update.id, matches!(identify.identifier, Identifier::Id(_))) {
             if self
-                .claim_for(claims, &IndexKey::Id(id.clone()), &target)
+                .claim_for(claims, &IndexKey::Id(id.clone()), &who.target)
                 .await?
-                != target
+                != who.target
             {
                 return Err(conflict("id"));
             }
         }
 
+        Ok(())
+    }
+
+    /// The identify written to the person, claiming its new email first when
+    /// the person asks.
+    async fn write_person(
+        &self,
+        claims: &mut Vec<(IndexKey, String)>,
+        identify: &Identify,
+        options: IdentifyOptions<'_>,
+        who: Who,
+    ) -> Result<Attempt, StoreError> {
+        let update = &identify.update;
+        let Who {
+            target,
+            created,
+            must_hold,
+            mut email_claimed,
+            adopting_lead,
+        } = who;
         loop {
             let call = IdentifyCall {
                 cio_id: target.clone(),
