@@ -1,8 +1,11 @@
 //! cio-edge: a first-party identity edge, as a Cloudflare Worker.
 //!
-//! `core` and `config` are pure and build natively (`cargo test`); `edge`
-//! (HTTP) and `store` (Durable Objects, KV) exist only in the wasm build.
-//! Dependencies point one way: edge -> store -> core, edge -> core. The
+//! Floors, from the bottom up (each imports only floors below it, see
+//! docs/ARCHITECTURE.md): `core` (pure rules), `forward` (Customer.io
+//! operations, pure), `config`, `identity` (identity without a runtime),
+//! `page` (the page request, pure), `bindings` (binding names); then, in the
+//! wasm build only, `store` (Durable Objects, KV) and `edge` (HTTP, I/O only).
+//! Everything but `store` and `edge` builds natively (`cargo test`). The
 //! worker's main is `js/entry.mjs`: per request it calls the synchronous
 //! `plan` export and forwards, or awaits the async `handle` export.
 

@@ -26,6 +26,9 @@ pub enum EdgeError {
     Storage(String),
     #[error("too many requests; retry later")]
     RateLimited,
+    /// A runtime failure no handler turned into an answer (logged).
+    #[error("internal error")]
+    Internal,
 }
 
 impl From<StoreError> for EdgeError {
@@ -64,6 +67,7 @@ impl EdgeError {
             EdgeError::NoRoute => 404,
             EdgeError::Storage(_) => 503,
             EdgeError::RateLimited => 429,
+            EdgeError::Internal => 500,
         }
     }
 
@@ -75,6 +79,7 @@ impl EdgeError {
             EdgeError::NoRoute => "not_found",
             EdgeError::Storage(_) => "storage_unavailable",
             EdgeError::RateLimited => "rate_limited",
+            EdgeError::Internal => "internal",
         }
     }
 

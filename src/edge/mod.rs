@@ -180,9 +180,9 @@ pub async fn handle(
         Ok(answer) => answer,
         Err(e) => {
             worker::console_error!("{e}");
-            page::Answer::Respond(error::json_response(
-                &serde_json::json!({ "errors": [{ "reason": "internal", "message": "internal error" }] }),
-                500,
+            page::Answer::Respond(error::render(
+                &error::EdgeError::Internal,
+                error::ErrorShape::Browser,
             ))
         }
     };
