@@ -23,6 +23,8 @@ pub mod memory;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]
+mod test_kit;
+#[cfg(test)]
 mod tests;
 
 pub use backend::{Background, Cache, Objects, Task};

@@ -3,52 +3,14 @@
 //! that committed it (a visitor merged by an identify adds its own), repeats
 //! and refused writes leave none, and with forwarding off nothing is written.
 
-use futures::executor::block_on;
 use serde_json::{json, Value};
 
 use super::memory::Mem;
 use super::*;
-use crate::core::event::{Event, EventType};
 use crate::core::identifier::Identifier;
 use crate::core::profile::parse_identify;
 
-const NOW: i64 = 1_700_000_000;
-
-fn event(id: &str, data: Value) -> Event {
-    Event {
-        kind: EventType::Event,
-        name: format!("e-{id}"),
-        data: data.as_object().cloned().unwrap_or_default(),
-        timestamp: NOW,
-        anonymous_id: None,
-        id: id.to_owned(),
-    }
-}
-
-fn opts(anon: Option<&str>) -> IdentifyOptions<'_> {
-    IdentifyOptions {
-        create: true,
-        anonymous_id: anon,
-        now: NOW,
-    }
-}
-
-fn identify(mem: &Mem, body: Value, anon: Option<&str>) -> Result<Identified, StoreError> {
-    let identify = parse_identify(body.as_object().unwrap(), true).unwrap();
-    block_on(async {
-        let out = mem.store().identify(&identify, opts(anon)).await;
-        mem.settle().await;
-        out
-    })
-}
-
-fn run<T>(mem: &Mem, f: impl std::future::Future<Output = T>) -> T {
-    block_on(async {
-        let out = f.await;
-        mem.settle().await;
-        out
-    })
-}
+use super::test_kit::{event_with as event, identify, opts, run, NOW};
 
 /// Every outbound operation of every object, in no particular order.
 fn all_ops(mem: &Mem) -> Vec<Value> {

@@ -5,57 +5,15 @@
 
 use futures::executor::block_on;
 use futures::future::join;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::memory::{Mem, MemStore};
 use super::*;
-use crate::core::event::{Event, EventType};
+use crate::core::event::Event;
 use crate::core::identifier::Identifier;
-use crate::core::profile::{parse_identify, Identify};
 use crate::core::Error as ClientError;
 
-const NOW: i64 = 1_700_000_000;
-
-fn identify_body(body: Value) -> Identify {
-    parse_identify(body.as_object().unwrap(), true).unwrap()
-}
-
-fn opts(anon: Option<&str>) -> IdentifyOptions<'_> {
-    IdentifyOptions {
-        create: true,
-        anonymous_id: anon,
-        now: NOW,
-    }
-}
-
-fn event(id: &str) -> Event {
-    Event {
-        kind: EventType::Event,
-        name: format!("e-{id}"),
-        data: Default::default(),
-        timestamp: NOW,
-        anonymous_id: None,
-        id: id.to_owned(),
-    }
-}
-
-fn id(v: &str) -> Identifier {
-    Identifier::parse(v).unwrap()
-}
-
-/// Runs an operation to the end, background work included.
-fn run<T>(mem: &Mem, f: impl std::future::Future<Output = T>) -> T {
-    block_on(async {
-        let out = f.await;
-        mem.settle().await;
-        out
-    })
-}
-
-fn identify(mem: &Mem, body: Value, anon: Option<&str>) -> Result<Identified, StoreError> {
-    let store = mem.store();
-    run(mem, store.identify(&identify_body(body), opts(anon)))
-}
+use super::test_kit::{event, id, identify, identify_body, opts, run, NOW};
 
 fn conflict_field(e: StoreError) -> String {
     match e {
