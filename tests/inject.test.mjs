@@ -1,10 +1,10 @@
 // INJECT_SNIPPET at the HTTP level: what is rewritten, what is left alone,
 // compressed origin pages, and that a page still streams while rewritten.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import zlib from "node:zlib";
-import { startWorker } from "./support/worker.mjs";
+import { withEdge } from "./support/edge.mjs";
 
 const HEAD = "<!doctype html><html><head><title>t</title></head>";
 const PAGE = `${HEAD}<body><p>hello</p></body></html>`;
@@ -20,12 +20,9 @@ const PAGES = {
   fragment: "<p>fragment</p>",
 };
 
-let origin;
-let edge;
-let plain;
-
-before(async () => {
-  origin = http.createServer((req, res) => {
+// The origin: pages plain, compressed, split, slow, and not HTML.
+async function startPages() {
+  const server = http.createServer((req, res) => {
     req.resume();
     const path = req.url.split("?")[0];
     if (path === "/gzip") {
@@ -70,17 +67,14 @@ before(async () => {
     res.writeHead(200, { "content-type": "text/html", "content-length": Buffer.byteLength(PAGE) });
     res.end(PAGE);
   });
-  await new Promise((r) => origin.listen(0, "127.0.0.1", r));
-  const originUrl = `http://127.0.0.1:${origin.address().port}`;
-  edge = await startWorker({ originUrl, vars: { INJECT_SNIPPET: "true" } });
-  plain = await startWorker({ originUrl });
-});
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); }),
+  };
+}
 
-after(async () => {
-  await edge?.dispose();
-  await plain?.dispose();
-  origin?.close();
-});
+const { edge, another } = withEdge({ origin: startPages, vars: { INJECT_SNIPPET: "true" } });
 
 const count = (text) => text.split(SDK).length - 1;
 
@@ -93,6 +87,7 @@ test("an HTML 200 page gets the snippet once, at the end of <head>; its length h
   assert.ok(text.endsWith("<body><p>hello</p></body></html>"));
   assert.notEqual(res.headers["content-length"], String(Buffer.byteLength(PAGE)));
   // Off by default.
+  const plain = await another();
   assert.equal((await plain.raw("/page")).body.toString(), PAGE);
 });
 

@@ -7,7 +7,9 @@
 //
 // `edge` and `origin` stand for the running instances (usable from inside
 // any test); `another(options)` starts one more worker in front of the same
-// origin, disposed with the rest. Options are `startWorker`'s.
+// origin, disposed with the rest. Options are `startWorker`'s, and `origin`:
+// a function starting the origin (`{ url, close() }`) in place of the
+// standard one.
 import { before, after } from "node:test";
 import { startWorker } from "./worker.mjs";
 import { startOrigin } from "./origin.mjs";
@@ -27,12 +29,12 @@ function standIn(get, what) {
   );
 }
 
-export function withEdge(options = {}) {
+export function withEdge({ origin: makeOrigin = startOrigin, ...options } = {}) {
   let origin;
   let worker;
   const extra = [];
   before(async () => {
-    origin = await startOrigin();
+    origin = await makeOrigin();
     worker = await startWorker({ originUrl: origin.url, ...options });
   });
   after(async () => {
