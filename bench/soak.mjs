@@ -159,7 +159,7 @@ async function admin(p, at = base) {
   return res.json();
 }
 
-/// The event id the edge sends for a recorded event (src/forward/ops.rs,
+/// The event id the edge sends for a recorded event (src/cio/ops.rs,
 /// `event_ulid`): its time in ms, then 80 bits of two FNV-1a hashes of the
 /// owner (a person's cio_id, a visitor's anonymous id) and the stored id.
 function eventUlid(owner, storedId, timestamp) {

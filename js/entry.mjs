@@ -19,7 +19,7 @@ export default {
     return forward(request, env, ctx, text, undefined);
   },
   // Forwarding to Customer.io: the CIO_OUTBOX and CIO_DEADLETTER consumers
-  // (src/edge/forward.rs).
+  // (src/edge/cio.rs).
   async queue(batch, env, ctx) {
     return rust.queue(batch, env, ctx);
   },

@@ -57,12 +57,13 @@ pub struct Config {
     pub event_retention_secs: i64,
     /// Forwarding to a Customer.io workspace; `None` (off) unless both
     /// `CIO_SITE_ID` and `CIO_API_KEY` are set.
-    pub forwarding: Option<Forwarding>,
+    pub forwarding: Option<CioWorkspace>,
 }
 
-/// Where accepted writes are forwarded (docs/FORWARDING.md).
+/// The Customer.io workspace accepted writes are forwarded to
+/// (docs/FORWARDING.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forwarding {
+pub struct CioWorkspace {
     pub site_id: String,
     pub api_key: String,
     /// `CIO_REGION`: `us` or `eu`.
@@ -72,7 +73,7 @@ pub struct Forwarding {
     pub base_url: String,
 }
 
-impl Forwarding {
+impl CioWorkspace {
     /// Reads only the forwarding settings (the Durable Objects and the queue
     /// consumer need nothing else).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
@@ -110,10 +111,10 @@ impl Forwarding {
         let (Some(site_id), Some(api_key)) = (get("CIO_SITE_ID"), get("CIO_API_KEY")) else {
             return Ok(None);
         };
-        Ok(Some(Forwarding {
+        Ok(Some(CioWorkspace {
             site_id,
             api_key,
-            base_url: crate::forward::track_base(&region, override_url.as_deref()),
+            base_url: crate::cio::track_base(&region, override_url.as_deref()),
             region,
         }))
     }
@@ -161,7 +162,7 @@ impl Config {
     /// Builds the config from a lookup of settings by name (the worker's `Env`
     /// in production, a map in tests). Empty values count as unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let forwarding = Forwarding::from_lookup(&get)?;
+        let forwarding = CioWorkspace::from_lookup(&get)?;
         let get = |name: &str| {
             get(name)
                 .map(|v| v.trim().to_owned())

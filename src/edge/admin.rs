@@ -31,7 +31,7 @@ pub async fn handle(
     })?;
     if let Some(rest) = segments.strip_prefix(&["forwarding".to_owned()]) {
         let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-        return super::forward::admin(&req, edge, &rest).await;
+        return super::cio::admin(&req, edge, &rest).await;
     }
     if req.method() != Method::Get {
         return Err(EdgeError::MethodNotAllowed);
@@ -82,9 +82,9 @@ fn export(edge: &Edge) -> Result<Response, EdgeError> {
         let env = env.clone();
         async move {
             let cursor = state?;
-            let store = crate::store::detached_store(&env);
+            let store = crate::cloudflare::detached_store(&env);
             let (people, next) = store.list_people(100, cursor).await.unwrap_or_default();
-            crate::store::finish(store).await;
+            crate::cloudflare::finish(store).await;
             let mut chunk = Vec::new();
             for person in people {
                 if let Ok(line) = serde_json::to_vec(&person) {

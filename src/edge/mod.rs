@@ -8,8 +8,8 @@
 
 mod admin;
 mod browser;
+mod cio;
 mod error;
-mod forward;
 mod limits;
 mod page;
 mod router;
@@ -23,11 +23,11 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use worker::{event, Context, Env, Request};
 
+use crate::cloudflare::{edge_store, EdgeStore};
 use crate::config::{Config, ConfigError};
 use crate::page::codec;
 use crate::page::origin::{self, merge_cookies, OriginWord};
 use crate::page::plan;
-use crate::store::{edge_store, EdgeStore};
 use error::config_error_response;
 
 /// What a request handler needs, loaded once per request.
@@ -51,7 +51,7 @@ thread_local! {
 
 fn load_config(env: &Env) -> Result<Rc<Config>, ConfigError> {
     CONFIG.with(|cell| {
-        cell.get_or_init(|| crate::store::read_config(env).map(Rc::new))
+        cell.get_or_init(|| crate::cloudflare::read_config(env).map(Rc::new))
             .clone()
     })
 }

@@ -8,6 +8,7 @@ use worker::{console_warn, Request, Response};
 
 use super::visit::{new_anon_id, new_event_id, now_secs};
 use super::{limits, Edge};
+use crate::cloudflare::{detached_store, finish};
 use crate::core::event::{Event, EventType};
 use crate::core::identifier::Identifier;
 use crate::core::profile::Identify;
@@ -15,7 +16,6 @@ use crate::identity::IdentifyOptions;
 use crate::page::codec::encode;
 use crate::page::plan::{Inputs, Plan};
 use crate::page::step::{FormStep, Start, Step};
-use crate::store::{detached_store, finish};
 
 /// What the async handler answers: a response of its own, or a forward plan
 /// (as text) with the request body it had to read, if any.

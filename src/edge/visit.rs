@@ -40,7 +40,7 @@ pub fn new_event_id() -> String {
 }
 
 /// Unix seconds now (the objects read the same clock).
-pub use crate::store::now_secs;
+pub use crate::cloudflare::now_secs;
 
 /// The one auth gate: `Authorization` checked by `matches`; without a
 /// credential configured the endpoint does not exist (404), never open.

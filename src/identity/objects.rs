@@ -15,9 +15,9 @@
 
 use serde_json::Value;
 
+use crate::cio;
 use crate::core::event::Event;
 use crate::core::profile::{Profile, ProfileUpdate, Relationship};
-use crate::forward;
 
 use super::backend::Objects;
 use super::key::IndexKey;
@@ -155,7 +155,7 @@ pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<Visitor
                 }
                 match event.anonymous_id.as_deref() {
                     Some(anon) if t.forwarding() && !t.has_event(&event.id)? => {
-                        let op = forward::checked(forward::anonymous_event_op(anon, &event))?;
+                        let op = cio::checked(cio::anonymous_event_op(anon, &event))?;
                         t.insert_event(&event)?;
                         t.outbox_push(&op)?;
                     }
@@ -318,7 +318,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
                     return Err(at_capacity("this person", MAX_PERSON_EVENTS));
                 }
                 if t.forwarding() && !t.has_event(&event.id)? {
-                    let op = forward::checked(forward::person_event_op(&profile, &event))?;
+                    let op = cio::checked(cio::person_event_op(&profile, &event))?;
                     t.insert_event(&event)?;
                     t.outbox_push(&op)?;
                 } else {
@@ -331,7 +331,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
         PersonCall::Rejoin { anonymous_id } => match (sealed, t.profile()?) {
             (false, Some(profile)) if t.has_anonymous_id(&anonymous_id)? => {
                 if t.forwarding() {
-                    t.outbox_push(&forward::anonymous_merge_op(&profile, &anonymous_id))?;
+                    t.outbox_push(&cio::anonymous_merge_op(&profile, &anonymous_id))?;
                 }
                 Ok(PersonReply::Done)
             }
@@ -341,7 +341,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
         PersonCall::Forward { operation: op } => match (sealed, t.profile()?) {
             (false, Some(profile)) => {
                 if t.forwarding() {
-                    t.outbox_push(&forward::checked(forward::addressed_op(&profile, op))?)?;
+                    t.outbox_push(&cio::checked(cio::addressed_op(&profile, op))?)?;
                 }
                 Ok(PersonReply::Done)
             }
@@ -403,7 +403,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
         PersonCall::Absorb { dump, now } => match (sealed, t.profile()?) {
             (false, Some(mut profile)) => {
                 if t.forwarding() {
-                    t.outbox_push(&forward::merge_op(&profile, &dump.profile))?;
+                    t.outbox_push(&cio::merge_op(&profile, &dump.profile))?;
                 }
                 absorb(t, &mut profile, &dump, now)?;
                 Ok(PersonReply::View(Box::new(view(t, profile)?)))
@@ -419,7 +419,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
                 if successor.is_none() && t.forwarding() {
                     let profile = t.profile()?;
                     if let Some(profile) = profile {
-                        t.outbox_push(&forward::delete_op(&profile))?;
+                        t.outbox_push(&cio::delete_op(&profile))?;
                     }
                 }
                 t.wipe()?;
@@ -546,12 +546,12 @@ fn apply_update(t: &impl PersonTables, call: &IdentifyCall) -> Result<Applied, S
     let mut outbound = Vec::new();
     if t.forwarding() {
         let before = before.as_ref().filter(|_| !created);
-        if let Some(op) = forward::identify_op(before, &profile, &call.update) {
-            outbound.push(forward::checked(op)?);
+        if let Some(op) = cio::identify_op(before, &profile, &call.update) {
+            outbound.push(cio::checked(op)?);
         }
         if let Some(change) = &call.update.relationships {
-            if let Some(op) = forward::relationships_op(&profile, change) {
-                outbound.push(forward::checked(op)?);
+            if let Some(op) = cio::relationships_op(&profile, change) {
+                outbound.push(cio::checked(op)?);
             }
         }
     }
@@ -674,7 +674,7 @@ async fn merge_visitor(
     t.add_anonymous_id(anon_id)?;
     if t.forwarding() {
         if let Some(profile) = t.profile()? {
-            t.outbox_push(&forward::anonymous_merge_op(&profile, anon_id))?;
+            t.outbox_push(&cio::anonymous_merge_op(&profile, anon_id))?;
         }
     }
     Ok(Merged::Taken)

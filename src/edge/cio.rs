@@ -1,7 +1,7 @@
 //! Forwarding, the worker's side: the queue consumers (`CIO_OUTBOX`:
 //! post v2 batches to the workspace; `CIO_DEADLETTER`: record what was given
 //! up on) and the admin endpoints `GET /_cio/admin/forwarding` and
-//! `POST /_cio/admin/forwarding/replay`. Every decision is in `forward`.
+//! `POST /_cio/admin/forwarding/replay`. Every decision is in `cio`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,11 +17,11 @@ use worker::{
 use super::error::{json_response, EdgeError};
 use super::visit::now_secs;
 use super::Edge;
-use crate::config::Forwarding as Settings;
-use crate::forward::{classify, next_attempt, pack, DeadLetter, Envelope, Outcome, MAX_ATTEMPTS};
-use crate::store::forward::{
+use crate::cio::{classify, next_attempt, pack, DeadLetter, Envelope, Outcome, MAX_ATTEMPTS};
+use crate::cloudflare::cio::{
     dead_letter, record, replay, settings, StatsCall, DEADLETTER_QUEUE, OUTBOX_QUEUE,
 };
+use crate::config::CioWorkspace as Settings;
 
 /// The dead-letter queue's name in `wrangler.toml`.
 pub const DEADLETTER_QUEUE_NAME: &str = crate::bindings::CIO_DEADLETTER_QUEUE;
@@ -162,14 +162,14 @@ async fn deliver(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
 
 /// Anonymous events just delivered late may have missed Customer.io's
 /// five-minute join window: their visitor's person, if any, sends its join
-/// identify again, now after them (`forward::late_anonymous_ids`,
+/// identify again, now after them (`cio::late_anonymous_ids`,
 /// `identity::store::rejoin`). Best effort: a failure is logged.
 async fn rejoin_late(env: &Env, delivered: &[Value], attempt: u32, now: i64) {
-    let late = crate::forward::late_anonymous_ids(delivered, attempt, now);
+    let late = crate::cio::late_anonymous_ids(delivered, attempt, now);
     if late.is_empty() {
         return;
     }
-    let objects = crate::store::objects::DoObjects::new(env.clone());
+    let objects = crate::cloudflare::objects::DoObjects::new(env.clone());
     for anonymous_id in late {
         if let Err(e) = crate::identity::store::rejoin(&objects, &anonymous_id).await {
             worker::console_error!("forwarding: join of {anonymous_id} not sent again: {e}");

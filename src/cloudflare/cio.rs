@@ -12,8 +12,8 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 
 use super::rpc::{call, read_call, reply, SqlResult};
 use super::sql::table_exists;
-use crate::config::Forwarding as Settings;
-use crate::forward::{envelopes, DeadLetter, Envelope};
+use crate::cio::{envelopes, DeadLetter, Envelope};
+use crate::config::CioWorkspace as Settings;
 use crate::identity::StoreError;
 
 pub const OUTBOX_QUEUE: &str = crate::bindings::CIO_OUTBOX;

@@ -3,7 +3,7 @@
 //! calls them, the KV cache, and `wait_until` for work after the answer.
 
 pub mod cache;
-pub mod forward;
+pub mod cio;
 pub mod index;
 pub mod objects;
 pub mod person;
@@ -15,7 +15,7 @@ use worker::{Context, Env};
 
 use crate::identity::{Background, Store, Task};
 
-pub use forward::Forwarding;
+pub use cio::Forwarding;
 pub use index::IdentityIndex;
 pub use person::Person;
 pub use visitor::Visitor;

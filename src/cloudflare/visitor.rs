@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::forward::Outbox;
+use super::cio::Outbox;
 use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{self, table_exists, LazyTables};
 use crate::core::event::Event;
