@@ -55,6 +55,9 @@ pub struct Config {
     /// Forwarding to a Customer.io workspace; `None` (off) unless both
     /// `CIO_SITE_ID` and `CIO_API_KEY` are set.
     pub forwarding: Option<Forwarding>,
+    /// `CIO_CDP_WRITE_KEY`: the Data Pipelines source's write key;
+    /// unset, `/_cio/cdp/` answers 404 and no `ajs_*` cookie is set.
+    pub cdp_write_key: Option<String>,
 }
 
 /// Where accepted writes are forwarded (docs/FORWARDING.md).
@@ -148,6 +151,7 @@ pub const SETTINGS: &[(&str, Option<&str>)] = &[
     ("CIO_API_KEY", None),
     ("CIO_REGION", Some("us")),
     ("CIO_TRACK_URL", None),
+    ("CIO_CDP_WRITE_KEY", None),
 ];
 
 /// Longest retention a setting may ask for: 100 years.
@@ -257,6 +261,7 @@ impl Config {
             anonymous_retention_secs: days("ANONYMOUS_RETENTION_DAYS", 30)?,
             event_retention_secs: days("EVENT_RETENTION_DAYS", 0)?,
             forwarding,
+            cdp_write_key: get("CIO_CDP_WRITE_KEY"),
             origin,
             origin_timeout_ms,
             cookies,
