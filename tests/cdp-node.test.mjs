@@ -184,3 +184,33 @@ test("the bundle: the write key embedded, the edge as its CDN, cached by ETag; a
   assert.equal(chunk.status, 200);
   assert.equal((await edge.fetch("/_cio/cdp/v1/analytics-js/snippet/other/analytics.min.js")).status, 400);
 });
+
+test("secure mode: an identify needs traits.user_hash; an unvouched userId is the visitor's. Consent: 204, nothing stored", async () => {
+  const SECRET = "cdp-secure-secret";
+  const secure = await another({ vars: { CIO_CDP_WRITE_KEY: WRITE_KEY }, secrets: { ADMIN_TOKEN, IDENTIFY_SECRET: SECRET } });
+  const send = (w, path, body, headers = {}) =>
+    w.fetch(`/_cio/cdp/v1/${path}`, { method: "POST", headers: { "content-type": "text/plain", ...headers }, body: JSON.stringify({ writeKey: WRITE_KEY, ...body }) });
+  const id = uid("secure");
+  assert.equal((await send(secure, "i", { userId: id, traits: { plan: "x" } })).status, 401);
+  assert.equal((await send(secure, "i", { userId: id, traits: { user_hash: "0".repeat(64) } })).status, 401);
+  assert.equal((await person(secure, id)).status, 404);
+  const { createHmac } = await import("node:crypto");
+  const hash = createHmac("sha256", SECRET).update(id).digest("hex");
+  const ok = await send(secure, "i", { userId: id, traits: { plan: "x", user_hash: hash } });
+  assert.equal(ok.status, 200);
+  assert.ok(ok.headers.getSetCookie().some((c) => c.startsWith("_cioidsig=")));
+  assert.deepEqual((await profile(secure, id)).attributes, { plan: "x" });
+
+  // A track claiming that userId without the signed cookie: the visitor's.
+  const anon = crypto.randomUUID();
+  assert.equal((await send(secure, "t", { userId: id, anonymousId: anon, event: "Claimed" })).status, 200);
+  assert.deepEqual(await events(secure, id), []);
+  assert.deepEqual(sortedNames((await adminGet(secure, `visitors/${anon}/activity`)).body.events), ["Claimed"]);
+
+  const gpc = await another({ vars: { CIO_CDP_WRITE_KEY: WRITE_KEY, CONSENT: "gpc" }, secrets: { ADMIN_TOKEN } });
+  const quiet = crypto.randomUUID();
+  const res = await send(gpc, "t", { anonymousId: quiet, event: "No Consent" }, { "sec-gpc": "1" });
+  assert.equal(res.status, 204);
+  assert.deepEqual(res.headers.getSetCookie(), []);
+  assert.deepEqual((await adminGet(gpc, `visitors/${quiet}/activity`)).body.events, []);
+});
