@@ -115,15 +115,17 @@ test("browser bodies: text/plain JSON with writeKey, the short paths, group and 
   assert.equal(res.status, 200);
   assert.deepEqual((await profile(edge, id)).relationships, [{ object_type_id: "2", object_id: "acme", attributes: { role: "owner" } }]);
 
-  // alias: the other identity (here a person by id) joins this one.
-  const other = uid("aliased");
-  assert.equal((await post("identify", { writeKey: WRITE_KEY, userId: other, traits: { from_alias: true } })).status, 200);
-  assert.equal((await post("track", { writeKey: WRITE_KEY, userId: other, event: "Before Alias" })).status, 200);
-  assert.equal((await post("a", { writeKey: WRITE_KEY, type: "alias", userId: id, previousId: other })).status, 200);
-  assert.equal((await person(edge, other)).status, 404);
-  const joined = await profile(edge, id);
-  assert.equal(joined.attributes.from_alias, true);
+  // alias: the visitor previousId joins the person; another person named
+  // by previousId is never merged away by a public key.
+  const earlier = `anon-${uid("aliased")}`;
+  assert.equal((await post("t", { writeKey: WRITE_KEY, anonymousId: earlier, event: "Before Alias" })).status, 200);
+  assert.equal((await post("a", { writeKey: WRITE_KEY, type: "alias", userId: id, previousId: earlier })).status, 200);
   assert.ok((await events(edge, id)).some((e) => e.name === "Before Alias"));
+  assert.ok((await profile(edge, id)).anonymous_ids.includes(earlier));
+  const other = uid("kept");
+  assert.equal((await post("identify", { writeKey: WRITE_KEY, userId: other })).status, 200);
+  assert.equal((await post("alias", { writeKey: WRITE_KEY, userId: id, previousId: other })).status, 200);
+  assert.equal((await person(edge, other)).status, 200);
 });
 
 test("bad calls: a clear 4xx naming the field, nothing stored; wrong methods; no source without the setting", async () => {
@@ -206,6 +208,10 @@ test("secure mode: an identify needs traits.user_hash; an unvouched userId is th
   assert.equal((await send(secure, "t", { userId: id, anonymousId: anon, event: "Claimed" })).status, 200);
   assert.deepEqual(await events(secure, id), []);
   assert.deepEqual(sortedNames((await adminGet(secure, `visitors/${anon}/activity`)).body.events), ["Claimed"]);
+  // alias and group name a person too: refused without the signed cookie.
+  assert.equal((await send(secure, "a", { userId: id, previousId: anon })).status, 401);
+  assert.equal((await send(secure, "g", { userId: id, groupId: "acme" })).status, 401);
+  assert.deepEqual((await profile(secure, id)).anonymous_ids, []);
 
   const gpc = await another({ vars: { CIO_CDP_WRITE_KEY: WRITE_KEY, CONSENT: "gpc" }, secrets: { ADMIN_TOKEN } });
   const quiet = crypto.randomUUID();

@@ -66,7 +66,7 @@ pub enum Call {
         anonymous_id: Option<String>,
         event: Event,
     },
-    /// `alias`: `previous` (an anonymous id or another identifier) joins `user`.
+    /// `alias`: the visitor `previous` joins `user`.
     Alias { user: Identify, previous: String },
     /// Valid, but nothing to store: an identify or group without a person
     /// (the edge keeps no traits for anonymous visitors).

@@ -154,7 +154,14 @@ async fn apply(edge: &Edge, visit: &mut Visit, call: Call, cookies: &mut Vec<Str
                 anonymous_id: anon.as_deref(),
                 now,
             };
-            let done = store.identify(&identify, options).await?;
+            // A browser a Customer.io link identified (forwarding on) may give
+            // that person its identifier, as `/_cio/identify` does.
+            let done = match (&edge.config.forwarding, &visit.cookies.identifier) {
+                (Some(_), Some(Identifier::CioId(cio_id))) => {
+                    store.identify_linked(cio_id, &identify, options).await?
+                }
+                _ => store.identify(&identify, options).await?,
+            };
             let written = trust.cookie_identifier(&identify.identifier, &done.person.cio_id);
             cookies.extend(trust.id_cookies(policy, visit.https, &written));
             visit.cookies.identifier = Some(written);
@@ -191,18 +198,19 @@ async fn apply(edge: &Edge, visit: &mut Visit, call: Call, cookies: &mut Vec<Str
                 }
             }
         }
+        // `alias` joins the visitor `previousId` to the person, as an identify
+        // would. Merging two people deletes one: that stays with the Track
+        // API, whose key is secret (a write key is public).
         Call::Alias { user, previous } => {
+            if trust.secret.is_some() && visit.cookies.identifier.as_ref() != Some(&user.identifier) {
+                return Err(EdgeError::Unauthorized);
+            }
             let options = IdentifyOptions {
                 create: true,
                 anonymous_id: Some(&previous),
                 now,
             };
             store.identify(&user, options).await?;
-            if let Ok(secondary) = Identifier::parse(&previous) {
-                if secondary != user.identifier {
-                    store.merge(&user.identifier, &secondary, now).await?;
-                }
-            }
         }
     }
     Ok(())
