@@ -1,7 +1,8 @@
 // The pinned Data Pipelines browser SDK (@customerio/cdp-analytics-browser,
 // its UMD build), served first-party at /_cio/cdp/v1/analytics-js/. The
 // files are text in the JS bundle, never in the wasm; Rust decides who gets
-// them (src/edge/cdp.rs) and calls `cdpAsset` for the bytes.
+// them (src/edge/cdp.rs) and calls `globalThis.cioCdpAsset` for the bytes.
+// scripts/build.sh injects this module into the bundle.
 // build/cdp-sdk.mjs, written by scripts/cdp-sdk.mjs at build time.
 import { version as VERSION, files as FILES } from "cio-cdp-sdk";
 
@@ -16,7 +17,7 @@ function fnv(text) {
 // (as Customer.io's CDN does), and `cdn` (this edge's /_cio/cdp) is given to
 // the page's analytics object as `_cdn` unless the page set one: the SDK then
 // loads its settings and parts from the edge, not from cdp.customer.io.
-export function cdpAsset(name, key, cdn, ifNoneMatch) {
+function cdpAsset(name, key, cdn, ifNoneMatch) {
   const file = Object.hasOwn(FILES, name) ? FILES[name] : undefined;
   if (file === undefined) return undefined;
   const etag = `"cdp-${VERSION}-${name}${key === undefined ? "" : `-${fnv(`${key}\n${cdn}`)}`}"`;
@@ -38,3 +39,5 @@ export function cdpAsset(name, key, cdn, ifNoneMatch) {
   }
   return new Response(body, { status: 200, headers });
 }
+
+globalThis.cioCdpAsset = cdpAsset;

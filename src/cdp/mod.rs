@@ -5,5 +5,6 @@
 //! `edge::cdp`.
 
 pub mod call;
+pub mod destination;
 pub mod ids;
 pub mod source;

@@ -20,12 +20,14 @@ use crate::core::cookies::is_anon_id;
 use crate::core::identifier::Identifier;
 use crate::identity::IdentifyOptions;
 
-#[wasm_bindgen(module = "/js/cdp.mjs")]
+#[wasm_bindgen]
 extern "C" {
     /// The pinned SDK's file `name` as a response (`key`: the write key to
     /// embed, for the bundle; `cdn`: this edge's `/_cio/cdp` URL), or
-    /// undefined for a file it does not have.
-    #[wasm_bindgen(js_name = cdpAsset)]
+    /// undefined for a file it does not have. `js/cdp.mjs` defines it (the
+    /// build injects it into the bundle); looked up when called, so the
+    /// wasm loads without it (the wasm tests).
+    #[wasm_bindgen(js_namespace = globalThis, js_name = cioCdpAsset)]
     fn cdp_asset(name: &str, key: Option<String>, cdn: &str, if_none_match: Option<String>) -> Option<web_sys::Response>;
 }
 
@@ -233,4 +235,92 @@ fn no_content() -> Response {
     let headers = worker::Headers::new();
     let _ = headers.set("cache-control", "no-store");
     Response::builder().with_status(204).with_headers(headers).empty()
+}
+
+/// `CIO_DESTINATION=pipelines`: one packed batch of outbox operations
+/// delivered as Pipelines calls (`crate::cdp::destination`): the batchable
+/// ones in one `POST <base>/v1/batch`, each alias on its own `POST
+/// <base>/v1/alias`; Basic auth with the API key and a blank password; strict
+/// mode, so a call Customer.io would drop is a 400 here, not a silent 200.
+pub async fn post_pipelines(base: &str, key: &str, ops: &[serde_json::Value]) -> crate::forward::Outcome {
+    use crate::cdp::destination::{calls_of, Post};
+    use crate::forward::{classify, Outcome};
+    let mut failed: Vec<(usize, String)> = Vec::new();
+    let mut batch = Vec::new();
+    let mut batch_ops = Vec::new();
+    let mut aliases = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        match calls_of(op) {
+            Ok(posts) => {
+                for post in posts {
+                    match post {
+                        Post::Batch(call) => {
+                            batch.push(call);
+                            if batch_ops.last() != Some(&i) {
+                                batch_ops.push(i);
+                            }
+                        }
+                        Post::Alias(call) => aliases.push((i, call)),
+                    }
+                }
+            }
+            Err(reason) => failed.push((i, format!("not sent to the Pipelines API: {reason}"))),
+        }
+    }
+    let mut sends: Vec<(Vec<usize>, &str, serde_json::Value)> = Vec::new();
+    if !batch.is_empty() {
+        sends.push((batch_ops, "batch", json!({ "batch": batch })));
+    }
+    for (i, call) in aliases {
+        sends.push((vec![i], "alias", call));
+    }
+    for (indexes, path, body) in sends {
+        let answer = send_pipelines(&format!("{base}/v1/{path}"), key, &body.to_string()).await;
+        let outcome = match answer {
+            Ok((status, retry_after, text)) => classify(status, retry_after.as_deref(), &text, indexes.len()),
+            Err(error) => Outcome::Retry { after: None, error },
+        };
+        match outcome {
+            Outcome::Delivered => {}
+            // A later retry sends the delivered calls again with the same
+            // messageId, which Customer.io deduplicates.
+            retry @ Outcome::Retry { .. } => return retry,
+            Outcome::Refused(reason) => failed.extend(indexes.iter().map(|i| (*i, reason.clone()))),
+            // Pipelines answers no partial success; read as delivered.
+            Outcome::Partial(_) => {}
+        }
+    }
+    if failed.is_empty() {
+        Outcome::Delivered
+    } else {
+        failed.sort_by_key(|(i, _)| *i);
+        Outcome::Partial(failed)
+    }
+}
+
+async fn send_pipelines(url: &str, key: &str, body: &str) -> Result<(u16, Option<String>, String), String> {
+    use base64::Engine;
+    use futures_util::future::{select, Either};
+    use worker::{Delay, Fetch, Headers, Method, RequestInit};
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json");
+    let _ = headers.set("authorization", &format!("Basic {credentials}"));
+    let _ = headers.set("x-strict-mode", "1");
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()));
+    let req = Request::new_with_init(url, &init).map_err(|e| format!("bad request to {url}: {e}"))?;
+    let send = Box::pin(async move { Fetch::Request(req).send().await });
+    let deadline = Box::pin(Delay::from(std::time::Duration::from_secs(15)));
+    match select(send, deadline).await {
+        Either::Left((Ok(mut resp), _)) => {
+            let status = resp.status_code();
+            let retry_after = resp.headers().get("retry-after").ok().flatten();
+            Ok((status, retry_after, resp.text().await.unwrap_or_default()))
+        }
+        Either::Left((Err(e), _)) => Err(format!("unreachable: {e}")),
+        Either::Right(_) => Err("no answer within 15 s".into()),
+    }
 }
