@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 
-use chrono::DateTime;
 use serde_json::{json, Value};
 
 use crate::core::body::{json_kind, Object};
@@ -16,6 +15,8 @@ use crate::core::identifier::Identifier;
 use crate::core::profile::{parse_identify, Identify};
 use crate::core::secure::user_hash_message;
 use crate::core::track_api::parse_anonymous_id;
+
+use super::time::iso_seconds;
 
 /// The most calls one batch may carry (as a Track API v2 batch): what one
 /// invocation finishes well inside a Worker's limits.
@@ -327,10 +328,6 @@ pub fn timestamp(body: &Object, now: i64) -> Result<Option<i64>, Error> {
     event_timestamp(&json!(ts.saturating_sub(skew)), now).map(Some)
 }
 
-/// An RFC 3339 date-time (what `Date.toISOString` writes) in unix seconds.
-pub fn iso_seconds(text: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.timestamp())
-}
 
 /// The same error naming the Pipelines field instead of the classic one.
 fn rename(e: Error, to: impl Fn(&str) -> Cow<'static, str>) -> Error {
@@ -545,10 +542,7 @@ mod tests {
         // The device thinks it is three days later; its event happened 5 s
         // before it sent it.
         let ahead = NOW + 3 * 86_400;
-        let iso = |s: i64| {
-            let t = DateTime::from_timestamp(s, 0).unwrap().naive_utc();
-            format!("{t}Z").replace(' ', "T")
-        };
+        let iso = |s: i64| super::super::time::iso_format(s).unwrap();
         let b = body(json!({"timestamp": iso(ahead - 5), "sentAt": iso(ahead)}));
         assert_eq!(timestamp(&b, NOW).unwrap(), Some(NOW - 5));
         let b = body(json!({"timestamp": iso(ahead - 5)}));

@@ -143,8 +143,7 @@ fn event(op: &Value, action: &str) -> Result<Value, String> {
         None => call["userId"] = json!(user_id(op.get("identifiers"))?),
     }
     if let Some(secs) = op.get("timestamp").and_then(Value::as_i64) {
-        let at = chrono::DateTime::from_timestamp(secs, 0).ok_or("a timestamp out of range")?;
-        call["timestamp"] = json!(format!("{}Z", at.naive_utc()).replacen(' ', "T", 1));
+        call["timestamp"] = json!(super::time::iso_format(secs).ok_or("a timestamp out of range")?);
     }
     // The event's stable id (`forward::event_ulid`), shortened: the same
     // event always has the same messageId.

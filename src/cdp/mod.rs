@@ -8,3 +8,4 @@ pub mod call;
 pub mod destination;
 pub mod ids;
 pub mod source;
+pub mod time;
