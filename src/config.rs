@@ -111,7 +111,10 @@ impl Forwarding {
                 Some(raw)
             }
         };
-        match get("CIO_DESTINATION").map(|d| d.to_ascii_lowercase()).as_deref() {
+        match get("CIO_DESTINATION")
+            .map(|d| d.to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("track") => {}
             Some("pipelines") => return Self::pipelines(&get, region),
             Some(other) => {
@@ -134,12 +137,17 @@ impl Forwarding {
     }
 
     /// `CIO_DESTINATION=pipelines`: on when `CIO_CDP_API_KEY` is set.
-    fn pipelines(get: &impl Fn(&str) -> Option<String>, region: String) -> Result<Option<Self>, ConfigError> {
+    fn pipelines(
+        get: &impl Fn(&str) -> Option<String>,
+        region: String,
+    ) -> Result<Option<Self>, ConfigError> {
         let override_url = match get("CIO_CDP_URL") {
             None => None,
             Some(raw) => {
                 let ok = Url::parse(&raw).ok().is_some_and(|u| {
-                    matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none()
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.query().is_none()
                 });
                 if !ok {
                     return Err(ConfigError {

@@ -82,7 +82,12 @@ pub struct Context {
 }
 
 /// Reads one call of `kind` (from the path, or a batch item's `type`).
-pub fn parse_call(kind: Kind, body: &Object, ctx: &Context, new_id: impl FnOnce() -> String) -> Result<Call, Error> {
+pub fn parse_call(
+    kind: Kind,
+    body: &Object,
+    ctx: &Context,
+    new_id: impl FnOnce() -> String,
+) -> Result<Call, Error> {
     let user = user_id(body)?;
     let anonymous_id = parse_anonymous_id(body.get("anonymousId"), "anonymousId")?;
     match kind {
@@ -91,7 +96,10 @@ pub fn parse_call(kind: Kind, body: &Object, ctx: &Context, new_id: impl FnOnce(
         Kind::Alias => alias(body, user, ctx),
         Kind::Track | Kind::Page | Kind::Screen => {
             if user.is_none() && anonymous_id.is_none() {
-                return Err(Error::invalid("anonymousId", "userId or anonymousId is required"));
+                return Err(Error::invalid(
+                    "anonymousId",
+                    "userId or anonymousId is required",
+                ));
             }
             let event = event(kind, body, ctx, new_id)?;
             Ok(Call::Event {
@@ -127,7 +135,14 @@ fn object<'a>(body: &'a Object, field: &'static str) -> Result<Option<&'a Object
 }
 
 /// Trait names the classic identify body keeps for itself: never attributes.
-const NOT_ATTRIBUTES: [&str; 6] = ["id", "anonymous_id", "_update", "cio_relationships", "user_hash", "createdAt"];
+const NOT_ATTRIBUTES: [&str; 6] = [
+    "id",
+    "anonymous_id",
+    "_update",
+    "cio_relationships",
+    "user_hash",
+    "createdAt",
+];
 
 fn identify(
     body: &Object,
@@ -164,7 +179,12 @@ fn identify(
             Value::String(s) => iso_seconds(s),
             other => other.as_i64().filter(|n| *n >= 0),
         }
-        .ok_or_else(|| Error::invalid("traits.createdAt", "must be an ISO 8601 date-time or unix seconds"))?;
+        .ok_or_else(|| {
+            Error::invalid(
+                "traits.createdAt",
+                "must be an ISO 8601 date-time or unix seconds",
+            )
+        })?;
         classic.insert("created_at".into(), json!(secs));
     }
     classic.insert("id".into(), id);
@@ -198,12 +218,19 @@ fn group(body: &Object, user: Option<Identifier>, ctx: &Context) -> Result<Call,
     let Some(user) = user else {
         return Ok(Call::Nothing);
     };
-    let object_type_id = match traits.get("object_type_id").or_else(|| traits.get("objectTypeId")) {
+    let object_type_id = match traits
+        .get("object_type_id")
+        .or_else(|| traits.get("objectTypeId"))
+    {
         None | Some(Value::Null) => json!("1"),
         Some(v) => v.clone(),
     };
-    let mut relationship = json!({ "identifiers": { "object_type_id": object_type_id, "object_id": group_id } });
-    if let Some(attributes) = traits.get("relationshipAttributes").filter(|v| !v.is_null()) {
+    let mut relationship =
+        json!({ "identifiers": { "object_type_id": object_type_id, "object_id": group_id } });
+    if let Some(attributes) = traits
+        .get("relationshipAttributes")
+        .filter(|v| !v.is_null())
+    {
         relationship["relationship_attributes"] = attributes.clone();
     }
     let classic: Object = json!({
@@ -233,8 +260,11 @@ fn alias(body: &Object, user: Option<Identifier>, ctx: &Context) -> Result<Call,
     let user = user.ok_or_else(|| Error::invalid("userId", "is required"))?;
     let previous = parse_anonymous_id(body.get("previousId"), "previousId")?
         .ok_or_else(|| Error::invalid("previousId", "is required"))?;
-    let classic: Object = [("id".to_owned(), Value::String(user.as_written()))].into_iter().collect();
-    let user = parse_identify(&classic, ctx.use_array_params).map_err(|e| rename(e, |_| "userId".into()))?;
+    let classic: Object = [("id".to_owned(), Value::String(user.as_written()))]
+        .into_iter()
+        .collect();
+    let user = parse_identify(&classic, ctx.use_array_params)
+        .map_err(|e| rename(e, |_| "userId".into()))?;
     Ok(Call::Alias { user, previous })
 }
 
@@ -242,9 +272,18 @@ fn alias(body: &Object, user: Option<Identifier>, ctx: &Context) -> Result<Call,
 /// URL / the screen's name is the name, `properties` the data, `messageId`
 /// the id (in the browser key space: a write key is public), `timestamp`
 /// corrected for the sender's clock by `sentAt`, as Pipelines does.
-fn event(kind: Kind, body: &Object, ctx: &Context, new_id: impl FnOnce() -> String) -> Result<Event, Error> {
+fn event(
+    kind: Kind,
+    body: &Object,
+    ctx: &Context,
+    new_id: impl FnOnce() -> String,
+) -> Result<Event, Error> {
     let properties = object(body, "properties")?;
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_owned);
+    let text = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_owned)
+    };
     let mut classic = Object::new();
     let (event_type, default_name) = match kind {
         Kind::Track => {
@@ -252,7 +291,10 @@ fn event(kind: Kind, body: &Object, ctx: &Context, new_id: impl FnOnce() -> Stri
                 Some(name @ Value::String(_)) => classic.insert("name".into(), name.clone()),
                 None | Some(Value::Null) => return Err(Error::invalid("event", "is required")),
                 Some(other) => {
-                    return Err(Error::invalid("event", format!("must be a string, not {}", json_kind(other))))
+                    return Err(Error::invalid(
+                        "event",
+                        format!("must be a string, not {}", json_kind(other)),
+                    ))
                 }
             };
             (EventType::Event, None)
@@ -260,15 +302,27 @@ fn event(kind: Kind, body: &Object, ctx: &Context, new_id: impl FnOnce() -> Stri
         // A page view is named by its URL (as the classic snippet's are),
         // never refused for its length; a screen by its name.
         _ => {
-            let url = text(properties.and_then(|p| p.get("url")))
-                .or_else(|| text(body.get("context").and_then(|c| c.get("page")).and_then(|p| p.get("url"))));
+            let url = text(properties.and_then(|p| p.get("url"))).or_else(|| {
+                text(
+                    body.get("context")
+                        .and_then(|c| c.get("page"))
+                        .and_then(|p| p.get("url")),
+                )
+            });
             let name = text(body.get("name"));
-            let fallback = if kind == Kind::Screen { "screen" } else { "page" };
+            let fallback = if kind == Kind::Screen {
+                "screen"
+            } else {
+                "page"
+            };
             let chosen = match kind {
                 Kind::Screen => name.clone().or(url),
                 _ => url.or_else(|| name.clone()),
             };
-            (EventType::Page, Some(chosen.unwrap_or_else(|| fallback.to_owned())))
+            (
+                EventType::Page,
+                Some(chosen.unwrap_or_else(|| fallback.to_owned())),
+            )
         }
     };
     let mut data = properties.cloned().unwrap_or_default();
@@ -317,7 +371,10 @@ pub fn timestamp(body: &Object, now: i64) -> Result<Option<i64>, Error> {
                 .ok_or_else(|| Error::invalid(field, "must be an ISO 8601 date-time")),
             Some(other) => Err(Error::invalid(
                 field,
-                format!("must be an ISO 8601 date-time string, not {}", json_kind(other)),
+                format!(
+                    "must be an ISO 8601 date-time string, not {}",
+                    json_kind(other)
+                ),
             )),
         }
     };
@@ -327,7 +384,6 @@ pub fn timestamp(body: &Object, now: i64) -> Result<Option<i64>, Error> {
     let skew = read("sentAt")?.map_or(0, |sent| sent.saturating_sub(now));
     event_timestamp(&json!(ts.saturating_sub(skew)), now).map(Some)
 }
-
 
 /// The same error naming the Pipelines field instead of the classic one.
 fn rename(e: Error, to: impl Fn(&str) -> Cow<'static, str>) -> Error {
@@ -438,7 +494,14 @@ mod tests {
             json!({"userId": "u1", "anonymousId": "a-1", "traits": {"email": "Ann@X.co", "plan": "pro", "createdAt": "2026-01-02T03:04:05.000Z", "id": "ignored"}}),
         )
         .unwrap();
-        let Call::Identify { identify, anonymous_id, .. } = c else { panic!("{c:?}") };
+        let Call::Identify {
+            identify,
+            anonymous_id,
+            ..
+        } = c
+        else {
+            panic!("{c:?}")
+        };
         assert_eq!(identify.identifier, Identifier::Id("u1".into()));
         assert_eq!(identify.update.email.as_deref(), Some("ann@x.co"));
         assert_eq!(identify.update.created_at, Some(1_767_323_045));
@@ -450,11 +513,27 @@ mod tests {
 
     #[test]
     fn identify_by_email_and_anonymous_identify() {
-        let c = call(Kind::Identify, json!({"anonymousId": "a", "traits": {"email": "b@x.co"}})).unwrap();
-        let Call::Identify { identify, .. } = c else { panic!() };
+        let c = call(
+            Kind::Identify,
+            json!({"anonymousId": "a", "traits": {"email": "b@x.co"}}),
+        )
+        .unwrap();
+        let Call::Identify { identify, .. } = c else {
+            panic!()
+        };
         assert_eq!(identify.identifier, Identifier::Email("b@x.co".into()));
-        assert_eq!(call(Kind::Identify, json!({"anonymousId": "a", "traits": {"plan": 1}})).unwrap(), Call::Nothing);
-        assert_eq!(call(Kind::Identify, json!({"userId": "", "anonymousId": "a"})).unwrap(), Call::Nothing);
+        assert_eq!(
+            call(
+                Kind::Identify,
+                json!({"anonymousId": "a", "traits": {"plan": 1}})
+            )
+            .unwrap(),
+            Call::Nothing
+        );
+        assert_eq!(
+            call(Kind::Identify, json!({"userId": "", "anonymousId": "a"})).unwrap(),
+            Call::Nothing
+        );
     }
 
     #[test]
@@ -462,11 +541,23 @@ mod tests {
         let cases = [
             (json!({"userId": 4.5}), "userId"),
             (json!({"userId": "cio_abc123"}), "userId"),
-            (json!({"userId": "u", "traits": {"email": "nope"}}), "traits.email"),
-            (json!({"userId": "u", "traits": {"createdAt": "yesterday"}}), "traits.createdAt"),
-            (json!({"userId": "u", "traits": {"big": "x".repeat(2000)}}), "traits.big"),
+            (
+                json!({"userId": "u", "traits": {"email": "nope"}}),
+                "traits.email",
+            ),
+            (
+                json!({"userId": "u", "traits": {"createdAt": "yesterday"}}),
+                "traits.createdAt",
+            ),
+            (
+                json!({"userId": "u", "traits": {"big": "x".repeat(2000)}}),
+                "traits.big",
+            ),
             (json!({"userId": "u", "traits": "x"}), "traits"),
-            (json!({"userId": "u", "traits": {"user_hash": 5}}), "traits.user_hash"),
+            (
+                json!({"userId": "u", "traits": {"user_hash": 5}}),
+                "traits.user_hash",
+            ),
         ];
         for (b, want) in cases {
             let got = call(Kind::Identify, b.clone()).unwrap_err();
@@ -477,8 +568,20 @@ mod tests {
 
     #[test]
     fn user_hash_is_kept_apart_and_signs_the_user_id() {
-        let c = call(Kind::Identify, json!({"userId": 42, "traits": {"user_hash": "ab", "x": 1}})).unwrap();
-        let Call::Identify { identify, user_hash, hash_message, .. } = c else { panic!() };
+        let c = call(
+            Kind::Identify,
+            json!({"userId": 42, "traits": {"user_hash": "ab", "x": 1}}),
+        )
+        .unwrap();
+        let Call::Identify {
+            identify,
+            user_hash,
+            hash_message,
+            ..
+        } = c
+        else {
+            panic!()
+        };
         assert_eq!(user_hash.as_deref(), Some("ab"));
         assert_eq!(hash_message.as_deref(), Some("42"));
         assert!(!identify.update.attributes.contains_key("user_hash"));
@@ -491,7 +594,14 @@ mod tests {
             json!({"anonymousId": "a", "event": "Signed Up", "properties": {"plan": "pro"}, "messageId": "m-1", "timestamp": "2026-05-28T20:26:40.000Z", "sentAt": "2026-05-28T20:26:40.000Z"}),
         )
         .unwrap();
-        let Call::Event { user, anonymous_id, event } = c else { panic!() };
+        let Call::Event {
+            user,
+            anonymous_id,
+            event,
+        } = c
+        else {
+            panic!()
+        };
         assert_eq!(user, None);
         assert_eq!(anonymous_id.as_deref(), Some("a"));
         assert_eq!(event.kind, EventType::Event);
@@ -501,19 +611,37 @@ mod tests {
         assert_eq!(event.timestamp, 1_780_000_000);
 
         let c = call(Kind::Page, json!({"userId": "u", "name": "Home", "properties": {"url": "http://s/x?y", "title": "T"}})).unwrap();
-        let Call::Event { user, event, .. } = c else { panic!() };
+        let Call::Event { user, event, .. } = c else {
+            panic!()
+        };
         assert_eq!(user, Some(Identifier::Id("u".into())));
-        assert_eq!((event.kind, event.name.as_str()), (EventType::Page, "http://s/x?y"));
+        assert_eq!(
+            (event.kind, event.name.as_str()),
+            (EventType::Page, "http://s/x?y")
+        );
         assert_eq!(event.data.get("name"), Some(&json!("Home")));
         assert_eq!(event.id, "edge-id");
         assert_eq!(event.timestamp, NOW);
 
         let long = format!("http://s/{}", "a".repeat(9000));
-        let Call::Event { event, .. } = call(Kind::Page, json!({"anonymousId": "a", "properties": {"url": long}})).unwrap() else { panic!() };
+        let Call::Event { event, .. } = call(
+            Kind::Page,
+            json!({"anonymousId": "a", "properties": {"url": long}}),
+        )
+        .unwrap() else {
+            panic!()
+        };
         assert_eq!(event.name.len(), 8192);
-        let Call::Event { event, .. } = call(Kind::Page, json!({"anonymousId": "a"})).unwrap() else { panic!() };
+        let Call::Event { event, .. } = call(Kind::Page, json!({"anonymousId": "a"})).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(event.name, "page");
-        let Call::Event { event, .. } = call(Kind::Screen, json!({"anonymousId": "a", "name": "Feed"})).unwrap() else { panic!() };
+        let Call::Event { event, .. } =
+            call(Kind::Screen, json!({"anonymousId": "a", "name": "Feed"})).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!((event.kind, event.name.as_str()), (EventType::Page, "Feed"));
     }
 
@@ -521,15 +649,47 @@ mod tests {
     fn event_errors_name_the_pipelines_field() {
         let cases = [
             (Kind::Track, json!({"anonymousId": "a"}), "event"),
-            (Kind::Track, json!({"anonymousId": "a", "event": 3}), "event"),
-            (Kind::Track, json!({"anonymousId": "a", "event": "x".repeat(101)}), "event"),
-            (Kind::Track, json!({"anonymousId": "a", "event": "e", "properties": [1]}), "properties"),
-            (Kind::Track, json!({"anonymousId": "a", "event": "e", "messageId": {}}), "messageId"),
+            (
+                Kind::Track,
+                json!({"anonymousId": "a", "event": 3}),
+                "event",
+            ),
+            (
+                Kind::Track,
+                json!({"anonymousId": "a", "event": "x".repeat(101)}),
+                "event",
+            ),
+            (
+                Kind::Track,
+                json!({"anonymousId": "a", "event": "e", "properties": [1]}),
+                "properties",
+            ),
+            (
+                Kind::Track,
+                json!({"anonymousId": "a", "event": "e", "messageId": {}}),
+                "messageId",
+            ),
             (Kind::Track, json!({"event": "e"}), "anonymousId"),
-            (Kind::Track, json!({"anonymousId": 7, "event": "e"}), "anonymousId"),
-            (Kind::Page, json!({"anonymousId": "a", "timestamp": "soon"}), "timestamp"),
-            (Kind::Page, json!({"anonymousId": "a", "timestamp": 12}), "timestamp"),
-            (Kind::Page, json!({"anonymousId": "a", "timestamp": "1990-01-01T00:00:00Z"}), "timestamp"),
+            (
+                Kind::Track,
+                json!({"anonymousId": 7, "event": "e"}),
+                "anonymousId",
+            ),
+            (
+                Kind::Page,
+                json!({"anonymousId": "a", "timestamp": "soon"}),
+                "timestamp",
+            ),
+            (
+                Kind::Page,
+                json!({"anonymousId": "a", "timestamp": 12}),
+                "timestamp",
+            ),
+            (
+                Kind::Page,
+                json!({"anonymousId": "a", "timestamp": "1990-01-01T00:00:00Z"}),
+                "timestamp",
+            ),
         ];
         for (kind, b, want) in cases {
             let got = call(kind, b.clone()).unwrap_err();
@@ -552,22 +712,53 @@ mod tests {
     #[test]
     fn group_and_alias() {
         let c = call(Kind::Group, json!({"userId": "u", "groupId": "acme", "traits": {"object_type_id": "2", "relationshipAttributes": {"role": "admin"}}})).unwrap();
-        let Call::Identify { identify, .. } = c else { panic!() };
+        let Call::Identify { identify, .. } = c else {
+            panic!()
+        };
         let rel = identify.update.relationships.unwrap();
         assert_eq!(rel.relationships[0].object_type_id, "2");
         assert_eq!(rel.relationships[0].object_id, "acme");
-        assert_eq!(rel.relationships[0].attributes.as_ref().unwrap().get("role"), Some(&json!("admin")));
+        assert_eq!(
+            rel.relationships[0]
+                .attributes
+                .as_ref()
+                .unwrap()
+                .get("role"),
+            Some(&json!("admin"))
+        );
         let c = call(Kind::Group, json!({"userId": "u", "groupId": 7})).unwrap();
-        let Call::Identify { identify, .. } = c else { panic!() };
-        assert_eq!(identify.update.relationships.unwrap().relationships[0].object_type_id, "1");
-        assert_eq!(call(Kind::Group, json!({"anonymousId": "a", "groupId": "g"})).unwrap(), Call::Nothing);
-        assert_eq!(field(call(Kind::Group, json!({"userId": "u"})).unwrap_err()), "groupId");
+        let Call::Identify { identify, .. } = c else {
+            panic!()
+        };
+        assert_eq!(
+            identify.update.relationships.unwrap().relationships[0].object_type_id,
+            "1"
+        );
+        assert_eq!(
+            call(Kind::Group, json!({"anonymousId": "a", "groupId": "g"})).unwrap(),
+            Call::Nothing
+        );
+        assert_eq!(
+            field(call(Kind::Group, json!({"userId": "u"})).unwrap_err()),
+            "groupId"
+        );
 
         let c = call(Kind::Alias, json!({"userId": "u", "previousId": "anon-1"})).unwrap();
-        let Call::Alias { user, previous } = c else { panic!() };
-        assert_eq!((user.identifier, previous.as_str()), (Identifier::Id("u".into()), "anon-1"));
-        assert_eq!(field(call(Kind::Alias, json!({"previousId": "p"})).unwrap_err()), "userId");
-        assert_eq!(field(call(Kind::Alias, json!({"userId": "u"})).unwrap_err()), "previousId");
+        let Call::Alias { user, previous } = c else {
+            panic!()
+        };
+        assert_eq!(
+            (user.identifier, previous.as_str()),
+            (Identifier::Id("u".into()), "anon-1")
+        );
+        assert_eq!(
+            field(call(Kind::Alias, json!({"previousId": "p"})).unwrap_err()),
+            "userId"
+        );
+        assert_eq!(
+            field(call(Kind::Alias, json!({"userId": "u"})).unwrap_err()),
+            "previousId"
+        );
     }
 
     #[test]
@@ -578,14 +769,30 @@ mod tests {
             {"type": "page", "anonymousId": "a"}
         ]}));
         assert_eq!(parse_batch(&ok, &ctx(), || "x".into()).unwrap().len(), 3);
-        let bad = body(json!({"batch": [{"type": "track", "userId": "u", "event": "e"}, {"type": "track", "userId": "u"}]}));
-        assert_eq!(field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()), "batch[1].event");
+        let bad = body(
+            json!({"batch": [{"type": "track", "userId": "u", "event": "e"}, {"type": "track", "userId": "u"}]}),
+        );
+        assert_eq!(
+            field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()),
+            "batch[1].event"
+        );
         let bad = body(json!({"batch": [{"type": "nope"}]}));
-        assert_eq!(field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()), "batch[0].type");
+        assert_eq!(
+            field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()),
+            "batch[0].type"
+        );
         let bad = body(json!({"batch": {}}));
-        assert_eq!(field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()), "batch");
-        let many: Vec<Value> = (0..101).map(|_| json!({"type": "page", "anonymousId": "a"})).collect();
+        assert_eq!(
+            field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()),
+            "batch"
+        );
+        let many: Vec<Value> = (0..101)
+            .map(|_| json!({"type": "page", "anonymousId": "a"}))
+            .collect();
         let bad = body(json!({ "batch": many }));
-        assert_eq!(field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()), "batch");
+        assert_eq!(
+            field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()),
+            "batch"
+        );
     }
 }

@@ -75,7 +75,9 @@ pub fn calls_of(op: &Value) -> Result<Vec<Post>, String> {
         }
         let len = call.to_string().len();
         if len > MAX_CALL_BYTES {
-            return Err(format!("{len} bytes as a Pipelines call, over its limit of {MAX_CALL_BYTES}"));
+            return Err(format!(
+                "{len} bytes as a Pipelines call, over its limit of {MAX_CALL_BYTES}"
+            ));
         }
     }
     Ok(calls)
@@ -107,7 +109,11 @@ fn identify(op: &Value) -> Result<Value, String> {
     let id = traits
         .remove("id")
         .and_then(|v| v.as_str().map(str::to_owned))
-        .or_else(|| op.pointer("/identifiers/id").and_then(Value::as_str).map(str::to_owned));
+        .or_else(|| {
+            op.pointer("/identifiers/id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
     let email = op.pointer("/identifiers/email");
     if id.is_none() && email.is_none() {
         return Err("a person known only by its cio_id has no Pipelines userId".into());
@@ -240,7 +246,10 @@ mod tests {
     fn regions() {
         assert_eq!(pipelines_base("us", None), "https://cdp.customer.io");
         assert_eq!(pipelines_base("eu", None), "https://cdp-eu.customer.io");
-        assert_eq!(pipelines_base("eu", Some("http://127.0.0.1:9/")), "http://127.0.0.1:9");
+        assert_eq!(
+            pipelines_base("eu", Some("http://127.0.0.1:9/")),
+            "http://127.0.0.1:9"
+        );
     }
 
     #[test]
@@ -254,7 +263,10 @@ mod tests {
         assert_eq!(call["traits"]["email"], "a@x.co");
         assert_eq!(call["messageId"].as_str().unwrap().len(), 16);
         let merge = one(&ops::anonymous_merge_op(&after, "anon-1"));
-        assert_eq!((merge["userId"].as_str(), merge["anonymousId"].as_str()), (Some("u1"), Some("anon-1")));
+        assert_eq!(
+            (merge["userId"].as_str(), merge["anonymousId"].as_str()),
+            (Some("u1"), Some("anon-1"))
+        );
         // By email until it has an id; the id it gets is its userId.
         let before = profile(None, Some("a@x.co"));
         let call = one(&ops::identify_op(Some(&before), &after, &update).unwrap());
@@ -275,9 +287,15 @@ mod tests {
         assert_eq!(call["userId"], "u1");
         assert_eq!(call["properties"]["plan"], "pro");
         assert_eq!(call["timestamp"], "2026-05-28T20:26:40Z");
-        assert_eq!(call["messageId"], json!(short_hash(&ops::event_ulid("browser:m-1", 1_780_000_000))));
+        assert_eq!(
+            call["messageId"],
+            json!(short_hash(&ops::event_ulid("browser:m-1", 1_780_000_000)))
+        );
         let page = one(&ops::anonymous_event_op("anon-1", &event(EventType::Page)));
-        assert_eq!((page["type"].as_str(), page["name"].as_str()), (Some("page"), Some("Signed Up")));
+        assert_eq!(
+            (page["type"].as_str(), page["name"].as_str()),
+            (Some("page"), Some("Signed Up"))
+        );
         assert_eq!(page["anonymousId"], "anon-1");
         assert!(page.get("userId").is_none());
     }
@@ -295,7 +313,10 @@ mod tests {
         let calls = calls_of(&ops::relationships_op(&p, &add).unwrap()).unwrap();
         assert_eq!(calls.len(), 2);
         let g = calls[0].call();
-        assert_eq!((g["type"].as_str(), g["groupId"].as_str()), (Some("group"), Some("acme")));
+        assert_eq!(
+            (g["type"].as_str(), g["groupId"].as_str()),
+            (Some("group"), Some("acme"))
+        );
         assert_eq!(g["traits"]["object_type_id"], "2");
         assert_eq!(g["traits"]["relationshipAttributes"]["role"], "owner");
         assert_ne!(calls[0].call()["messageId"], calls[1].call()["messageId"]);
@@ -303,12 +324,23 @@ mod tests {
         delete.action = crate::core::profile::RelationshipAction::Delete;
         let calls = calls_of(&ops::relationships_op(&p, &delete).unwrap()).unwrap();
         assert_eq!(calls[0].call()["event"], "Relationship Deleted");
-        assert_eq!(calls[0].call()["properties"], json!({"objectId": "acme", "objectTypeId": 2}));
+        assert_eq!(
+            calls[0].call()["properties"],
+            json!({"objectId": "acme", "objectTypeId": 2})
+        );
 
         let gone = one(&ops::delete_op(&p));
-        assert_eq!((gone["event"].as_str(), gone["userId"].as_str()), (Some("User Deleted"), Some("u1")));
+        assert_eq!(
+            (gone["event"].as_str(), gone["userId"].as_str()),
+            (Some("User Deleted"), Some("u1"))
+        );
         let merge = calls_of(&ops::merge_op(&p, &profile(None, Some("b@x.co")))).unwrap();
-        assert_eq!(merge, vec![Post::Alias(json!({"type": "alias", "userId": "u1", "previousId": "b@x.co", "messageId": merge[0].call()["messageId"]}))]);
+        assert_eq!(
+            merge,
+            vec![Post::Alias(
+                json!({"type": "alias", "userId": "u1", "previousId": "b@x.co", "messageId": merge[0].call()["messageId"]})
+            )]
+        );
     }
 
     #[test]
@@ -316,13 +348,18 @@ mod tests {
         let p = profile(Some("u1"), None);
         let op = ops::delete_op(&p);
         assert_eq!(calls_of(&op).unwrap(), calls_of(&op.clone()).unwrap());
-        assert_ne!(one(&op)["messageId"], one(&ops::delete_op(&profile(Some("u2"), None)))["messageId"]);
+        assert_ne!(
+            one(&op)["messageId"],
+            one(&ops::delete_op(&profile(Some("u2"), None)))["messageId"]
+        );
     }
 
     #[test]
     fn what_has_no_pipelines_call_is_refused_with_a_reason() {
         let linked = profile(None, None);
-        assert!(calls_of(&ops::delete_op(&linked)).unwrap_err().contains("cio_id"));
+        assert!(calls_of(&ops::delete_op(&linked))
+            .unwrap_err()
+            .contains("cio_id"));
         assert!(calls_of(&json!({"action": "nope"})).is_err());
         let big = json!({"action": "event", "name": "e", "identifiers": {"id": "u"}, "attributes": {"x": "y".repeat(40_000)}});
         assert!(calls_of(&big).unwrap_err().contains("over its limit"));
@@ -338,14 +375,23 @@ mod tests {
             let data = json!({ "blob": "z".repeat(size) });
             let mut e = event(EventType::Event);
             e.data = data.as_object().cloned().unwrap();
-            for op in [ops::person_event_op(&p, &e), ops::anonymous_event_op("0f8fad5b-d9cb-469f-a165-70867728950e", &e)] {
+            for op in [
+                ops::person_event_op(&p, &e),
+                ops::anonymous_event_op("0f8fad5b-d9cb-469f-a165-70867728950e", &e),
+            ] {
                 let call = calls_of(&op).map(|c| c[0].call().to_string().len());
                 if let Ok(len) = call {
-                    assert!(len <= op.to_string().len(), "{len} > {}", op.to_string().len());
+                    assert!(
+                        len <= op.to_string().len(),
+                        "{len} > {}",
+                        op.to_string().len()
+                    );
                 }
             }
             // Attributes of at most 1000 bytes each, as many as the size.
-            let attributes: Map<String, Value> = (0..=size / 900).map(|i| (format!("a{i}"), json!("z".repeat(900)))).collect();
+            let attributes: Map<String, Value> = (0..=size / 900)
+                .map(|i| (format!("a{i}"), json!("z".repeat(900))))
+                .collect();
             let update = parse_update(&attributes, true).unwrap();
             let op = ops::identify_op(None, &p, &update).unwrap();
             if let Ok(c) = calls_of(&op) {

@@ -112,7 +112,10 @@ mod tests {
     const ANON: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
     fn config(pairs: &[(&str, &str)]) -> Config {
-        let mut map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         map.insert("ORIGIN_URL".into(), "http://127.0.0.1:9000".into());
         Config::from_lookup(|n| map.get(n).cloned()).unwrap()
     }
@@ -147,14 +150,25 @@ mod tests {
     #[test]
     fn created_equal_to_the_visitor_when_absent() {
         let got = doc(&on(), "a=1", "127.0.0.1", None);
-        assert_eq!(got, vec![format!("ajs_anonymous_id={ANON}; SameSite=Lax; Path=/; Max-Age=31536000")]);
+        assert_eq!(
+            got,
+            vec![format!(
+                "ajs_anonymous_id={ANON}; SameSite=Lax; Path=/; Max-Age=31536000"
+            )]
+        );
     }
 
     #[test]
     fn an_existing_value_is_set_again_exactly_never_replaced() {
         for raw in ["other-id", "%22other-id%22", "\"other-id\""] {
             let got = doc(&on(), &format!("ajs_anonymous_id={raw}"), "localhost", None);
-            assert_eq!(got, vec![format!("ajs_anonymous_id={raw}; SameSite=Lax; Path=/; Max-Age=31536000")], "{raw}");
+            assert_eq!(
+                got,
+                vec![format!(
+                    "ajs_anonymous_id={raw}; SameSite=Lax; Path=/; Max-Age=31536000"
+                )],
+                "{raw}"
+            );
         }
         // Unreadable, too long, or twins with two values: left alone.
         for header in [
@@ -163,10 +177,22 @@ mod tests {
             "ajs_anonymous_id=a; ajs_anonymous_id=b".to_owned(),
             "ajs_anonymous_id=".to_owned(),
         ] {
-            assert!(doc(&on(), &header, "localhost", None).is_empty(), "{header}");
+            assert!(
+                doc(&on(), &header, "localhost", None).is_empty(),
+                "{header}"
+            );
         }
         // The same twice (two scopes agreeing) is one value.
-        assert_eq!(doc(&on(), "ajs_anonymous_id=a; ajs_anonymous_id=a", "localhost", None).len(), 1);
+        assert_eq!(
+            doc(
+                &on(),
+                "ajs_anonymous_id=a; ajs_anonymous_id=a",
+                "localhost",
+                None
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]
@@ -177,12 +203,25 @@ mod tests {
         assert!(got[1].starts_with("ajs_user_id=%22u-1%22;"), "{got:?}");
         assert_eq!(doc(&on(), header, "localhost", Some("u-2")).len(), 1);
         assert_eq!(doc(&on(), header, "localhost", None).len(), 1);
-        assert_eq!(doc(&on(), "ajs_anonymous_id=x; ajs_user_id=ann%40x.co", "localhost", Some("ann@x.co")).len(), 2);
+        assert_eq!(
+            doc(
+                &on(),
+                "ajs_anonymous_id=x; ajs_user_id=ann%40x.co",
+                "localhost",
+                Some("ann@x.co")
+            )
+            .len(),
+            2
+        );
     }
 
     #[test]
     fn never_http_only_and_scoped_as_the_sdk_scopes_them() {
-        let c = config(&[("CIO_CDP_WRITE_KEY", "wk"), ("COOKIE_HTTPONLY", "true"), ("COOKIE_DOMAIN", "example.com")]);
+        let c = config(&[
+            ("CIO_CDP_WRITE_KEY", "wk"),
+            ("COOKIE_HTTPONLY", "true"),
+            ("COOKIE_DOMAIN", "example.com"),
+        ]);
         let got = document_cookies(&c, None, "www.example.com", true, ANON, None);
         assert_eq!(got, vec![format!("ajs_anonymous_id={ANON}; SameSite=Lax; Secure; Path=/; Domain=example.com; Max-Age=31536000")]);
         // A dotted host name without COOKIE_DOMAIN: the SDK's cookie has a

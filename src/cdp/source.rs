@@ -36,16 +36,21 @@ pub fn path(method: &str, segments: &[&str]) -> Path {
     let post = method == "POST";
     match segments {
         ["v1", "projects", key, "settings"] if get => Path::Settings((*key).to_owned()),
-        ["v1", "analytics-js", "snippet", key, "analytics.min.js"] if get => Path::Bundle((*key).to_owned()),
-        ["v1", "analytics-js", chunk] if get && is_chunk_name(chunk) => Path::Chunk((*chunk).to_owned()),
+        ["v1", "analytics-js", "snippet", key, "analytics.min.js"] if get => {
+            Path::Bundle((*key).to_owned())
+        }
+        ["v1", "analytics-js", chunk] if get && is_chunk_name(chunk) => {
+            Path::Chunk((*chunk).to_owned())
+        }
         ["v1", "b" | "batch"] if post => Path::Batch,
         ["v1", name] if post && Kind::parse(name).is_some() => {
             Kind::parse(name).map_or(Path::NotFound, Path::Call)
         }
-        ["v1", "projects", _, "settings"] | ["v1", "analytics-js", "snippet", _, "analytics.min.js"] => {
+        ["v1", "projects", _, "settings"]
+        | ["v1", "analytics-js", "snippet", _, "analytics.min.js"] => Path::WrongMethod,
+        ["v1", name] if Kind::parse(name).is_some() || matches!(*name, "b" | "batch") => {
             Path::WrongMethod
         }
-        ["v1", name] if Kind::parse(name).is_some() || matches!(*name, "b" | "batch") => Path::WrongMethod,
         _ => Path::NotFound,
     }
 }
@@ -53,7 +58,9 @@ pub fn path(method: &str, segments: &[&str]) -> Path {
 /// A bundle part's file name: letters, digits and `-`, then `.js`.
 fn is_chunk_name(name: &str) -> bool {
     name.strip_suffix(".js").is_some_and(|stem| {
-        !stem.is_empty() && stem.len() <= 64 && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        !stem.is_empty()
+            && stem.len() <= 64
+            && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     })
 }
 
@@ -65,10 +72,18 @@ pub fn write_key_of(body: &Object, authorization: Option<&str>) -> Option<String
     }
     use base64::Engine;
     let encoded = authorization?.trim();
-    let encoded = encoded.strip_prefix("Basic ").or_else(|| encoded.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let encoded = encoded
+        .strip_prefix("Basic ")
+        .or_else(|| encoded.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    Some(text.split_once(':').map_or(text.as_str(), |(user, _)| user).to_owned())
+    Some(
+        text.split_once(':')
+            .map_or(text.as_str(), |(user, _)| user)
+            .to_owned(),
+    )
 }
 
 /// The call's write key against `CIO_CDP_WRITE_KEY`: missing or another
@@ -118,12 +133,36 @@ mod tests {
     #[test]
     fn paths() {
         let cases: &[(&str, &[&str], Path)] = &[
-            ("GET", &["v1", "projects", "wk", "settings"], Path::Settings("wk".into())),
-            ("HEAD", &["v1", "projects", "wk", "settings"], Path::Settings("wk".into())),
-            ("POST", &["v1", "projects", "wk", "settings"], Path::WrongMethod),
-            ("GET", &["v1", "analytics-js", "snippet", "wk", "analytics.min.js"], Path::Bundle("wk".into())),
-            ("GET", &["v1", "analytics-js", "573.js"], Path::Chunk("573.js".into())),
-            ("GET", &["v1", "analytics-js", "ajs-destination.js"], Path::Chunk("ajs-destination.js".into())),
+            (
+                "GET",
+                &["v1", "projects", "wk", "settings"],
+                Path::Settings("wk".into()),
+            ),
+            (
+                "HEAD",
+                &["v1", "projects", "wk", "settings"],
+                Path::Settings("wk".into()),
+            ),
+            (
+                "POST",
+                &["v1", "projects", "wk", "settings"],
+                Path::WrongMethod,
+            ),
+            (
+                "GET",
+                &["v1", "analytics-js", "snippet", "wk", "analytics.min.js"],
+                Path::Bundle("wk".into()),
+            ),
+            (
+                "GET",
+                &["v1", "analytics-js", "573.js"],
+                Path::Chunk("573.js".into()),
+            ),
+            (
+                "GET",
+                &["v1", "analytics-js", "ajs-destination.js"],
+                Path::Chunk("ajs-destination.js".into()),
+            ),
             ("GET", &["v1", "analytics-js", "../x.js"], Path::NotFound),
             ("GET", &["v1", "analytics-js", ".js"], Path::NotFound),
             ("POST", &["v1", "t"], Path::Call(Kind::Track)),
@@ -144,11 +183,20 @@ mod tests {
     #[test]
     fn write_key_from_body_or_basic_auth() {
         let body: Object = serde_json::from_value(json!({"writeKey": "wk"})).unwrap();
-        assert_eq!(write_key_of(&body, Some("Basic b3RoZXI6")).as_deref(), Some("wk"));
+        assert_eq!(
+            write_key_of(&body, Some("Basic b3RoZXI6")).as_deref(),
+            Some("wk")
+        );
         let empty = Object::new();
         // base64("wk:") as the node SDK sends it.
-        assert_eq!(write_key_of(&empty, Some("Basic d2s6")).as_deref(), Some("wk"));
-        assert_eq!(write_key_of(&empty, Some("Basic d2s=")).as_deref(), Some("wk"));
+        assert_eq!(
+            write_key_of(&empty, Some("Basic d2s6")).as_deref(),
+            Some("wk")
+        );
+        assert_eq!(
+            write_key_of(&empty, Some("Basic d2s=")).as_deref(),
+            Some("wk")
+        );
         assert_eq!(write_key_of(&empty, Some("Bearer wk")), None);
         assert_eq!(write_key_of(&empty, Some("Basic !!")), None);
         assert_eq!(write_key_of(&empty, None), None);
@@ -173,6 +221,9 @@ mod tests {
         assert_eq!(s["metrics"]["sampleRate"], 0);
         let s = settings("wk", "127.0.0.1:8787", false);
         assert_eq!(s["integrations"][INTEGRATION]["protocol"], "http");
-        assert_eq!(s["integrations"][INTEGRATION]["apiHost"], "127.0.0.1:8787/_cio/cdp/v1");
+        assert_eq!(
+            s["integrations"][INTEGRATION]["apiHost"],
+            "127.0.0.1:8787/_cio/cdp/v1"
+        );
     }
 }

@@ -40,12 +40,16 @@ pub fn iso_seconds(text: &str) -> Option<i64> {
     let b = text.trim().as_bytes();
     let num = |from: usize, len: usize| -> Option<i64> {
         let part = b.get(from..from + len)?;
-        part.iter()
-            .try_fold(0i64, |acc, c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
+        part.iter().try_fold(0i64, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
     };
     let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
     let (h, mi, s) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+    if b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || !matches!(b.get(10), Some(b'T' | b't' | b' '))
+    {
         return None;
     }
     if b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
@@ -107,7 +111,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn chrono_seconds(text: &str) -> Option<i64> {
-        DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.timestamp())
+        DateTime::parse_from_rfc3339(text.trim())
+            .ok()
+            .map(|t| t.timestamp())
     }
 
     #[test]
@@ -139,9 +145,19 @@ mod tests {
 
     #[test]
     fn formats_as_chrono_does() {
-        for secs in [0, 1, 951_782_400, 1_709_164_800, 1_780_000_000, 253_402_300_799] {
+        for secs in [
+            0,
+            1,
+            951_782_400,
+            1_709_164_800,
+            1_780_000_000,
+            253_402_300_799,
+        ] {
             let want = DateTime::from_timestamp(secs, 0).unwrap().naive_utc();
-            assert_eq!(iso_format(secs).unwrap(), format!("{want}Z").replacen(' ', "T", 1));
+            assert_eq!(
+                iso_format(secs).unwrap(),
+                format!("{want}Z").replacen(' ', "T", 1)
+            );
             assert_eq!(iso_seconds(&iso_format(secs).unwrap()), Some(secs));
         }
         assert_eq!(iso_format(253_402_300_800), None);

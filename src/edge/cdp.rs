@@ -28,10 +28,20 @@ extern "C" {
     /// build injects it into the bundle); looked up when called, so the
     /// wasm loads without it (the wasm tests).
     #[wasm_bindgen(js_namespace = globalThis, js_name = cioCdpAsset)]
-    fn cdp_asset(name: &str, key: Option<String>, cdn: &str, if_none_match: Option<String>) -> Option<web_sys::Response>;
+    fn cdp_asset(
+        name: &str,
+        key: Option<String>,
+        cdn: &str,
+        if_none_match: Option<String>,
+    ) -> Option<web_sys::Response>;
 }
 
-pub async fn handle(req: Request, edge: &Edge, url: &Url, segments: &[String]) -> Result<Response, EdgeError> {
+pub async fn handle(
+    req: Request,
+    edge: &Edge,
+    url: &Url,
+    segments: &[String],
+) -> Result<Response, EdgeError> {
     // Unset, the source does not exist (as before it did).
     let Some(write_key) = edge.config.cdp_write_key.as_deref() else {
         return Err(EdgeError::NoRoute);
@@ -43,7 +53,9 @@ pub async fn handle(req: Request, edge: &Edge, url: &Url, segments: &[String]) -
         Path::Settings(key) => {
             check_write_key(Some(&key), write_key)?;
             let mut response = json_response(&settings(write_key, authority, https), 200);
-            let _ = response.headers_mut().set("cache-control", "public, max-age=300");
+            let _ = response
+                .headers_mut()
+                .set("cache-control", "public, max-age=300");
             Ok(response)
         }
         Path::Bundle(key) => {
@@ -93,7 +105,9 @@ async fn calls(
     let visit = Visit::read(&req, url, &edge.config.trust);
     let limited = visit.cookies.anon_id.clone().or_else(|| {
         calls.iter().find_map(|c| match c {
-            Call::Event { anonymous_id, .. } | Call::Identify { anonymous_id, .. } => anonymous_id.clone(),
+            Call::Event { anonymous_id, .. } | Call::Identify { anonymous_id, .. } => {
+                anonymous_id.clone()
+            }
             _ => None,
         })
     });
@@ -127,7 +141,12 @@ async fn calls(
 /// `_cioid`; a call from a new anonymous id without a user is the SDK's
 /// `reset()`, so `_cioid` is cleared). `visit` is updated as the cookies are,
 /// so the calls of a batch see each other's effect.
-async fn apply(edge: &Edge, visit: &mut Visit, call: Call, cookies: &mut Vec<String>) -> Result<(), EdgeError> {
+async fn apply(
+    edge: &Edge,
+    visit: &mut Visit,
+    call: Call,
+    cookies: &mut Vec<String>,
+) -> Result<(), EdgeError> {
     let (policy, trust, now) = (&edge.config.cookies, &edge.config.trust, now_secs());
     let store = edge.store();
     match call {
@@ -143,7 +162,9 @@ async fn apply(edge: &Edge, visit: &mut Visit, call: Call, cookies: &mut Vec<Str
             if let Some(secret) = &trust.secret {
                 let vouched = match (&hash_message, &user_hash) {
                     (Some(message), Some(hash)) => secret.verify_user_hash(message, hash),
-                    (_, None) if hash_message.is_none() => visit.cookies.identifier.as_ref() == Some(&identify.identifier),
+                    (_, None) if hash_message.is_none() => {
+                        visit.cookies.identifier.as_ref() == Some(&identify.identifier)
+                    }
                     _ => false,
                 };
                 if !vouched {
@@ -175,13 +196,19 @@ async fn apply(edge: &Edge, visit: &mut Visit, call: Call, cookies: &mut Vec<Str
             event,
         } => {
             // Secure mode: a userId counts only when the signed cookie names it.
-            let user = user.filter(|u| trust.secret.is_none() || visit.cookies.identifier.as_ref() == Some(u));
-            let anon = anonymous_id.clone().or_else(|| visit.cookies.anon_id.clone());
+            let user = user
+                .filter(|u| trust.secret.is_none() || visit.cookies.identifier.as_ref() == Some(u));
+            let anon = anonymous_id
+                .clone()
+                .or_else(|| visit.cookies.anon_id.clone());
             match (user, anon) {
                 (Some(user), _) => store.track_person(&user, &event, now).await?,
                 (None, Some(anon)) => {
                     let same_visitor = visit.cookies.anon_id.as_deref() == Some(anon.as_str());
-                    if !same_visitor && visit.cookies.anon_id.is_some() && visit.cookies.identifier.is_some() {
+                    if !same_visitor
+                        && visit.cookies.anon_id.is_some()
+                        && visit.cookies.identifier.is_some()
+                    {
                         // A new anonymous id and no user: the SDK was reset.
                         cookies.extend(trust.clear_id_cookies(policy, visit.https));
                         visit.cookies.identifier = None;
@@ -196,7 +223,11 @@ async fn apply(edge: &Edge, visit: &mut Visit, call: Call, cookies: &mut Vec<Str
                     follow_anon(visit, Some(&anon), policy, cookies);
                 }
                 (None, None) => {
-                    return Err(crate::core::Error::invalid("userId", "is not vouched for (secure mode) and there is no anonymousId").into())
+                    return Err(crate::core::Error::invalid(
+                        "userId",
+                        "is not vouched for (secure mode) and there is no anonymousId",
+                    )
+                    .into())
                 }
             }
         }
@@ -204,7 +235,8 @@ async fn apply(edge: &Edge, visit: &mut Visit, call: Call, cookies: &mut Vec<Str
         // would. Merging two people deletes one: that stays with the Track
         // API, whose key is secret (a write key is public).
         Call::Alias { user, previous } => {
-            if trust.secret.is_some() && visit.cookies.identifier.as_ref() != Some(&user.identifier) {
+            if trust.secret.is_some() && visit.cookies.identifier.as_ref() != Some(&user.identifier)
+            {
                 return Err(EdgeError::Unauthorized);
             }
             let options = IdentifyOptions {
@@ -221,7 +253,12 @@ async fn apply(edge: &Edge, visit: &mut Visit, call: Call, cookies: &mut Vec<Str
 /// `_cioanonid` follows the SDK's anonymous id (when it has the shape the
 /// edge issues), so both SDKs and the origin's `X-Cio-Anon-Id` name one
 /// visitor.
-fn follow_anon(visit: &mut Visit, anon: Option<&str>, policy: &crate::core::cookies::CookiePolicy, cookies: &mut Vec<String>) {
+fn follow_anon(
+    visit: &mut Visit,
+    anon: Option<&str>,
+    policy: &crate::core::cookies::CookiePolicy,
+    cookies: &mut Vec<String>,
+) {
     if let Some(anon) = anon.filter(|a| is_anon_id(a)) {
         if visit.cookies.anon_id.as_deref() != Some(anon) {
             cookies.retain(|c| !c.starts_with("_cioanonid="));
@@ -234,7 +271,10 @@ fn follow_anon(visit: &mut Visit, anon: Option<&str>, policy: &crate::core::cook
 fn no_content() -> Response {
     let headers = worker::Headers::new();
     let _ = headers.set("cache-control", "no-store");
-    Response::builder().with_status(204).with_headers(headers).empty()
+    Response::builder()
+        .with_status(204)
+        .with_headers(headers)
+        .empty()
 }
 
 /// `CIO_DESTINATION=pipelines`: one packed batch of outbox operations
@@ -242,7 +282,11 @@ fn no_content() -> Response {
 /// ones in one `POST <base>/v1/batch`, each alias on its own `POST
 /// <base>/v1/alias`; Basic auth with the API key and a blank password; strict
 /// mode, so a call Customer.io would drop is a 400 here, not a silent 200.
-pub async fn post_pipelines(base: &str, key: &str, ops: &[serde_json::Value]) -> crate::forward::Outcome {
+pub async fn post_pipelines(
+    base: &str,
+    key: &str,
+    ops: &[serde_json::Value],
+) -> crate::forward::Outcome {
     use crate::cdp::destination::{calls_of, Post};
     use crate::forward::{classify, Outcome};
     let mut failed: Vec<(usize, String)> = Vec::new();
@@ -277,7 +321,9 @@ pub async fn post_pipelines(base: &str, key: &str, ops: &[serde_json::Value]) ->
     for (indexes, path, body) in sends {
         let answer = send_pipelines(&format!("{base}/v1/{path}"), key, &body.to_string()).await;
         let outcome = match answer {
-            Ok((status, retry_after, text)) => classify(status, retry_after.as_deref(), &text, indexes.len()),
+            Ok((status, retry_after, text)) => {
+                classify(status, retry_after.as_deref(), &text, indexes.len())
+            }
             Err(error) => Outcome::Retry { after: None, error },
         };
         match outcome {
@@ -298,7 +344,11 @@ pub async fn post_pipelines(base: &str, key: &str, ops: &[serde_json::Value]) ->
     }
 }
 
-async fn send_pipelines(url: &str, key: &str, body: &str) -> Result<(u16, Option<String>, String), String> {
+async fn send_pipelines(
+    url: &str,
+    key: &str,
+    body: &str,
+) -> Result<(u16, Option<String>, String), String> {
     use base64::Engine;
     use futures_util::future::{select, Either};
     use worker::{Delay, Fetch, Headers, Method, RequestInit};
@@ -311,7 +361,8 @@ async fn send_pipelines(url: &str, key: &str, body: &str) -> Result<(u16, Option
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(body.into()));
-    let req = Request::new_with_init(url, &init).map_err(|e| format!("bad request to {url}: {e}"))?;
+    let req =
+        Request::new_with_init(url, &init).map_err(|e| format!("bad request to {url}: {e}"))?;
     let send = Box::pin(async move { Fetch::Request(req).send().await });
     let deadline = Box::pin(Delay::from(std::time::Duration::from_secs(15)));
     match select(send, deadline).await {
