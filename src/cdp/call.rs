@@ -86,7 +86,7 @@ pub fn parse_call(
     kind: Kind,
     body: &Object,
     ctx: &Context,
-    new_id: impl FnOnce() -> String,
+    new_id: &mut dyn FnMut() -> String,
 ) -> Result<Call, Error> {
     let user = user_id(body)?;
     let anonymous_id = parse_anonymous_id(body.get("anonymousId"), "anonymousId")?;
@@ -119,7 +119,7 @@ fn user_id(body: &Object) -> Result<Option<Identifier>, Error> {
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         value => Identifier::from_identify_value(value)
             .map(Some)
-            .map_err(|e| rename(e, |_| "userId".into())),
+            .map_err(|e| rename(e, &|_| "userId".into())),
     }
 }
 
@@ -190,7 +190,7 @@ fn identify(
     classic.insert("id".into(), id);
     let hash_message = user_hash_message(&classic);
     let identify = parse_identify(&classic, ctx.use_array_params).map_err(|e| {
-        rename(e, |field| match field {
+        rename(e, &|field| match field {
             "id" if user.is_some() => "userId".into(),
             "id" | "email" => "traits.email".into(),
             "created_at" => "traits.createdAt".into(),
@@ -241,7 +241,7 @@ fn group(body: &Object, user: Option<Identifier>, ctx: &Context) -> Result<Call,
     .cloned()
     .unwrap_or_default();
     let identify = parse_identify(&classic, ctx.use_array_params).map_err(|e| {
-        rename(e, |field| match field {
+        rename(e, &|field| match field {
             "id" => "userId".into(),
             f if f.ends_with("object_type_id") => "traits.object_type_id".into(),
             f if f.ends_with("object_id") => "groupId".into(),
@@ -264,7 +264,7 @@ fn alias(body: &Object, user: Option<Identifier>, ctx: &Context) -> Result<Call,
         .into_iter()
         .collect();
     let user = parse_identify(&classic, ctx.use_array_params)
-        .map_err(|e| rename(e, |_| "userId".into()))?;
+        .map_err(|e| rename(e, &|_| "userId".into()))?;
     Ok(Call::Alias { user, previous })
 }
 
@@ -276,7 +276,7 @@ fn event(
     kind: Kind,
     body: &Object,
     ctx: &Context,
-    new_id: impl FnOnce() -> String,
+    new_id: &mut dyn FnMut() -> String,
 ) -> Result<Event, Error> {
     let properties = object(body, "properties")?;
     let text = |v: Option<&Value>| {
@@ -345,8 +345,8 @@ fn event(
         use_array_params: ctx.use_array_params,
         from_browser: true,
     };
-    let mut event = parse_event(&classic, &ectx, new_id).map_err(|e| {
-        rename(e, |field| match field {
+    let mut event = parse_event(&classic, &ectx, || new_id()).map_err(|e| {
+        rename(e, &|field| match field {
             "name" => "event".into(),
             "data" => "properties".into(),
             "id" => "messageId".into(),
@@ -386,7 +386,7 @@ pub fn timestamp(body: &Object, now: i64) -> Result<Option<i64>, Error> {
 }
 
 /// The same error naming the Pipelines field instead of the classic one.
-fn rename(e: Error, to: impl Fn(&str) -> Cow<'static, str>) -> Error {
+fn rename(e: Error, to: &dyn Fn(&str) -> Cow<'static, str>) -> Error {
     match e {
         Error::Invalid {
             field: Some(field),
@@ -409,7 +409,7 @@ fn rename(e: Error, to: impl Fn(&str) -> Cow<'static, str>) -> Error {
 pub fn parse_batch(
     body: &Object,
     ctx: &Context,
-    mut new_id: impl FnMut() -> String,
+    new_id: &mut dyn FnMut() -> String,
 ) -> Result<Vec<Call>, Error> {
     let items = body
         .get("batch")
@@ -425,7 +425,7 @@ pub fn parse_batch(
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let at = |e: Error| rename(e, |field| format!("batch[{i}].{field}").into());
+            let at = |e: Error| rename(e, &|field| format!("batch[{i}].{field}").into());
             let item = item
                 .as_object()
                 .ok_or_else(|| Error::invalid(format!("batch[{i}]"), "must be an object"))?;
@@ -439,7 +439,7 @@ pub fn parse_batch(
                         "must be identify, track, page, screen, group or alias",
                     )
                 })?;
-            parse_call(kind, item, ctx, &mut new_id).map_err(at)
+            parse_call(kind, item, ctx, new_id).map_err(at)
         })
         .collect()
 }
@@ -462,7 +462,7 @@ mod tests {
     }
 
     fn call(kind: Kind, v: Value) -> Result<Call, Error> {
-        parse_call(kind, &body(v), &ctx(), || "edge-id".into())
+        parse_call(kind, &body(v), &ctx(), &mut || "edge-id".into())
     }
 
     fn field(e: Error) -> String {
@@ -768,22 +768,22 @@ mod tests {
             {"type": "track", "userId": "u", "event": "e"},
             {"type": "page", "anonymousId": "a"}
         ]}));
-        assert_eq!(parse_batch(&ok, &ctx(), || "x".into()).unwrap().len(), 3);
+        assert_eq!(parse_batch(&ok, &ctx(), &mut || "x".into()).unwrap().len(), 3);
         let bad = body(
             json!({"batch": [{"type": "track", "userId": "u", "event": "e"}, {"type": "track", "userId": "u"}]}),
         );
         assert_eq!(
-            field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()),
+            field(parse_batch(&bad, &ctx(), &mut || "x".into()).unwrap_err()),
             "batch[1].event"
         );
         let bad = body(json!({"batch": [{"type": "nope"}]}));
         assert_eq!(
-            field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()),
+            field(parse_batch(&bad, &ctx(), &mut || "x".into()).unwrap_err()),
             "batch[0].type"
         );
         let bad = body(json!({"batch": {}}));
         assert_eq!(
-            field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()),
+            field(parse_batch(&bad, &ctx(), &mut || "x".into()).unwrap_err()),
             "batch"
         );
         let many: Vec<Value> = (0..101)
@@ -791,7 +791,7 @@ mod tests {
             .collect();
         let bad = body(json!({ "batch": many }));
         assert_eq!(
-            field(parse_batch(&bad, &ctx(), || "x".into()).unwrap_err()),
+            field(parse_batch(&bad, &ctx(), &mut || "x".into()).unwrap_err()),
             "batch"
         );
     }

@@ -99,8 +99,8 @@ async fn calls(
         use_array_params: edge.config.use_array_params,
     };
     let calls = match kind {
-        Some(kind) => vec![parse_call(kind, &body, &ctx, new_event_id)?],
-        None => parse_batch(&body, &ctx, new_event_id)?,
+        Some(kind) => vec![parse_call(kind, &body, &ctx, &mut new_event_id)?],
+        None => parse_batch(&body, &ctx, &mut new_event_id)?,
     };
     let visit = Visit::read(&req, url, &edge.config.trust);
     let limited = visit.cookies.anon_id.clone().or_else(|| {
@@ -339,7 +339,6 @@ pub async fn post_pipelines(
     if failed.is_empty() {
         Outcome::Delivered
     } else {
-        failed.sort_by_key(|(i, _)| *i);
         Outcome::Partial(failed)
     }
 }
