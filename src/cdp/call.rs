@@ -768,7 +768,10 @@ mod tests {
             {"type": "track", "userId": "u", "event": "e"},
             {"type": "page", "anonymousId": "a"}
         ]}));
-        assert_eq!(parse_batch(&ok, &ctx(), &mut || "x".into()).unwrap().len(), 3);
+        assert_eq!(
+            parse_batch(&ok, &ctx(), &mut || "x".into()).unwrap().len(),
+            3
+        );
         let bad = body(
             json!({"batch": [{"type": "track", "userId": "u", "event": "e"}, {"type": "track", "userId": "u"}]}),
         );
