@@ -798,4 +798,46 @@ mod tests {
             "batch"
         );
     }
+
+    /// A body whose Pipelines keys hold arbitrary JSON.
+    fn arb_body() -> impl proptest::strategy::Strategy<Value = Value> {
+        use crate::core::body::tests::arb_json;
+        use proptest::prelude::*;
+        let keys = [
+            "type",
+            "userId",
+            "anonymousId",
+            "traits",
+            "event",
+            "properties",
+            "name",
+            "messageId",
+            "timestamp",
+            "sentAt",
+            "groupId",
+            "previousId",
+            "context",
+            "batch",
+        ];
+        prop::collection::vec((0..keys.len(), arb_json()), 0..8).prop_map(move |pairs| {
+            Value::Object(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (keys[k].to_owned(), v))
+                    .collect(),
+            )
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::core::fuzz_config(1000))]
+        #[test]
+        fn pipelines_calls_never_panic(body in arb_body(), kind in 0usize..6, items in proptest::collection::vec(arb_body(), 0..4)) {
+            let kinds = [Kind::Identify, Kind::Track, Kind::Page, Kind::Screen, Kind::Group, Kind::Alias];
+            let object = body.as_object().cloned().unwrap_or_default();
+            let _ = parse_call(kinds[kind], &object, &ctx(), &mut || "id".into());
+            let batch = json!({ "batch": items });
+            let _ = parse_batch(batch.as_object().unwrap(), &ctx(), &mut || "id".into());
+        }
+    }
 }

@@ -399,4 +399,17 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(crate::core::fuzz_config(1000))]
+        #[test]
+        fn pipelines_calls_of_any_operation_never_panic(v in crate::core::body::tests::arb_json(), action in 0usize..8) {
+            let actions = ["identify", "event", "page", "add_relationships", "delete_relationships", "delete", "merge", "x"];
+            let mut op = v;
+            if let Some(map) = op.as_object_mut() {
+                map.insert("action".into(), json!(actions[action]));
+            }
+            let _ = calls_of(&op);
+        }
+    }
 }

@@ -232,4 +232,16 @@ mod tests {
         assert_eq!(doc(&on(), "", "[::1]", None).len(), 1);
         assert_eq!(doc(&on(), "", "intranet", None).len(), 1);
     }
+
+    proptest::proptest! {
+        #![proptest_config(crate::core::fuzz_config(1000))]
+        #[test]
+        fn document_cookies_never_panic(header in "\\PC{0,200}", host in "\\PC{0,30}", id in proptest::option::of("\\PC{0,20}")) {
+            let header = format!("{header}; ajs_user_id={}", id.clone().unwrap_or_default());
+            let _ = document_cookies(&on(), Some(&header), &host, true, ANON, id.as_deref());
+            for (_, v) in split_cookies(&header) {
+                let _ = read_value(v);
+            }
+        }
+    }
 }
