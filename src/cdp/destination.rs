@@ -243,6 +243,59 @@ mod tests {
     }
 
     #[test]
+    fn the_destination_settings() {
+        use crate::config::Forwarding;
+        use std::collections::HashMap;
+        let read = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Forwarding::from_lookup(|n| map.get(n).cloned())
+        };
+        let eu = read(&[
+            ("CIO_DESTINATION", "Pipelines"),
+            ("CIO_CDP_API_KEY", "k"),
+            ("CIO_REGION", "eu"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (eu.base_url.as_str(), eu.pipelines_key.as_deref()),
+            ("https://cdp-eu.customer.io", Some("k"))
+        );
+        let us = read(&[("CIO_DESTINATION", "pipelines"), ("CIO_CDP_API_KEY", "k")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(us.base_url, "https://cdp.customer.io");
+        // No key: off, even with Track API credentials.
+        let off = read(&[
+            ("CIO_DESTINATION", "pipelines"),
+            ("CIO_SITE_ID", "s"),
+            ("CIO_API_KEY", "a"),
+        ]);
+        assert_eq!(off, Ok(None));
+        let track = read(&[
+            ("CIO_SITE_ID", "s"),
+            ("CIO_API_KEY", "a"),
+            ("CIO_CDP_API_KEY", "k"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(track.pipelines_key, None);
+        assert_eq!(
+            read(&[("CIO_DESTINATION", "kafka")]).unwrap_err().setting,
+            "CIO_DESTINATION"
+        );
+        let bad = read(&[
+            ("CIO_DESTINATION", "pipelines"),
+            ("CIO_CDP_API_KEY", "k"),
+            ("CIO_CDP_URL", "nope"),
+        ]);
+        assert_eq!(bad.unwrap_err().setting, "CIO_CDP_URL");
+    }
+
+    #[test]
     fn regions() {
         assert_eq!(pipelines_base("us", None), "https://cdp.customer.io");
         assert_eq!(pipelines_base("eu", None), "https://cdp-eu.customer.io");
