@@ -24,7 +24,7 @@ wasm="target/wasm32-unknown-unknown/$profile/cio_edge.wasm"
 
 # Skip the rest when nothing changed since the last build of this profile.
 stamp="build/.stamp"
-want="$profile${CIO_KEEP_NAMES:+ names} $(stat -c %Y "$wasm") $(stat -c %Y js/entry.mjs)"
+want="$profile${CIO_KEEP_NAMES:+ names} $(stat -c %Y "$wasm") $(stat -c %Y js/entry.mjs) $(stat -c %Y js/cdp.mjs)"
 if [ -f build/index.js ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -41,8 +41,11 @@ rm -rf "$out"
 sed -i 's/import source /import /' "$out/index.js"
 minify=--minify
 [ "$profile" = release ] || minify=
+# The Data Pipelines SDK's files, as strings for js/cdp.mjs.
+node scripts/cdp-sdk.mjs build/cdp-sdk.mjs
 "$ESBUILD_BIN" js/entry.mjs --bundle --format=esm $minify --log-level=warning \
   --alias:cio-edge-wasm="./$out/index.js" \
+  --alias:cio-cdp-sdk=./build/cdp-sdk.mjs --inject:./js/cdp.mjs \
   --external:./index_bg.wasm --external:'cloudflare:*' \
   --outfile=build/index.js
 mv "$out/index_bg.wasm" build/index_bg.wasm

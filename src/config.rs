@@ -58,6 +58,9 @@ pub struct Config {
     /// Forwarding to a Customer.io workspace; `None` (off) unless both
     /// `CIO_SITE_ID` and `CIO_API_KEY` are set.
     pub forwarding: Option<Forwarding>,
+    /// `CIO_CDP_WRITE_KEY`: the Data Pipelines source's write key;
+    /// unset, `/_cio/cdp/` answers 404 and no `ajs_*` cookie is set.
+    pub cdp_write_key: Option<String>,
 }
 
 /// Where accepted writes are forwarded (docs/FORWARDING.md).
@@ -68,8 +71,12 @@ pub struct Forwarding {
     /// `CIO_REGION`: `us` or `eu`.
     pub region: String,
     /// The Track API base (`<base>/api/v2/batch`): the region's, or
-    /// `CIO_TRACK_URL`.
+    /// `CIO_TRACK_URL`; with the Pipelines destination, the Pipelines base
+    /// (`<base>/v1/batch`): the region's, or `CIO_CDP_URL`.
     pub base_url: String,
+    /// `CIO_DESTINATION=pipelines`: the Pipelines API key (`CIO_CDP_API_KEY`)
+    /// deliveries use instead of the Track API credentials.
+    pub pipelines_key: Option<String>,
 }
 
 impl Forwarding {
@@ -107,6 +114,19 @@ impl Forwarding {
                 Some(raw)
             }
         };
+        match get("CIO_DESTINATION")
+            .map(|d| d.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("track") => {}
+            Some("pipelines") => return Self::pipelines(&get, region),
+            Some(other) => {
+                return Err(ConfigError {
+                    setting: "CIO_DESTINATION",
+                    reason: format!("{other:?} is not track or pipelines"),
+                })
+            }
+        }
         let (Some(site_id), Some(api_key)) = (get("CIO_SITE_ID"), get("CIO_API_KEY")) else {
             return Ok(None);
         };
@@ -115,6 +135,41 @@ impl Forwarding {
             api_key,
             base_url: crate::forward::track_base(&region, override_url.as_deref()),
             region,
+            pipelines_key: None,
+        }))
+    }
+
+    /// `CIO_DESTINATION=pipelines`: on when `CIO_CDP_API_KEY` is set.
+    fn pipelines(
+        get: &impl Fn(&str) -> Option<String>,
+        region: String,
+    ) -> Result<Option<Self>, ConfigError> {
+        let override_url = match get("CIO_CDP_URL") {
+            None => None,
+            Some(raw) => {
+                let ok = Url::parse(&raw).ok().is_some_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.query().is_none()
+                });
+                if !ok {
+                    return Err(ConfigError {
+                        setting: "CIO_CDP_URL",
+                        reason: format!("{raw:?} is not an http(s) URL with a host"),
+                    });
+                }
+                Some(raw)
+            }
+        };
+        let Some(key) = get("CIO_CDP_API_KEY") else {
+            return Ok(None);
+        };
+        Ok(Some(Forwarding {
+            site_id: String::new(),
+            api_key: String::new(),
+            base_url: crate::cdp::destination::pipelines_base(&region, override_url.as_deref()),
+            region,
+            pipelines_key: Some(key),
         }))
     }
 }
@@ -152,6 +207,10 @@ pub const SETTINGS: &[(&str, Option<&str>)] = &[
     ("CIO_REGION", Some("us")),
     ("CIO_TRACK_URL", None),
     ("LINK_MERGES_HISTORY", Some("false")),
+    ("CIO_CDP_WRITE_KEY", None),
+    ("CIO_DESTINATION", Some("track")),
+    ("CIO_CDP_API_KEY", None),
+    ("CIO_CDP_URL", None),
 ];
 
 /// Longest retention a setting may ask for: 100 years.
@@ -261,6 +320,7 @@ impl Config {
             anonymous_retention_secs: days("ANONYMOUS_RETENTION_DAYS", 30)?,
             event_retention_secs: days("EVENT_RETENTION_DAYS", 0)?,
             forwarding,
+            cdp_write_key: get("CIO_CDP_WRITE_KEY"),
             origin,
             origin_timeout_ms,
             cookies,

@@ -6,6 +6,7 @@
 //! worker's main is `js/entry.mjs`: per request it calls the synchronous
 //! `plan` export and forwards, or awaits the async `handle` export.
 
+pub mod cdp;
 pub mod config;
 pub mod core;
 pub mod forward;

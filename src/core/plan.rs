@@ -330,6 +330,16 @@ pub fn plan(
     if anon_changed || visit.html_navigation {
         set_cookies.push(config.cookies.anon_cookie(visit.https, &anon_id));
     }
+    if visit.html_navigation {
+        set_cookies.extend(crate::cdp::ids::document_cookies(
+            config,
+            inputs.cookie,
+            visit.url.host,
+            visit.https,
+            &anon_id,
+            identifier.as_deref(),
+        ));
+    }
     Plan::Forward(forward(
         config,
         visit.url,

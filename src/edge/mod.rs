@@ -8,6 +8,7 @@
 
 mod admin;
 mod browser;
+mod cdp;
 mod error;
 mod forward;
 mod limits;

@@ -152,6 +152,16 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
     }
 
     let written = identifier.as_ref().map(Identifier::as_written);
+    if visit.html_navigation {
+        set_cookies.extend(crate::cdp::ids::document_cookies(
+            &edge.config,
+            inputs.cookie,
+            visit.url.host,
+            visit.https,
+            &anon_id,
+            written.as_deref(),
+        ));
+    }
     let forward = plan::forward(
         &edge.config,
         visit.url,
