@@ -41,8 +41,11 @@ rm -rf "$out"
 sed -i 's/import source /import /' "$out/index.js"
 minify=--minify
 [ "$profile" = release ] || minify=
+# The Data Pipelines SDK's files, as strings for js/cdp.mjs.
+node scripts/cdp-sdk.mjs build/cdp-sdk.mjs
 "$ESBUILD_BIN" js/entry.mjs --bundle --format=esm $minify --log-level=warning \
   --alias:cio-edge-wasm="./$out/index.js" \
+  --alias:cio-cdp-sdk=./build/cdp-sdk.mjs --inject:./js/cdp.mjs \
   --external:./index_bg.wasm --external:'cloudflare:*' \
   --outfile=build/index.js
 mv "$out/index_bg.wasm" build/index_bg.wasm

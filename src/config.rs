@@ -58,6 +58,9 @@ pub struct Config {
     /// Forwarding to a Customer.io workspace; `None` (off) unless both
     /// `CIO_SITE_ID` and `CIO_API_KEY` are set.
     pub forwarding: Option<CioWorkspace>,
+    /// `CIO_CDP_WRITE_KEY`: the Data Pipelines source's write key;
+    /// unset, `/_cio/cdp/` answers 404 and no `ajs_*` cookie is set.
+    pub cdp_write_key: Option<String>,
 }
 
 /// The Customer.io workspace accepted writes are forwarded to
@@ -69,8 +72,12 @@ pub struct CioWorkspace {
     /// `CIO_REGION`: `us` or `eu`.
     pub region: String,
     /// The Track API base (`<base>/api/v2/batch`): the region's, or
-    /// `CIO_TRACK_URL`.
+    /// `CIO_TRACK_URL`; with the Pipelines destination, the Pipelines base
+    /// (`<base>/v1/batch`): the region's, or `CIO_CDP_URL`.
     pub base_url: String,
+    /// `CIO_DESTINATION=pipelines`: the Pipelines API key (`CIO_CDP_API_KEY`)
+    /// deliveries use instead of the Track API credentials.
+    pub pipelines_key: Option<String>,
 }
 
 impl CioWorkspace {
@@ -108,6 +115,19 @@ impl CioWorkspace {
                 Some(raw)
             }
         };
+        match get("CIO_DESTINATION")
+            .map(|d| d.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("track") => {}
+            Some("pipelines") => return Self::pipelines(&get, region),
+            Some(other) => {
+                return Err(ConfigError {
+                    setting: "CIO_DESTINATION",
+                    reason: format!("{other:?} is not track or pipelines"),
+                })
+            }
+        }
         let (Some(site_id), Some(api_key)) = (get("CIO_SITE_ID"), get("CIO_API_KEY")) else {
             return Ok(None);
         };
@@ -116,6 +136,41 @@ impl CioWorkspace {
             api_key,
             base_url: crate::cio::track_base(&region, override_url.as_deref()),
             region,
+            pipelines_key: None,
+        }))
+    }
+
+    /// `CIO_DESTINATION=pipelines`: on when `CIO_CDP_API_KEY` is set.
+    fn pipelines(
+        get: &impl Fn(&str) -> Option<String>,
+        region: String,
+    ) -> Result<Option<Self>, ConfigError> {
+        let override_url = match get("CIO_CDP_URL") {
+            None => None,
+            Some(raw) => {
+                let ok = Url::parse(&raw).ok().is_some_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.query().is_none()
+                });
+                if !ok {
+                    return Err(ConfigError {
+                        setting: "CIO_CDP_URL",
+                        reason: format!("{raw:?} is not an http(s) URL with a host"),
+                    });
+                }
+                Some(raw)
+            }
+        };
+        let Some(key) = get("CIO_CDP_API_KEY") else {
+            return Ok(None);
+        };
+        Ok(Some(CioWorkspace {
+            site_id: String::new(),
+            api_key: String::new(),
+            base_url: crate::cio::delivery::pipelines_base(&region, override_url.as_deref()),
+            region,
+            pipelines_key: Some(key),
         }))
     }
 }
@@ -153,6 +208,10 @@ pub const SETTINGS: &[(&str, Option<&str>)] = &[
     ("CIO_REGION", Some("us")),
     ("CIO_TRACK_URL", None),
     ("LINK_MERGES_HISTORY", Some("false")),
+    ("CIO_CDP_WRITE_KEY", None),
+    ("CIO_DESTINATION", Some("track")),
+    ("CIO_CDP_API_KEY", None),
+    ("CIO_CDP_URL", None),
 ];
 
 /// Longest retention a setting may ask for: 100 years.
@@ -262,6 +321,7 @@ impl Config {
             anonymous_retention_secs: days("ANONYMOUS_RETENTION_DAYS", 30)?,
             event_retention_secs: days("EVENT_RETENTION_DAYS", 0)?,
             forwarding,
+            cdp_write_key: get("CIO_CDP_WRITE_KEY"),
             origin,
             origin_timeout_ms,
             cookies,

@@ -198,6 +198,17 @@ pub fn track_base(region: &str, override_url: Option<&str>) -> String {
     }
 }
 
+/// The Pipelines API base (`CIO_DESTINATION=pipelines`), from its OpenAPI
+/// file's `servers`: US `https://cdp.customer.io/v1`, EU
+/// `https://cdp-eu.customer.io/v1`; or the override.
+pub fn pipelines_base(region: &str, override_url: Option<&str>) -> String {
+    match override_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if region == "eu" => "https://cdp-eu.customer.io".into(),
+        None => "https://cdp.customer.io".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -182,6 +182,12 @@ impl CookiePolicy {
     pub fn clear_sig_cookie(&self, https: bool) -> String {
         self.build_with(https, SIG_COOKIE, String::new(), 0, true)
     }
+
+    /// A cookie a page script reads too (the Data Pipelines SDK's ids):
+    /// never HttpOnly, whatever `COOKIE_HTTPONLY` says.
+    pub fn script_cookie(&self, https: bool, name: &'static str, value: &str) -> String {
+        self.build_with(https, name, value.to_owned(), COOKIE_MAX_AGE_SECS, false)
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub enum Route {
     TrackApi(Vec<String>),
     /// `/_cio/admin/...`; the segments after `admin/`.
     Admin(Vec<String>),
+    /// `/_cio/cdp/...`, the Data Pipelines source; the segments after `cdp/`.
+    Cdp(Vec<String>),
     /// Everything outside `/_cio/`.
     Proxy,
     /// A known path with the wrong method.
@@ -62,6 +64,8 @@ pub fn route(method: &str, path: &str, on_track_host: bool) -> Route {
                 Route::TrackApi(segments(api))
             } else if let Some(admin) = rest.strip_prefix("admin/") {
                 Route::Admin(segments(admin))
+            } else if let Some(cdp) = rest.strip_prefix("cdp/") {
+                Route::Cdp(segments(cdp))
             } else {
                 Route::NotFound
             }
@@ -106,6 +110,12 @@ mod tests {
                 "/_cio/admin/people/x%2Fy",
                 false,
                 Route::Admin(vec!["people".into(), "x/y".into()]),
+            ),
+            (
+                "POST",
+                "/_cio/cdp/v1/t",
+                false,
+                Route::Cdp(vec!["v1".into(), "t".into()]),
             ),
         ];
         for (method, path, host, want) in cases {

@@ -16,14 +16,21 @@ pub const SNIPPET: &str = concat!(
     "(s?s.parentNode.insertBefore(t,s):document.head.appendChild(t))})();</script>"
 );
 
-/// A script source that is some `track.js` of ours or Customer.io's.
+/// The path of the Data Pipelines SDK's bundle (Customer.io's CDN or the
+/// edge's `/_cio/cdp/`): a page that loads it tracks itself.
+const PIPELINES_BUNDLE: &str = "/v1/analytics-js/snippet/";
+
+/// A script source that is some `track.js` of ours or Customer.io's, or the
+/// Data Pipelines SDK.
 pub fn is_sdk_src(src: &str) -> bool {
-    src.contains("track.js") && (src.contains("/_cio/") || src.contains("customer.io"))
+    (src.contains("track.js") && (src.contains("/_cio/") || src.contains("customer.io")))
+        || src.contains(PIPELINES_BUNDLE)
 }
 
-/// Inline script text of a snippet: it names `_cio` and loads a `track.js`.
+/// Inline script text of a snippet: it names `_cio` and loads a `track.js`,
+/// or it is the Data Pipelines snippet.
 pub fn is_snippet_text(script: &str) -> bool {
-    script.contains("_cio") && script.contains("track.js")
+    (script.contains("_cio") && script.contains("track.js")) || script.contains(PIPELINES_BUNDLE)
 }
 
 #[cfg(test)]
@@ -44,6 +51,14 @@ mod tests {
             ("https://assets.customer.io/assets/track.js", true),
             ("https://cdn.example.com/track.js", false),
             ("/_cio/other.js", false),
+            (
+                "/_cio/cdp/v1/analytics-js/snippet/wk/analytics.min.js",
+                true,
+            ),
+            (
+                "https://cdp.customer.io/v1/analytics-js/snippet/wk/analytics.min.js",
+                true,
+            ),
             ("", false),
         ] {
             assert_eq!(is_sdk_src(src), sdk, "{src}");
@@ -57,5 +72,8 @@ mod tests {
         assert!(is_snippet_text(theirs));
         assert!(!is_snippet_text("var x = 1;"));
         assert!(!is_snippet_text("var _cio = [];"));
+        let pipelines = "!function(){var i=\"cioanalytics\";analytics.load=function(key,e){\
+                         t.src=\"/_cio/cdp/v1/analytics-js/snippet/\"+key+\"/analytics.min.js\"}}();";
+        assert!(is_snippet_text(pipelines));
     }
 }

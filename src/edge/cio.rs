@@ -179,6 +179,10 @@ async fn rejoin_late(env: &Env, delivered: &[Value], attempt: u32, now: i64) {
 
 /// One v2 batch request: Basic auth, a deadline, the answer classified.
 async fn post(settings: &Settings, ops: &[Value]) -> Outcome {
+    // CIO_DESTINATION=pipelines: the same operations, as Pipelines calls.
+    if let Some(key) = &settings.pipelines_key {
+        return super::cdp::post_pipelines(&settings.base_url, key, ops).await;
+    }
     let retry = |error: String| Outcome::Retry { after: None, error };
     let body = json!({ "batch": ops }).to_string();
     let credentials = base64::engine::general_purpose::STANDARD

@@ -8,6 +8,7 @@
 
 mod admin;
 mod browser;
+mod cdp;
 mod cio;
 mod error;
 mod limits;

@@ -6,7 +6,7 @@ use worker::{Request, Response};
 
 use super::error::{render, EdgeError, ErrorShape};
 use super::visit::{self, consented};
-use super::{admin, browser, limits, page, track_api, Edge};
+use super::{admin, browser, cdp, limits, page, track_api, Edge};
 use crate::core::routes::{route, Route};
 
 /// Answers a request the plan handed to Rust: a response, or for a page
@@ -38,6 +38,7 @@ async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Re
     match route {
         Route::TrackApi(segments) => track_api::handle(req, edge, &segments).await,
         Route::Admin(segments) => admin::handle(req, edge, url, &segments).await,
+        Route::Cdp(segments) => cdp::handle(req, edge, url, &segments).await,
         // Without consent (`CONSENT`) a browser call stores nothing: 204.
         Route::Identify | Route::Track(_) | Route::Reset
             if !consented(&req, &edge.config.consent) =>

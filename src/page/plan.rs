@@ -5,6 +5,7 @@
 //! to hand the request to the async handler (then `super::step` goes on).
 //! The plan travels to the driver as text, written and read by the codec.
 
+use crate::cdp::ids::document_cookies;
 use crate::config::{Config, ConfigError};
 use crate::core::identifier::Identifier;
 use crate::core::routes::{self, Route};
@@ -111,10 +112,21 @@ pub fn plan(
         .identifier
         .as_ref()
         .map(Identifier::as_written);
-    let set_cookies = page
+    let mut set_cookies: Vec<String> = page
         .anon_cookie(&config.cookies, &anon)
         .into_iter()
         .collect();
+    // The Data Pipelines SDK's id cookies on a document (`CIO_CDP_WRITE_KEY`).
+    if page.html_navigation {
+        set_cookies.extend(document_cookies(
+            config,
+            inputs.cookie,
+            page.url.host,
+            page.visit.https,
+            &anon.id,
+            identifier.as_deref(),
+        ));
+    }
     Plan::Forward(forward(
         config,
         page.url,

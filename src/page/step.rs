@@ -5,6 +5,7 @@
 //! cookies are decided in this file. The work done, `finish` is the forward
 //! plan, executed by the driver like any other.
 
+use crate::cdp::ids::document_cookies;
 use crate::config::Config;
 use crate::core::event::{clamp_bytes, MAX_PAGE_NAME_BYTES};
 use crate::core::form::{form_identify, parse_form};
@@ -31,6 +32,7 @@ pub struct Step<'a> {
     config: &'a Config,
     method: &'a str,
     url: &'a str,
+    cookie: Option<&'a str>,
     page: PageRequest<'a>,
     anon: Anon,
     /// The `_cioanonid` cookie, always the first set.
@@ -72,6 +74,7 @@ impl<'a> Step<'a> {
             config,
             method: inputs.method,
             url: inputs.url,
+            cookie: inputs.cookie,
             anon_cookie: page.anon_cookie(&config.cookies, &anon),
             identifier: page.visit.cookies.identifier.clone(),
             id_cookies: Vec::new(),
@@ -188,10 +191,21 @@ impl<'a> Step<'a> {
             .then(|| clamp_bytes(self.url, MAX_PAGE_NAME_BYTES))
     }
 
-    /// The forward plan, the steps done.
+    /// The forward plan, the steps done. A navigation also gets the Data
+    /// Pipelines SDK's id cookies, last (`CIO_CDP_WRITE_KEY`).
     pub fn finish(self) -> Forward {
-        let set_cookies = self.set_cookies();
+        let mut set_cookies = self.set_cookies();
         let written = self.identifier.as_ref().map(Identifier::as_written);
+        if self.page.html_navigation {
+            set_cookies.extend(document_cookies(
+                self.config,
+                self.cookie,
+                self.page.url.host,
+                self.page.visit.https,
+                &self.anon.id,
+                written.as_deref(),
+            ));
+        }
         forward(
             self.config,
             self.page.url,
