@@ -177,14 +177,9 @@ async fn apply(
                 anonymous_id: anon.as_deref(),
                 now,
             };
-            // A browser a Customer.io link identified (forwarding on) may give
-            // that person its identifier, as `/_cio/identify` does.
-            let done = match (&edge.config.forwarding, &visit.cookies.identifier) {
-                (Some(_), Some(Identifier::CioId(cio_id))) => {
-                    store.identify_linked(cio_id, &identify, options).await?
-                }
-                _ => store.identify(&identify, options).await?,
-            };
+            // As `/_cio/identify`: a browser a Customer.io link identified is,
+            // once it names itself, that person; a link never renames anyone.
+            let done = store.identify(&identify, options).await?;
             let written = trust.cookie_identifier(&identify.identifier, &done.person.cio_id);
             cookies.extend(trust.id_cookies(policy, visit.https, &written));
             visit.cookies.identifier = Some(written);
@@ -216,7 +211,15 @@ async fn apply(
                     let identifier = visit.cookies.identifier.clone().filter(|_| same_visitor);
                     match (&edge.config.forwarding, &identifier) {
                         (Some(_), Some(Identifier::CioId(cio_id))) => {
-                            store.record_linked(cio_id, &anon, event, now).await?
+                            store
+                                .record_linked(
+                                    cio_id,
+                                    &anon,
+                                    event,
+                                    now,
+                                    edge.config.link_merges_history,
+                                )
+                                .await?
                         }
                         _ => store.record(identifier.as_ref(), &anon, event).await?,
                     }
