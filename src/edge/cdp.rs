@@ -178,9 +178,8 @@ async fn apply(
                 anonymous_id: anon.as_deref(),
                 now,
             };
-            // A browser a Customer.io link identified is, once it names
-            // itself, that person, as with `/_cio/identify`: a link never gives
-            // the linked person another identifier.
+            // As `/_cio/identify`: a browser a Customer.io link identified is,
+            // once it names itself, that person; a link never renames anyone.
             let done = store.identify(&identify, options).await?;
             let written = trust.cookie_identifier(&identify.identifier, &done.person.cio_id);
             cookies.extend(trust.id_cookies(policy, visit.https, &written));
