@@ -19,7 +19,7 @@ use crate::identity::wire::Position;
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
 
-pub async fn handle(
+pub async fn serve(
     req: Request,
     edge: &Edge,
     url: &Url,

@@ -37,7 +37,7 @@ extern "C" {
     ) -> Option<web_sys::Response>;
 }
 
-pub async fn handle(
+pub async fn serve(
     req: Request,
     edge: &Edge,
     url: &Url,

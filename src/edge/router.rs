@@ -36,9 +36,9 @@ pub async fn serve(req: Request, edge: &Edge) -> worker::Result<page::Answer> {
 
 async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Response, EdgeError> {
     match route {
-        Route::TrackApi(segments) => track_api::handle(req, edge, &segments).await,
-        Route::Admin(segments) => admin::handle(req, edge, url, &segments).await,
-        Route::Cdp(segments) => cdp::handle(req, edge, url, &segments).await,
+        Route::TrackApi(segments) => track_api::serve(req, edge, &segments).await,
+        Route::Admin(segments) => admin::serve(req, edge, url, &segments).await,
+        Route::Cdp(segments) => cdp::serve(req, edge, url, &segments).await,
         // Without consent (`CONSENT`) a browser call stores nothing: 204.
         Route::Identify | Route::Track(_) | Route::Reset
             if !consented(&req, &edge.config.consent) =>

@@ -29,7 +29,7 @@ pub fn shape(segments: &[String]) -> ErrorShape {
 }
 
 /// `segments`: the path after the API root, e.g. `["v1", "customers", "42"]`.
-pub async fn handle(
+pub async fn serve(
     mut req: Request,
     edge: &Edge,
     segments: &[String],
