@@ -1,28 +1,19 @@
 // Retention (docs/API.md section 10.5) through the built worker: Durable
 // Object alarms rung by the runtime. Retention periods are settings in days
 // and take decimals, so a period of a few seconds is an ordinary setting.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import { startWorker } from "./support/worker.mjs";
-import { startOrigin } from "./support/origin.mjs";
+import { withEdge } from "./support/edge.mjs";
 import { Browser, person, activity, visitorActivity, eventually, sleep, uid } from "./support/people.mjs";
 import { SECRETS, api } from "./support/api.mjs";
 
 // 0.00005 days = 4.32 s, stored as 4 s.
 const PERIOD_DAYS = "0.00005";
 const PERIOD_MS = 4000;
-const cleanup = [];
-after(async () => {
-  for (const c of cleanup) await c();
-});
-
-async function edge(vars) {
-  const origin = await startOrigin();
-  const w = await startWorker({ originUrl: origin.url, vars, secrets: SECRETS });
-  cleanup.push(() => w.dispose(), () => origin.close());
-  return w;
-}
+// Each test gets a worker of its own retention settings.
+const { another } = withEdge({ secrets: SECRETS });
+const edge = (vars) => another({ vars });
 
 test("ANONYMOUS_RETENTION_DAYS: an idle never-identified visitor is deleted; an active one, an identified one and the person stay", async () => {
   const w = await edge({ ANONYMOUS_RETENTION_DAYS: PERIOD_DAYS });
@@ -78,15 +69,12 @@ test("EVENT_RETENTION_DAYS: a person's events older than the period are deleted,
 });
 
 test("retention shares the objects' alarm with forwarding: the outbox drains and the idle visitor is still deleted on time", async () => {
-  const origin = await startOrigin();
-  const receiver = await startWorker({ originUrl: origin.url, secrets: { SITE_ID: "ws", API_KEY: "wk", ADMIN_TOKEN: SECRETS.ADMIN_TOKEN } });
-  const w = await startWorker({
-    originUrl: origin.url,
+  const receiver = await another({ secrets: { SITE_ID: "ws", API_KEY: "wk", ADMIN_TOKEN: SECRETS.ADMIN_TOKEN } });
+  const w = await another({
     secrets: { ...SECRETS, CIO_SITE_ID: "ws", CIO_API_KEY: "wk" },
     vars: { CIO_TRACK_URL: `${receiver.url}/_cio`, ANONYMOUS_RETENTION_DAYS: PERIOD_DAYS },
     queues: true,
   });
-  cleanup.push(() => w.dispose(), () => receiver.dispose(), () => origin.close());
   const idle = new Browser(w);
   await idle.visit("/");
   assert.equal((await idle.track("forwarded then forgotten")).status, 200);

@@ -2,11 +2,11 @@
 // the origin's response headers, IDENTIFY_SECRET (user_hash and the signed
 // _cioid), CONSENT, ID_COOKIE=cio. A site of its own on 127.0.0.1 stands for
 // an origin with login and logout handlers.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import crypto from "node:crypto";
-import { startWorker } from "./support/worker.mjs";
+import { withEdge } from "./support/edge.mjs";
 import { Browser, ADMIN_TOKEN, person, activity, visitorActivity, cookiesNamed, uid, UUID_V4 } from "./support/people.mjs";
 import { SECRETS, api } from "./support/api.mjs";
 
@@ -16,11 +16,9 @@ const PAGE = "<!doctype html><html><head><title>site</title></head><body>the sit
 
 // The site: `/login?as=<json>` answers X-Cio-Identify with that JSON (as
 // UTF-8 bytes), `/logout` X-Cio-Reset: 1, everything else a plain page.
-let site;
 const seen = [];
-const workers = [];
 
-before(async () => {
+async function startSite() {
   const server = http.createServer((req, res) => {
     seen.push({ url: req.url, headers: req.headers });
     const url = new URL(req.url, "http://x");
@@ -31,19 +29,12 @@ before(async () => {
     res.end(PAGE);
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  site = { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
-});
-
-after(async () => {
-  for (const w of workers) await w.dispose();
-  await site?.close();
-});
-
-async function edge(vars = {}, secrets = {}) {
-  const w = await startWorker({ originUrl: site.url, vars, secrets: { ...SECRETS, ...secrets } });
-  workers.push(w);
-  return w;
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
 }
+
+// Each test gets a worker of its own settings, in front of the one site.
+const { another } = withEdge({ origin: startSite, secrets: SECRETS });
+const edge = (vars = {}, secrets = {}) => another({ vars, secrets: { ...SECRETS, ...secrets } });
 
 const login = (b, body) => b.visit(`/login?as=${encodeURIComponent(typeof body === "string" ? body : JSON.stringify(body))}`);
 const originSaw = () => seen.at(-1).headers;
