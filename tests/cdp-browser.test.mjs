@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { existsSync } from "node:fs";
 import { chromium } from "playwright-core";
-import { startWorker } from "./support/worker.mjs";
+import { withEdge } from "./support/edge.mjs";
 import { classicSnippet } from "../demo/server.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
@@ -34,26 +34,28 @@ const PAGES = {
   "/classic": page(classicSnippet()),
 };
 
-let origin;
 const seen = []; // what reached the origin: path and the edge's headers
-let edge;
-let browser;
 
-before(async () => {
-  assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}`);
-  origin = http.createServer((req, res) => {
+async function startPages() {
+  const server = http.createServer((req, res) => {
     const path = req.url.split("?")[0];
     seen.push({ path, anon: req.headers["x-cio-anon-id"], id: req.headers["x-cio-id"], cookie: req.headers.cookie ?? "" });
     const html = PAGES[path];
     res.writeHead(html ? 200 : 404, { "content-type": html ? "text/html; charset=utf-8" : "text/plain" });
     res.end(html ?? "not found");
   });
-  await new Promise((resolve) => origin.listen(0, "127.0.0.1", resolve));
-  edge = await startWorker({
-    originUrl: `http://127.0.0.1:${origin.address().port}`,
-    vars: { CIO_CDP_WRITE_KEY: WRITE_KEY },
-    secrets: { ADMIN_TOKEN: ADMIN },
-  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); }),
+  };
+}
+
+const { edge } = withEdge({ origin: startPages, vars: { CIO_CDP_WRITE_KEY: WRITE_KEY }, secrets: { ADMIN_TOKEN: ADMIN } });
+let browser;
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}`);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
@@ -63,8 +65,6 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await edge?.dispose();
-  origin?.close();
 });
 
 async function admin(path) {
