@@ -7,7 +7,7 @@ import http from "node:http";
 import { existsSync } from "node:fs";
 import { createHmac } from "node:crypto";
 import { chromium } from "playwright-core";
-import { startWorker } from "./support/worker.mjs";
+import { withEdge } from "./support/edge.mjs";
 import { classicSnippet } from "../demo/server.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
@@ -34,8 +34,6 @@ const PAGES = {
   "/welcome": page("", "<p>welcome</p>"),
 };
 
-let origin;
-let originUrl;
 const formPosts = [];
 
 function startOrigin() {
@@ -58,23 +56,25 @@ function startOrigin() {
       res.end(html);
     });
   });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () =>
+      resolve({
+        url: `http://127.0.0.1:${server.address().port}`,
+        close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); }),
+      }),
+    ),
+  );
 }
 
-let plain; // default settings
-let injecting; // INJECT_SNIPPET and AUTO_IDENTIFY_FORMS
+// Default settings; a second worker with INJECT_SNIPPET and AUTO_IDENTIFY_FORMS.
+const { edge: plain, another } = withEdge({ origin: startOrigin, secrets: { ADMIN_TOKEN: ADMIN } });
+let injected;
+const injectingEdge = () =>
+  (injected ??= another({ vars: { INJECT_SNIPPET: "true", AUTO_IDENTIFY_FORMS: "true", FORM_ATTRIBUTES: "first_name,password" } }));
 let browser;
 
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM} (npm run setup installs Debian's chromium)`);
-  origin = await startOrigin();
-  originUrl = `http://127.0.0.1:${origin.address().port}`;
-  plain = await startWorker({ originUrl, secrets: { ADMIN_TOKEN: ADMIN } });
-  injecting = await startWorker({
-    originUrl,
-    vars: { INJECT_SNIPPET: "true", AUTO_IDENTIFY_FORMS: "true", FORM_ATTRIBUTES: "first_name,password" },
-    secrets: { ADMIN_TOKEN: ADMIN },
-  });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
@@ -84,9 +84,6 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await plain?.dispose();
-  await injecting?.dispose();
-  origin?.close();
 });
 
 async function admin(worker, path) {
@@ -227,6 +224,7 @@ test("data-use-array-params=false reshapes arrays; data-auto-track-page=false se
 });
 
 test("INJECT_SNIPPET: a page without the snippet gets it and the SDK runs", async () => {
+  const injecting = await injectingEdge();
   const context = await browser.newContext();
   const tab = await context.newPage();
   const served = await (await fetch(`${base(injecting)}/plain`)).text();
@@ -250,6 +248,7 @@ test("INJECT_SNIPPET: a page without the snippet gets it and the SDK runs", asyn
 });
 
 test("AUTO_IDENTIFY_FORMS: the sign-up form identifies; the password is stored nowhere", async () => {
+  const injecting = await injectingEdge();
   const context = await browser.newContext();
   const tab = await context.newPage();
   await tab.goto(`${base(injecting)}/signup`);
@@ -315,25 +314,21 @@ test("calls still queued when the page is left go out as beacons on pagehide", a
 
 test("secure mode: _cio.identify passes user_hash through; the companion cookie is HttpOnly; without it nothing is applied", async () => {
   const secret = "browser-identify-secret";
-  const secure = await startWorker({ originUrl, secrets: { ADMIN_TOKEN: ADMIN, IDENTIFY_SECRET: secret } });
-  try {
-    const context = await browser.newContext();
-    const tab = await context.newPage();
-    await tab.goto(`${base(secure)}/landing`);
-    const forged = `forged-${crypto.randomUUID()}`;
-    await tab.evaluate((id) => window._cio.identify({ id }), forged);
-    const id = `verified-${crypto.randomUUID()}`;
-    const user_hash = createHmac("sha256", secret).update(id).digest("hex");
-    await tab.evaluate(([id, user_hash]) => window._cio.identify({ id, user_hash, plan: "pro" }), [id, user_hash]);
-    assert.equal(await eventually(() => cookie(context, "_cioid"), "_cioid cookie"), encodeURIComponent(id));
-    const sig = (await context.cookies()).find((c) => c.name === "_cioidsig");
-    assert.ok(sig?.httpOnly, "an HttpOnly companion");
-    assert.equal(await tab.evaluate(() => document.cookie.includes("_cioidsig")), false);
-    assert.equal((await admin(secure, `people/${encodeURIComponent(forged)}`)).status, 404);
-    const person = (await admin(secure, `people/${encodeURIComponent(id)}`)).body;
-    assert.deepEqual(person.attributes, { plan: "pro" });
-    await context.close();
-  } finally {
-    await secure.dispose();
-  }
+  const secure = await another({ secrets: { ADMIN_TOKEN: ADMIN, IDENTIFY_SECRET: secret } });
+  const context = await browser.newContext();
+  const tab = await context.newPage();
+  await tab.goto(`${base(secure)}/landing`);
+  const forged = `forged-${crypto.randomUUID()}`;
+  await tab.evaluate((id) => window._cio.identify({ id }), forged);
+  const id = `verified-${crypto.randomUUID()}`;
+  const user_hash = createHmac("sha256", secret).update(id).digest("hex");
+  await tab.evaluate(([id, user_hash]) => window._cio.identify({ id, user_hash, plan: "pro" }), [id, user_hash]);
+  assert.equal(await eventually(() => cookie(context, "_cioid"), "_cioid cookie"), encodeURIComponent(id));
+  const sig = (await context.cookies()).find((c) => c.name === "_cioidsig");
+  assert.ok(sig?.httpOnly, "an HttpOnly companion");
+  assert.equal(await tab.evaluate(() => document.cookie.includes("_cioidsig")), false);
+  assert.equal((await admin(secure, `people/${encodeURIComponent(forged)}`)).status, 404);
+  const person = (await admin(secure, `people/${encodeURIComponent(id)}`)).body;
+  assert.deepEqual(person.attributes, { plan: "pro" });
+  await context.close();
 });
