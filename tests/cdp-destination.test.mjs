@@ -2,11 +2,10 @@
 // the outbox to the Pipelines API. The workspace is a stand-in written from
 // Customer.io's published OpenAPI file of the Pipelines API (each rule below
 // cites where in that file it comes from), on 127.0.0.1.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { startWorker } from "./support/worker.mjs";
-import { startOrigin } from "./support/origin.mjs";
+import { withEdge } from "./support/edge.mjs";
 import { adminGet, api, basic, ADMIN_TOKEN } from "./support/api.mjs";
 import { Browser, person, eventually, uid } from "./support/people.mjs";
 
@@ -137,23 +136,15 @@ function startStandIn() {
   );
 }
 
-let origin, standIn, edge;
-
-before(async () => {
-  origin = await startOrigin();
+let standIn;
+const { edge, another } = withEdge(async () => {
   standIn = await startStandIn();
-  edge = await startWorker({
-    originUrl: origin.url,
+  return {
     secrets: { ADMIN_TOKEN, CIO_CDP_API_KEY: API_KEY },
     vars: { CIO_DESTINATION: "pipelines", CIO_CDP_URL: standIn.url, CIO_CDP_WRITE_KEY: WRITE_KEY },
     queues: true,
-  });
-});
-
-after(async () => {
-  await edge?.dispose();
-  await standIn?.close();
-  await origin?.close();
+    close: () => standIn.close(),
+  };
 });
 
 const forwarding = async () => (await adminGet(edge, "forwarding")).body;
@@ -236,20 +227,15 @@ test("a write that would be over 32 KB there is refused before it is stored; a d
   assert.equal((await b.identify({ id: small })).status, 200);
   await eventually(async () => callsFor((c) => c.type === "identify" && c.userId === small).length > 0, "the identify delivered", 20_000);
   const secrets = { SITE_ID: "s", API_KEY: "k" };
-  const w = await startWorker({
-    originUrl: origin.url,
+  const w = await another({
     secrets: { ...secrets, ADMIN_TOKEN, CIO_CDP_API_KEY: API_KEY },
     vars: { CIO_DESTINATION: "pipelines", CIO_CDP_URL: standIn.url },
     queues: true,
   });
-  try {
-    const auth = basic(secrets.SITE_ID, secrets.API_KEY);
-    const other = uid("del");
-    assert.equal((await api(w, "PUT", `v1/customers/${other}`, { plan: "x" }, { auth })).status, 200);
-    assert.equal((await api(w, "DELETE", `v1/customers/${other}`, undefined, { auth })).status, 200);
-    await eventually(async () => callsFor((c) => c.event === "User Deleted" && c.userId === other).length === 1, "User Deleted delivered", 20_000);
-  } finally {
-    await w.dispose();
-  }
+  const auth = basic(secrets.SITE_ID, secrets.API_KEY);
+  const other = uid("del");
+  assert.equal((await api(w, "PUT", `v1/customers/${other}`, { plan: "x" }, { auth })).status, 200);
+  assert.equal((await api(w, "DELETE", `v1/customers/${other}`, undefined, { auth })).status, 200);
+  await eventually(async () => callsFor((c) => c.event === "User Deleted" && c.userId === other).length === 1, "User Deleted delivered", 20_000);
   assert.deepEqual(standIn.refused, []);
 });

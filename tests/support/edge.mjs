@@ -9,7 +9,9 @@
 // any test); `another(options)` starts one more worker in front of the same
 // origin, disposed with the rest. Options are `startWorker`'s, and `origin`:
 // a function starting the origin (`{ url, close() }`) in place of the
-// standard one.
+// standard one. `options` may be an async function answering them, run first
+// (to start what the worker's settings point at), with `close`: what to stop
+// after the workers.
 import { before, after } from "node:test";
 import { startWorker } from "./worker.mjs";
 import { startOrigin } from "./origin.mjs";
@@ -29,11 +31,16 @@ function standIn(get, what) {
   );
 }
 
-export function withEdge({ origin: makeOrigin = startOrigin, ...options } = {}) {
+export function withEdge(settings = {}) {
   let origin;
   let worker;
+  let options = {};
+  let close;
   const extra = [];
   before(async () => {
+    let makeOrigin;
+    ({ origin: makeOrigin = startOrigin, close, ...options } =
+      typeof settings === "function" ? await settings() : settings);
     origin = await makeOrigin();
     worker = await startWorker({ originUrl: origin.url, ...options });
   });
@@ -41,6 +48,7 @@ export function withEdge({ origin: makeOrigin = startOrigin, ...options } = {}) 
     await worker?.dispose();
     for (const w of extra) await w.dispose();
     await origin?.close();
+    await close?.();
   });
   return {
     edge: standIn(() => worker, "the edge"),
