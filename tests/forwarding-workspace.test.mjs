@@ -5,10 +5,10 @@
 // must mean there what it means here: the visitor's history joined to the
 // person (also after an outage longer than the five-minute join window), no
 // created_at overwritten, no person renamed by a link, no event id shared.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { startWorker } from "./support/worker.mjs";
+import { withEdge } from "./support/edge.mjs";
 import { startWorkspace } from "./support/cio-workspace.mjs";
 import { api, adminGet, basic, email, ADMIN_TOKEN } from "./support/api.mjs";
 import { Browser, eventually, uid } from "./support/people.mjs";
@@ -17,7 +17,7 @@ const WORKSPACE = { siteId: "ws-site", apiKey: "ws-key" };
 const EDGE_API = { SITE_ID: "edge-site", API_KEY: "edge-key" };
 const EDGE_AUTH = basic(EDGE_API.SITE_ID, EDGE_API.API_KEY);
 
-let site, ws, edge;
+let ws;
 
 // The site: HTML pages, a sign-up form target, and `/login?as=<json>`
 // answering X-Cio-Identify (docs/API.md rule 10.1).
@@ -36,23 +36,17 @@ async function startSite() {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
 }
 
-before(async () => {
-  site = await startSite();
+const { edge, another } = withEdge(async () => {
   // A workspace with "Allow updates to email using ID" on (docs/FORWARDING.md
   // set-up); one test below turns it off.
   ws = await startWorkspace({ ...WORKSPACE, emailUpdatesById: true });
-  edge = await startWorker({
-    originUrl: site.url,
+  return {
+    origin: startSite,
     secrets: { ...EDGE_API, ADMIN_TOKEN, CIO_SITE_ID: WORKSPACE.siteId, CIO_API_KEY: WORKSPACE.apiKey },
     vars: { CIO_TRACK_URL: ws.url, AUTO_IDENTIFY_FORMS: "true" },
     queues: true,
-  });
-});
-
-after(async () => {
-  await edge?.dispose();
-  await ws?.close();
-  await site?.close();
+    close: () => ws.close(),
+  };
 });
 
 const w = () => ws.workspace;
@@ -246,8 +240,7 @@ test("anonymous events delivered more than five minutes after the identify still
 
 test("without \"Allow updates to email using ID\" an email change addressed by id is not applied there", async () => {
   const ws2 = await startWorkspace(WORKSPACE);
-  const edge2 = await startWorker({
-    originUrl: site.url,
+  const edge2 = await another({
     secrets: { ...EDGE_API, ADMIN_TOKEN, CIO_SITE_ID: WORKSPACE.siteId, CIO_API_KEY: WORKSPACE.apiKey },
     vars: { CIO_TRACK_URL: ws2.url },
     queues: true,
@@ -262,45 +255,39 @@ test("without \"Allow updates to email using ID\" an email change addressed by i
     assert.match(ws2.workspace.log.at(-1).outcome, /ignored email change/);
     assert.deepEqual(ws2.workspace.refused, []);
   } finally {
-    await edge2.dispose();
     await ws2.close();
   }
 });
 
 test("LINK_MERGES_HISTORY=true: a link joins the visitor's earlier history to the linked person, here and there", async () => {
-  const linking = await startWorker({
-    originUrl: site.url,
+  const linking = await another({
     secrets: { ...EDGE_API, ADMIN_TOKEN, CIO_SITE_ID: WORKSPACE.siteId, CIO_API_KEY: WORKSPACE.apiKey },
     vars: { CIO_TRACK_URL: ws.url, LINK_MERGES_HISTORY: "true" },
     queues: true,
   });
-  try {
-    const admin = async (path) => (await adminGet(linking, path)).body;
-    // A person this edge knows.
-    const known = uid("known");
-    assert.equal((await api(linking, "PUT", `v1/customers/${known}`, { plan: "p" }, { auth: EDGE_AUTH })).status, 200);
-    const cio = (await admin(`people/${known}`)).cio_id;
-    const a = new Browser(linking);
-    await a.visit("/");
-    assert.equal((await a.page("/early")).status, 200);
-    await a.visit(`/promo?_cio_id=${cio}`);
-    assert.equal(a.cioid, known);
-    await eventually(async () => ((await admin(`people/${known}/activity`)).events ?? []).length === 1, "the history merged here", 20000);
-    await eventually(() => names(there("id", known)).includes("/early"), "the history joined there", 20000);
-    // A Customer.io person this edge never saw: made with the history by its first event.
-    w().apply({ type: "person", action: "identify", identifiers: { id: "ext-linked" }, attributes: {} });
-    const ext = there("id", "ext-linked");
-    const b = new Browser(linking);
-    await b.visit("/");
-    assert.equal((await b.page("/early2")).status, 200);
-    await b.visit(`/promo?_cio_id=${ext.cio_id}`);
-    assert.equal((await b.page("/after")).status, 200);
-    assert.deepEqual(((await admin(`people/cio_${ext.cio_id}/activity`)).events ?? []).map((e) => e.name).sort(), ["/after", "/early2"]);
-    await eventually(() => names(there("id", "ext-linked")).length === 2, "both page views there", 20000);
-    assert.deepEqual(names(there("id", "ext-linked")), ["/after", "/early2"]);
-    assert.equal(there("id", "ext-linked").attributes.anonymous_id, b.anon);
-    assert.deepEqual(w().refused, []);
-  } finally {
-    await linking.dispose();
-  }
+  const admin = async (path) => (await adminGet(linking, path)).body;
+  // A person this edge knows.
+  const known = uid("known");
+  assert.equal((await api(linking, "PUT", `v1/customers/${known}`, { plan: "p" }, { auth: EDGE_AUTH })).status, 200);
+  const cio = (await admin(`people/${known}`)).cio_id;
+  const a = new Browser(linking);
+  await a.visit("/");
+  assert.equal((await a.page("/early")).status, 200);
+  await a.visit(`/promo?_cio_id=${cio}`);
+  assert.equal(a.cioid, known);
+  await eventually(async () => ((await admin(`people/${known}/activity`)).events ?? []).length === 1, "the history merged here", 20000);
+  await eventually(() => names(there("id", known)).includes("/early"), "the history joined there", 20000);
+  // A Customer.io person this edge never saw: made with the history by its first event.
+  w().apply({ type: "person", action: "identify", identifiers: { id: "ext-linked" }, attributes: {} });
+  const ext = there("id", "ext-linked");
+  const b = new Browser(linking);
+  await b.visit("/");
+  assert.equal((await b.page("/early2")).status, 200);
+  await b.visit(`/promo?_cio_id=${ext.cio_id}`);
+  assert.equal((await b.page("/after")).status, 200);
+  assert.deepEqual(((await admin(`people/cio_${ext.cio_id}/activity`)).events ?? []).map((e) => e.name).sort(), ["/after", "/early2"]);
+  await eventually(() => names(there("id", "ext-linked")).length === 2, "both page views there", 20000);
+  assert.deepEqual(names(there("id", "ext-linked")), ["/after", "/early2"]);
+  assert.equal(there("id", "ext-linked").attributes.anonymous_id, b.anon);
+  assert.deepEqual(w().refused, []);
 });

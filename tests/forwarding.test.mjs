@@ -2,9 +2,10 @@
 // the edge with forwarding on and a receiver cio-edge whose own Track API
 // plays the workspace, between them a relay that can take the receiver
 // down or make it answer 503. Everything is compared through both admin APIs.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { startWorker } from "./support/worker.mjs";
+import { withEdge } from "./support/edge.mjs";
 import { startOrigin } from "./support/origin.mjs";
 import { startRelay } from "./support/relay.mjs";
 import { api, adminGet, basic, email, ADMIN_TOKEN } from "./support/api.mjs";
@@ -15,25 +16,22 @@ const EDGE_API = { SITE_ID: "edge-site", API_KEY: "edge-key" };
 const EDGE_AUTH = basic(EDGE_API.SITE_ID, EDGE_API.API_KEY);
 const RECEIVER_AUTH = basic(RECEIVER.SITE_ID, RECEIVER.API_KEY);
 
-let origin, receiver, relay, edge;
-
-before(async () => {
-  origin = await startOrigin();
-  receiver = await startWorker({ originUrl: origin.url, secrets: { ...RECEIVER, ADMIN_TOKEN } });
+// The workspace is a second edge (its Track API) behind a relay.
+let receiverOrigin, receiver, relay;
+const { edge, another } = withEdge(async () => {
+  receiverOrigin = await startOrigin();
+  receiver = await startWorker({ originUrl: receiverOrigin.url, secrets: { ...RECEIVER, ADMIN_TOKEN } });
   relay = await startRelay(receiver.url);
-  edge = await startWorker({
-    originUrl: origin.url,
+  return {
     secrets: { ...EDGE_API, ADMIN_TOKEN, CIO_SITE_ID: RECEIVER.SITE_ID, CIO_API_KEY: RECEIVER.API_KEY },
     vars: { CIO_TRACK_URL: `${relay.url}/_cio` },
     queues: true,
-  });
-});
-
-after(async () => {
-  await edge?.dispose();
-  await relay?.close();
-  await receiver?.dispose();
-  await origin?.close();
+    close: async () => {
+      await relay?.close();
+      await receiver?.dispose();
+      await receiverOrigin?.close();
+    },
+  };
 });
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -249,13 +247,9 @@ test("a Customer.io link's cio_id the edge never saw identifies the browser; an 
 
 test("the admin endpoint needs the token and forwarding off says so", async () => {
   assert.equal((await adminGet(edge, "forwarding", { token: "wrong" })).status, 401);
-  const plain = await startWorker({ originUrl: origin.url, secrets: { ADMIN_TOKEN } });
-  try {
-    const off = (await adminGet(plain, "forwarding")).body;
-    assert.equal(off.on, false);
-    assert.equal(off.region, null);
-    assert.equal(off.workspace_settings, null);
-  } finally {
-    await plain.dispose();
-  }
+  const plain = await another({ secrets: { ADMIN_TOKEN } });
+  const off = (await adminGet(plain, "forwarding")).body;
+  assert.equal(off.on, false);
+  assert.equal(off.region, null);
+  assert.equal(off.workspace_settings, null);
 });
