@@ -10,12 +10,10 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 use super::cio::Outbox;
 use super::objects::DoObjects;
 use super::rpc::{read_call, reply, SqlResult};
-use super::sql::{self, bodies, LazyTables};
-use crate::core::event::Event;
+use super::sql::{self, bodies, LazyTables, SqlEvents};
 use crate::core::profile::{Profile, Relationship};
 use crate::identity::objects::{person_call, FollowUp, PersonTables, Tombstone};
 use crate::identity::retention::{self, PersonClock, Retention};
-use crate::identity::wire::Position;
 use crate::identity::wire::VisitorCall;
 use crate::identity::{Objects, StoreError};
 
@@ -64,6 +62,12 @@ impl Person {
             return Ok(Vec::new());
         }
         bodies(&self.sql, query, params)
+    }
+}
+
+impl SqlEvents for Person {
+    fn tables(&self) -> &LazyTables {
+        &self.tables
     }
 }
 
@@ -130,30 +134,6 @@ impl PersonTables for Person {
             "INSERT OR IGNORE INTO anonymous_ids (id) VALUES (?)",
             vec![anon_id.into()],
         )
-    }
-
-    fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
-        self.tables.insert_event(event)
-    }
-
-    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
-        self.tables.has_event(id)
-    }
-
-    fn event_count(&self) -> Result<u64, StoreError> {
-        self.tables.event_count()
-    }
-
-    fn events_desc(
-        &self,
-        limit: u32,
-        before: Option<Position>,
-    ) -> Result<Vec<(Event, Position)>, StoreError> {
-        self.tables.events_desc(limit, before)
-    }
-
-    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
-        self.tables.events_asc(after, limit)
     }
 
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError> {

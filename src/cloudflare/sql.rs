@@ -5,6 +5,7 @@ use worker::SqlStorage;
 
 use super::rpc::SqlResult;
 use crate::core::event::Event;
+use crate::identity::objects::EventTable;
 use crate::identity::wire::Position;
 use crate::identity::StoreError;
 
@@ -194,24 +195,27 @@ impl LazyTables {
     pub fn dropped(&self) {
         self.ready.set(Some(false));
     }
+}
 
-    pub fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
+/// The one SQLite event table, the visitor's and the person's.
+impl EventTable for LazyTables {
+    fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
         self.ensure()?;
         insert_event(&self.sql, event)
     }
 
-    pub fn has_event(&self, id: &str) -> Result<bool, StoreError> {
+    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.exists()? && has_event(&self.sql, id)?)
     }
 
-    pub fn event_count(&self) -> Result<u64, StoreError> {
+    fn event_count(&self) -> Result<u64, StoreError> {
         if !self.exists()? {
             return Ok(0);
         }
         event_count(&self.sql)
     }
 
-    pub fn events_desc(
+    fn events_desc(
         &self,
         limit: u32,
         before: Option<Position>,
@@ -222,14 +226,38 @@ impl LazyTables {
         events_desc(&self.sql, limit, before)
     }
 
-    pub fn events_asc(
-        &self,
-        after: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<(Event, i64)>, StoreError> {
+    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
         if !self.exists()? {
             return Ok(Vec::new());
         }
         events_asc(&self.sql, after, limit)
+    }
+}
+
+/// A Durable Object whose events are in its [`LazyTables`]: its event table
+/// is theirs.
+pub trait SqlEvents {
+    fn tables(&self) -> &LazyTables;
+}
+
+impl<T: SqlEvents> EventTable for T {
+    fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
+        self.tables().insert_event(event)
+    }
+    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
+        self.tables().has_event(id)
+    }
+    fn event_count(&self) -> Result<u64, StoreError> {
+        self.tables().event_count()
+    }
+    fn events_desc(
+        &self,
+        limit: u32,
+        before: Option<Position>,
+    ) -> Result<Vec<(Event, Position)>, StoreError> {
+        self.tables().events_desc(limit, before)
+    }
+    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
+        self.tables().events_asc(after, limit)
     }
 }

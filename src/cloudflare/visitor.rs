@@ -8,11 +8,9 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 
 use super::cio::Outbox;
 use super::rpc::{read_call, reply, SqlResult};
-use super::sql::{self, table_exists, LazyTables};
-use crate::core::event::Event;
+use super::sql::{self, table_exists, LazyTables, SqlEvents};
 use crate::identity::objects::{visitor_call, VisitorTables};
 use crate::identity::retention::{self, Retention, VisitorClock};
-use crate::identity::wire::Position;
 use crate::identity::StoreError;
 
 const SCHEMA: &[&str] = &[
@@ -34,6 +32,12 @@ pub struct Visitor {
 #[derive(Deserialize)]
 struct MarkerRow {
     merged_into: String,
+}
+
+impl SqlEvents for Visitor {
+    fn tables(&self) -> &LazyTables {
+        &self.tables
+    }
 }
 
 impl VisitorTables for Visitor {
@@ -60,30 +64,6 @@ impl VisitorTables for Visitor {
         }
         .or_unavailable()?;
         Ok(())
-    }
-
-    fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
-        self.tables.insert_event(event)
-    }
-
-    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
-        self.tables.has_event(id)
-    }
-
-    fn event_count(&self) -> Result<u64, StoreError> {
-        self.tables.event_count()
-    }
-
-    fn events_desc(
-        &self,
-        limit: u32,
-        before: Option<Position>,
-    ) -> Result<Vec<(Event, Position)>, StoreError> {
-        self.tables.events_desc(limit, before)
-    }
-
-    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
-        self.tables.events_asc(after, limit)
     }
 
     fn clear_events(&self) -> Result<(), StoreError> {

@@ -241,7 +241,64 @@ impl IndexTables for MemIndex {
     }
 }
 
-struct MemVisitor(Rc<RefCell<VisitorData>>, bool);
+/// An object in memory: its data, and whether forwarding is on.
+struct MemObject<D>(Rc<RefCell<D>>, bool);
+type MemVisitor = MemObject<VisitorData>;
+type MemPerson = MemObject<PersonData>;
+
+/// The data of an object that keeps events.
+trait EventData {
+    fn events(&self) -> (&[Event], &[i64]);
+    fn events_mut(&mut self) -> (&mut Vec<Event>, &mut Vec<i64>, &mut i64);
+}
+
+impl EventData for VisitorData {
+    fn events(&self) -> (&[Event], &[i64]) {
+        (&self.events, &self.seqs)
+    }
+    fn events_mut(&mut self) -> (&mut Vec<Event>, &mut Vec<i64>, &mut i64) {
+        (&mut self.events, &mut self.seqs, &mut self.next_seq)
+    }
+}
+
+impl EventData for PersonData {
+    fn events(&self) -> (&[Event], &[i64]) {
+        (&self.events, &self.seqs)
+    }
+    fn events_mut(&mut self) -> (&mut Vec<Event>, &mut Vec<i64>, &mut i64) {
+        (&mut self.events, &mut self.seqs, &mut self.next_seq)
+    }
+}
+
+/// The one event table in memory, the visitor's and the person's.
+impl<D: EventData> EventTable for MemObject<D> {
+    fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
+        let mut data = self.0.borrow_mut();
+        let (events, seqs, next) = data.events_mut();
+        insert(events, seqs, next, event);
+        Ok(())
+    }
+    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.0.borrow().events().0.iter().any(|e| e.id == id))
+    }
+    fn event_count(&self) -> Result<u64, StoreError> {
+        Ok(self.0.borrow().events().0.len() as u64)
+    }
+    fn events_desc(
+        &self,
+        limit: u32,
+        before: Option<Position>,
+    ) -> Result<Vec<(Event, Position)>, StoreError> {
+        let data = self.0.borrow();
+        let (events, seqs) = data.events();
+        Ok(desc(events, seqs, limit, before))
+    }
+    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
+        let data = self.0.borrow();
+        let (events, seqs) = data.events();
+        Ok(asc(events, seqs, after, limit))
+    }
+}
 
 impl VisitorTables for MemVisitor {
     fn merged_into(&self) -> Result<Option<String>, StoreError> {
@@ -250,29 +307,6 @@ impl VisitorTables for MemVisitor {
     fn set_merged_into(&self, cio_id: Option<&str>) -> Result<(), StoreError> {
         self.0.borrow_mut().merged_into = cio_id.map(str::to_owned);
         Ok(())
-    }
-    fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
-        let v = &mut *self.0.borrow_mut();
-        insert(&mut v.events, &mut v.seqs, &mut v.next_seq, event);
-        Ok(())
-    }
-    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.0.borrow().events.iter().any(|e| e.id == id))
-    }
-    fn event_count(&self) -> Result<u64, StoreError> {
-        Ok(self.0.borrow().events.len() as u64)
-    }
-    fn events_desc(
-        &self,
-        limit: u32,
-        before: Option<Position>,
-    ) -> Result<Vec<(Event, Position)>, StoreError> {
-        let v = self.0.borrow();
-        Ok(desc(&v.events, &v.seqs, limit, before))
-    }
-    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
-        let v = self.0.borrow();
-        Ok(asc(&v.events, &v.seqs, after, limit))
     }
     fn clear_events(&self) -> Result<(), StoreError> {
         let mut v = self.0.borrow_mut();
@@ -288,8 +322,6 @@ impl VisitorTables for MemVisitor {
         Ok(())
     }
 }
-
-struct MemPerson(Rc<RefCell<PersonData>>, bool);
 
 impl PersonTables for MemPerson {
     fn profile(&self) -> Result<Option<Profile>, StoreError> {
@@ -315,29 +347,6 @@ impl PersonTables for MemPerson {
     fn add_anonymous_id(&self, anon_id: &str) -> Result<(), StoreError> {
         self.0.borrow_mut().anonymous_ids.insert(anon_id.to_owned());
         Ok(())
-    }
-    fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
-        let p = &mut *self.0.borrow_mut();
-        insert(&mut p.events, &mut p.seqs, &mut p.next_seq, event);
-        Ok(())
-    }
-    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.0.borrow().events.iter().any(|e| e.id == id))
-    }
-    fn event_count(&self) -> Result<u64, StoreError> {
-        Ok(self.0.borrow().events.len() as u64)
-    }
-    fn events_desc(
-        &self,
-        limit: u32,
-        before: Option<Position>,
-    ) -> Result<Vec<(Event, Position)>, StoreError> {
-        let p = self.0.borrow();
-        Ok(desc(&p.events, &p.seqs, limit, before))
-    }
-    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
-        let p = self.0.borrow();
-        Ok(asc(&p.events, &p.seqs, after, limit))
     }
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError> {
         Ok(self.0.borrow().tombstone.clone())
@@ -414,7 +423,7 @@ impl Objects for Mem {
     async fn person(&self, cio_id: &str, call: PersonCall) -> Result<PersonReply, StoreError> {
         self.jitter().await;
         self.0.calls.set(self.0.calls.get() + 1);
-        let person = MemPerson(entry(&self.0.people, cio_id), self.0.forwarding.get());
+        let person = MemObject(entry(&self.0.people, cio_id), self.0.forwarding.get());
         let wake = retention::person_after(&call, self.0.clock.get(), self.0.retention.get());
         let answered = person_call(&person, self, call).await;
         if let (Some(at), Ok(_)) = (wake, &answered.reply) {
@@ -450,7 +459,7 @@ impl Objects for Mem {
                 "visitor object unreachable (injected)",
             ));
         }
-        let visitor = MemVisitor(entry(&self.0.visitors, anon_id), self.0.forwarding.get());
+        let visitor = MemObject(entry(&self.0.visitors, anon_id), self.0.forwarding.get());
         let (now, r) = (self.0.clock.get(), self.0.retention.get());
         let activity = retention::visitor_activity(&call);
         let reply = visitor_call(&visitor, call)?;
@@ -541,13 +550,13 @@ impl Mem {
             let (is_person, name) = &key;
             let next = if *is_person {
                 retention::person_alarm(
-                    &MemPerson(entry(&self.0.people, name), self.0.forwarding.get()),
+                    &MemObject(entry(&self.0.people, name), self.0.forwarding.get()),
                     now,
                     r,
                 )?
             } else {
                 retention::visitor_alarm(
-                    &MemVisitor(entry(&self.0.visitors, name), self.0.forwarding.get()),
+                    &MemObject(entry(&self.0.visitors, name), self.0.forwarding.get()),
                     now,
                     r,
                 )?

@@ -118,10 +118,9 @@ pub fn index_call(t: &impl IndexTables, call: IndexCall) -> Result<IndexReply, S
 
 // -------------------------------------------------------------- visitor ----
 
-/// One anonymous visitor's events and, once merged, the person it became.
-pub trait VisitorTables {
-    fn merged_into(&self) -> Result<Option<String>, StoreError>;
-    fn set_merged_into(&self, cio_id: Option<&str>) -> Result<(), StoreError>;
+/// The events an object keeps: the visitor's and the person's are one table,
+/// with one implementation per backend.
+pub trait EventTable {
     /// Stores the event unless one with its id is stored (dedup).
     fn insert_event(&self, event: &Event) -> Result<(), StoreError>;
     fn has_event(&self, id: &str) -> Result<bool, StoreError>;
@@ -134,6 +133,12 @@ pub trait VisitorTables {
     ) -> Result<Vec<(Event, Position)>, StoreError>;
     /// In stored order, after the seq `after`, at most `limit`.
     fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError>;
+}
+
+/// One anonymous visitor's events and, once merged, the person it became.
+pub trait VisitorTables: EventTable {
+    fn merged_into(&self) -> Result<Option<String>, StoreError>;
+    fn set_merged_into(&self, cio_id: Option<&str>) -> Result<(), StoreError>;
     fn clear_events(&self) -> Result<(), StoreError>;
     /// Whether accepted writes are forwarded to Customer.io.
     fn forwarding(&self) -> bool {
@@ -224,7 +229,7 @@ pub struct Tombstone {
 
 /// One person's profile, relationships, events and merged anonymous ids, and
 /// the tombstone that outlives them.
-pub trait PersonTables {
+pub trait PersonTables: EventTable {
     fn profile(&self) -> Result<Option<Profile>, StoreError>;
     fn save_profile(&self, profile: &Profile) -> Result<(), StoreError>;
     fn relationships(&self) -> Result<Vec<Relationship>, StoreError>;
@@ -232,18 +237,6 @@ pub trait PersonTables {
     fn anonymous_ids(&self) -> Result<Vec<String>, StoreError>;
     fn has_anonymous_id(&self, anon_id: &str) -> Result<bool, StoreError>;
     fn add_anonymous_id(&self, anon_id: &str) -> Result<(), StoreError>;
-    /// Stores the event unless one with its id is stored (dedup).
-    fn insert_event(&self, event: &Event) -> Result<(), StoreError>;
-    fn has_event(&self, id: &str) -> Result<bool, StoreError>;
-    fn event_count(&self) -> Result<u64, StoreError>;
-    /// Newest first, from `before` on (exclusive), at most `limit`.
-    fn events_desc(
-        &self,
-        limit: u32,
-        before: Option<Position>,
-    ) -> Result<Vec<(Event, Position)>, StoreError>;
-    /// In stored order, after the seq `after`, at most `limit`.
-    fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError>;
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError>;
     fn set_tombstone(&self, tombstone: Option<&Tombstone>) -> Result<(), StoreError>;
     /// Drops everything but the tombstone (and the outbox).
