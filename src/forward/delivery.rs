@@ -494,6 +494,7 @@ impl Run {
 
 /// What an object's outbox is doing, kept beside its rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OutboxState {
     /// The last row of the message in flight (0: none).
     pub flight: i64,
