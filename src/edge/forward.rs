@@ -83,7 +83,11 @@ async fn deliver(env: &Env, envelopes_in: Vec<Envelope>) -> worker::Result<()> {
     // Dead letters are stored before any object forgets them.
     let replayed = |s: &&crate::forward::Settled| s.envelope.source.is_none();
     let dead: Vec<DeadLetter> = settled.iter().flat_map(|s| s.dead.clone()).collect();
-    let dead_replays = settled.iter().filter(replayed).map(|s| s.dead.len() as u64).sum();
+    let dead_replays = settled
+        .iter()
+        .filter(replayed)
+        .map(|s| s.dead.len() as u64)
+        .sum();
     store_dead(env, dead, dead_replays).await?;
     let delivered: u64 = settled.iter().map(|s| s.delivered).sum();
     let delivered_replays = settled.iter().filter(replayed).map(|s| s.delivered).sum();
@@ -111,7 +115,9 @@ async fn deliver(env: &Env, envelopes_in: Vec<Envelope>) -> worker::Result<()> {
                 answers.push(async move {
                     // Unanswered, the object sends the message again later.
                     if let Err(e) = answer_object(env, source, &ack).await {
-                        worker::console_error!("forwarding: an outbox did not take its answer: {e}");
+                        worker::console_error!(
+                            "forwarding: an outbox did not take its answer: {e}"
+                        );
                     }
                 });
             }

@@ -101,7 +101,11 @@ pub fn fit_message(rows: &[(i64, Value)], attempt: u32, source: Option<&Source>)
     let mut bytes = empty.to_message().len() + if source.is_some() { 10 } else { 0 };
     for (i, (seq, op)) in rows.iter().enumerate() {
         let sep = usize::from(i > 0);
-        let seq_bytes = if source.is_some() { digits(*seq) + sep } else { 0 };
+        let seq_bytes = if source.is_some() {
+            digits(*seq) + sep
+        } else {
+            0
+        };
         let add = json_len(op) + sep + seq_bytes;
         if bytes + add > MAX_MESSAGE_BYTES {
             return i;
@@ -212,7 +216,11 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &str, ops: usize) 
             after: None,
             error: format!(
                 "{status}: redirected{}; check CIO_REGION / CIO_TRACK_URL",
-                if body.is_empty() { String::new() } else { format!(" to {}", short(body)) }
+                if body.is_empty() {
+                    String::new()
+                } else {
+                    format!(" to {}", short(body))
+                }
             ),
         },
         408 | 429 | 401 | 403 | 500..=599 => Outcome::Retry {
@@ -420,18 +428,22 @@ impl Run {
             Outcome::Delivered => current.iter().for_each(|&k| self.finish(k, None)),
             Outcome::Partial(failed) => {
                 for (pos, &k) in current.iter().enumerate() {
-                    let reason = failed.iter().find(|(i, _)| *i == pos).map(|(_, r)| r.clone());
+                    let reason = failed
+                        .iter()
+                        .find(|(i, _)| *i == pos)
+                        .map(|(_, r)| r.clone());
                     self.finish(k, reason);
                 }
             }
-            Outcome::Refused(reason) if current.len() > 1 => {
+            Outcome::Refused(_) if current.len() > 1 => {
                 // Which operation was it? Halves, in order, before the rest.
                 let (left, right) = current.split_at(current.len() / 2);
                 self.groups.push_front(right.to_vec());
                 self.groups.push_front(left.to_vec());
-                let _ = reason;
             }
-            Outcome::Refused(reason) => current.iter().for_each(|&k| self.finish(k, Some(reason.clone()))),
+            Outcome::Refused(reason) => current
+                .iter()
+                .for_each(|&k| self.finish(k, Some(reason.clone()))),
             Outcome::Retry { after, error } => {
                 for &k in &current {
                     self.tried[self.items[k].0] = true;
@@ -599,12 +611,17 @@ mod tests {
         let heavy = json!({"blob": "\\".repeat(14_000), "q": "\"".repeat(10), "u": "é😀"});
         for source in [None, Some(src())] {
             for n in 1..5usize {
-                let rows: Vec<(i64, Value)> = (0..n as i64).map(|i| (i * 97 + 1, heavy.clone())).collect();
+                let rows: Vec<(i64, Value)> =
+                    (0..n as i64).map(|i| (i * 97 + 1, heavy.clone())).collect();
                 let fit = fit_message(&rows, 3, source.as_ref());
                 let env = Envelope {
                     ops: rows[..fit].iter().map(|(_, op)| op.clone()).collect(),
                     attempt: 3,
-                    seqs: if source.is_some() { rows[..fit].iter().map(|(s, _)| *s).collect() } else { Vec::new() },
+                    seqs: if source.is_some() {
+                        rows[..fit].iter().map(|(s, _)| *s).collect()
+                    } else {
+                        Vec::new()
+                    },
                     source: source.clone(),
                 };
                 let text = env.to_message();
@@ -619,14 +636,37 @@ mod tests {
         }
         // The estimate is the exact length.
         let rows: Vec<(i64, Value)> = vec![(7, json!({"a": 1})), (12345, json!("x\\y"))];
-        let env = Envelope { ops: vec![json!({"a": 1}), json!("x\\y")], attempt: 0, source: Some(src()), seqs: vec![7, 12345] };
-        let empty = Envelope { ops: vec![], attempt: 0, source: Some(src()), seqs: vec![] };
-        assert_eq!(env.to_message().len(), empty.to_message().len() + 10 + json_len(&rows[0].1) + 1 + json_len(&rows[1].1) + 1 + 1 + 5);
+        let env = Envelope {
+            ops: vec![json!({"a": 1}), json!("x\\y")],
+            attempt: 0,
+            source: Some(src()),
+            seqs: vec![7, 12345],
+        };
+        let empty = Envelope {
+            ops: vec![],
+            attempt: 0,
+            source: Some(src()),
+            seqs: vec![],
+        };
+        assert_eq!(
+            env.to_message().len(),
+            empty.to_message().len()
+                + 10
+                + json_len(&rows[0].1)
+                + 1
+                + json_len(&rows[1].1)
+                + 1
+                + 1
+                + 5
+        );
         let huge = json!({"k": "x".repeat(MAX_MESSAGE_BYTES)});
         assert_eq!(fit_message(&[(1, huge.clone())], 0, None), 0);
         let (env, apart) = envelopes(vec![json!(1), huge.clone(), json!(2)], 0);
         assert_eq!(apart, vec![huge]);
-        assert_eq!(env.iter().flat_map(|e| e.ops.clone()).collect::<Vec<_>>(), vec![json!(1), json!(2)]);
+        assert_eq!(
+            env.iter().flat_map(|e| e.ops.clone()).collect::<Vec<_>>(),
+            vec![json!(1), json!(2)]
+        );
     }
 
     #[test]
@@ -679,7 +719,12 @@ mod tests {
 
     fn env(ops: Vec<Value>, attempt: u32, first_seq: i64) -> Envelope {
         let seqs = (0..ops.len() as i64).map(|i| first_seq + i).collect();
-        Envelope { ops, attempt, source: Some(src()), seqs }
+        Envelope {
+            ops,
+            attempt,
+            source: Some(src()),
+            seqs,
+        }
     }
 
     #[test]
@@ -698,7 +743,10 @@ mod tests {
         }
         assert_eq!(posted[0].len(), 4);
         let settled = run.settle();
-        assert_eq!((settled[0].delivered, settled[0].done, settled[0].upto()), (2, 2, Some(11)));
+        assert_eq!(
+            (settled[0].delivered, settled[0].done, settled[0].upto()),
+            (2, 2, Some(11))
+        );
         assert_eq!(settled[1].dead.len(), 1);
         assert_eq!(settled[1].dead[0].op, json!("poison"));
         assert_eq!(settled[1].dead[0].reason, "400: poison");
@@ -717,19 +765,36 @@ mod tests {
         assert!(run.next_batch().is_some());
         run.answer(Outcome::Delivered);
         assert!(run.next_batch().is_some());
-        run.answer(Outcome::Retry { after: Some(7), error: "429: slow".into() });
+        run.answer(Outcome::Retry {
+            after: Some(7),
+            error: "429: slow".into(),
+        });
         assert_eq!(run.next_batch(), None, "nothing more this run");
         assert_eq!(run.stopped(), Some("429: slow"));
         let s = run.settle();
         assert_eq!((s[0].done, s[0].again.clone()), (1, None));
         assert_eq!(s[1].done, 0);
-        assert_eq!(s[1].again, Some(Again { attempt: 5, delay: 7, error: "429: slow".into() }));
+        assert_eq!(
+            s[1].again,
+            Some(Again {
+                attempt: 5,
+                delay: 7,
+                error: "429: slow".into()
+            })
+        );
         assert_eq!(s[1].rest().len(), 2, "the rest keeps its order");
-        assert_eq!(s[2].again.as_ref().map(|a| a.attempt), Some(2), "held, not tried: no attempt counted");
+        assert_eq!(
+            s[2].again.as_ref().map(|a| a.attempt),
+            Some(2),
+            "held, not tried: no attempt counted"
+        );
         // The last attempt: dead letters with the last error.
         let mut run = Run::new(vec![env(vec![json!(1)], MAX_ATTEMPTS - 1, 1)], 5);
         run.next_batch();
-        run.answer(Outcome::Retry { after: None, error: "503: down".into() });
+        run.answer(Outcome::Retry {
+            after: None,
+            error: "503: down".into(),
+        });
         let s = run.settle();
         assert_eq!(s[0].dead.len(), 1);
         assert!(s[0].dead[0].reason.contains("503: down"));
@@ -742,17 +807,40 @@ mod tests {
         assert_eq!(st.step(100), Step::Send);
         st.sent(5, 100);
         assert_eq!(st.step(101), Step::Wait(100 + LEASE_SECS));
-        assert_eq!(st.step(100 + LEASE_SECS), Step::Send, "no answer: send again");
-        let again = Ack { sent_upto: 5, upto: Some(3), again: Some(Again { attempt: 1, delay: 4, error: "429".into() }) };
+        assert_eq!(
+            st.step(100 + LEASE_SECS),
+            Step::Send,
+            "no answer: send again"
+        );
+        let again = Ack {
+            sent_upto: 5,
+            upto: Some(3),
+            again: Some(Again {
+                attempt: 1,
+                delay: 4,
+                error: "429".into(),
+            }),
+        };
         assert_eq!(st.answered(&again, 102), Some(106));
         assert_eq!((st.flight, st.attempt), (0, 1));
         assert_eq!(st.step(103), Step::Wait(106));
         assert_eq!(st.step(106), Step::Send);
         st.sent(9, 106);
-        let stale = Ack { sent_upto: 5, upto: Some(5), again: None };
+        let stale = Ack {
+            sent_upto: 5,
+            upto: Some(5),
+            again: None,
+        };
         assert_eq!(st.answered(&stale, 107), None);
-        assert_eq!(st.flight, 9, "a late answer for an older message changes nothing");
-        let done = Ack { sent_upto: 9, upto: Some(9), again: None };
+        assert_eq!(
+            st.flight, 9,
+            "a late answer for an older message changes nothing"
+        );
+        let done = Ack {
+            sent_upto: 9,
+            upto: Some(9),
+            again: None,
+        };
         assert_eq!(st.answered(&done, 108), None);
         assert_eq!((st.flight, st.attempt, st.retry_at, st.high), (0, 0, 0, 9));
     }
@@ -783,7 +871,9 @@ mod tests {
         assert!(matches!(classify(401, None, "", 3), Outcome::Retry { .. }));
         assert!(matches!(classify(400, None, "bad", 3), Outcome::Refused(r) if r == "400: bad"));
         for code in [301, 302, 307, 308] {
-            assert!(matches!(classify(code, None, "/moved", 3), Outcome::Retry { error, .. } if error.starts_with(&code.to_string()) && error.contains("/moved")));
+            assert!(
+                matches!(classify(code, None, "/moved", 3), Outcome::Retry { error, .. } if error.starts_with(&code.to_string()) && error.contains("/moved"))
+            );
         }
         let body = r#"{"errors":[{"batch_index":2,"reason":"conflict","field":"email","message":"taken"},{"batch_index":9,"reason":"x"},{"reason":"no index"}]}"#;
         assert_eq!(

@@ -311,7 +311,10 @@ fn a_visitor_retention_deleted_is_not_joined_at_customer_io_while_it_may_hold_th
         run(&mem, store.record(None, anon, event(anon, json!({})))).unwrap();
     }
     mem.run_alarms(NOW + 101).unwrap();
-    assert!(mem.visitor_data(gone).unwrap().events.is_empty(), "deleted here");
+    assert!(
+        mem.visitor_data(gone).unwrap().events.is_empty(),
+        "deleted here"
+    );
     let joins = |mem: &Mem, cio: &str, anon: &str| {
         mem.person_data(cio)
             .unwrap()
@@ -322,8 +325,15 @@ fn a_visitor_retention_deleted_is_not_joined_at_customer_io_while_it_may_hold_th
     };
     let at = |now: i64, id: &str, anon: &'static str| {
         let body = parse_identify(json!({ "id": id }).as_object().unwrap(), true).unwrap();
-        let opts = IdentifyOptions { create: true, anonymous_id: Some(anon), now };
-        run(&mem, store.identify(&body, opts)).unwrap().person.cio_id
+        let opts = IdentifyOptions {
+            create: true,
+            anonymous_id: Some(anon),
+            now,
+        };
+        run(&mem, store.identify(&body, opts))
+            .unwrap()
+            .person
+            .cio_id
     };
     // A day later Customer.io still holds the deleted events: no join.
     let cio = at(NOW + 86_400, "u-gone", gone);

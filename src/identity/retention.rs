@@ -123,7 +123,10 @@ mod tests {
     fn a_deleted_visitor_is_not_joined_while_customer_io_may_hold_its_events() {
         assert!(may_join_anonymous(None, 0));
         assert!(!may_join_anonymous(Some(1_000), 1_000 + 86_400));
-        assert!(!may_join_anonymous(Some(1_000), 1_000 + CIO_ANONYMOUS_SECS - 1));
+        assert!(!may_join_anonymous(
+            Some(1_000),
+            1_000 + CIO_ANONYMOUS_SECS - 1
+        ));
         assert!(may_join_anonymous(Some(1_000), 1_000 + CIO_ANONYMOUS_SECS));
     }
 }

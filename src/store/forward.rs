@@ -252,14 +252,24 @@ impl Outbox {
                     op,
                     at: now,
                 };
-                record(env, &StatsCall::Dead { letters: vec![letter], replays: 0 }).await?;
+                record(
+                    env,
+                    &StatsCall::Dead {
+                        letters: vec![letter],
+                        replays: 0,
+                    },
+                )
+                .await?;
                 sql.exec("DELETE FROM outbox WHERE seq = ?", vec![seq.into()])
                     .or_unavailable()?;
                 continue;
             }
             let chosen = &parsed[..n];
             let upto = chosen[n - 1].0;
-            let fresh = chosen.iter().filter(|(seq, _)| *seq > kept.state.high).count() as u64;
+            let fresh = chosen
+                .iter()
+                .filter(|(seq, _)| *seq > kept.state.high)
+                .count() as u64;
             let envelope = Envelope {
                 ops: chosen.iter().map(|(_, op)| op.clone()).collect(),
                 attempt: kept.state.attempt,
@@ -355,7 +365,10 @@ impl Outbox {
 /// Tells an object how its message went.
 pub async fn answer_object(env: &Env, source: &Source, ack: &Ack) -> Result<(), StoreError> {
     if source.ns != super::person::BINDING && source.ns != super::visitor::BINDING {
-        return Err(StoreError::unavailable(format!("no outbox in {}", source.ns)));
+        return Err(StoreError::unavailable(format!(
+            "no outbox in {}",
+            source.ns
+        )));
     }
     let namespace = env.durable_object(&source.ns).map_err(unavailable)?;
     let stub = namespace
@@ -370,8 +383,8 @@ pub async fn answer_object(env: &Env, source: &Source, ack: &Ack) -> Result<(), 
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(serde_json::to_string(ack)?.into()));
-    let req = Request::new_with_init(&format!("https://do{ANSWER_PATH}"), &init)
-        .map_err(unavailable)?;
+    let req =
+        Request::new_with_init(&format!("https://do{ANSWER_PATH}"), &init).map_err(unavailable)?;
     let mut resp = stub.fetch_with_request(req).await.map_err(unavailable)?;
     let text = resp.text().await.map_err(unavailable)?;
     if resp.status_code() != 200 {
@@ -476,7 +489,10 @@ pub async fn replay(env: &Env) -> Result<u64, StoreError> {
                         source: None,
                         seqs: Vec::new(),
                     };
-                    messages.push((envelope.to_message(), taken.iter().map(|(s, _)| *s).collect()));
+                    messages.push((
+                        envelope.to_message(),
+                        taken.iter().map(|(s, _)| *s).collect(),
+                    ));
                 }
             }
         }
@@ -488,7 +504,10 @@ pub async fn replay(env: &Env) -> Result<u64, StoreError> {
                 .map(|m| text_message(m.clone(), None))
                 .collect();
             queue.send_batch(batch).await.map_err(unavailable)?;
-            let seqs: Vec<i64> = messages[range].iter().flat_map(|(_, s)| s.clone()).collect();
+            let seqs: Vec<i64> = messages[range]
+                .iter()
+                .flat_map(|(_, s)| s.clone())
+                .collect();
             total += seqs.len() as u64;
             record(env, &StatsCall::Forget { seqs }).await?;
         }

@@ -179,7 +179,10 @@ impl DurableObject for Visitor {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         if req.path() == super::forward::ANSWER_PATH {
-            return self.outbox.answer(req, &self.state, &self.env, &self.sql).await;
+            return self
+                .outbox
+                .answer(req, &self.state, &self.env, &self.sql)
+                .await;
         }
         let call = read_call(req).await?;
         let activity = retention::visitor_activity(&call);
