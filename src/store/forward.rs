@@ -230,7 +230,7 @@ impl Outbox {
                 .or_unavailable()?;
             let Some(head) = rows.first() else {
                 if kept.listed {
-                    self.unlist(env, sql, &mut kept).await;
+                    self.unlist(state, env, sql, &mut kept).await;
                 }
                 return Ok("empty");
             };
@@ -316,13 +316,17 @@ impl Outbox {
         }
     }
 
-    async fn unlist(&self, env: &Env, sql: &SqlStorage, kept: &mut Kept) {
+    /// Tells the Forwarding object this outbox is empty; failing that, the
+    /// alarm tries again (a stale listing would show a jam).
+    async fn unlist(&self, state: &State, env: &Env, sql: &SqlStorage, kept: &mut Kept) {
         let cleared = StatsCall::Cleared {
             source: self.source.id.clone(),
         };
         if record(env, &cleared).await.is_ok() {
             kept.listed = false;
             let _ = self.save(sql, kept);
+        } else {
+            let _ = state.storage().set_alarm(DRAIN_RETRY_MS).await;
         }
     }
 
@@ -352,7 +356,7 @@ impl Outbox {
                 None if self.count(sql)? > 0 => {
                     let _ = state.storage().set_alarm(0i64).await;
                 }
-                None if kept.listed => self.unlist(env, sql, &mut kept).await,
+                None if kept.listed => self.unlist(state, env, sql, &mut kept).await,
                 None => {}
             }
             Ok(())
