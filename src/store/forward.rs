@@ -87,14 +87,12 @@ struct CountRow {
     n: i64,
 }
 
-/// What the outbox reports beside its state: the Forwarding object must be
-/// told once the outbox is empty again.
+/// The outbox's state, and whether the Forwarding object lists it as
+/// pending (it must be told once the outbox is empty again).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 #[serde(default)]
 struct Kept {
-    #[serde(flatten)]
     state: OutboxState,
-    /// The Forwarding object lists this outbox as pending.
     listed: bool,
 }
 
