@@ -20,8 +20,9 @@ pub trait VisitorClock: VisitorTables {
     /// When it last recorded an event (the edge's clock).
     fn last_active(&self) -> Result<Option<i64>, StoreError>;
     fn touch(&self, now: i64) -> Result<(), StoreError>;
-    /// Deletes everything it holds.
-    fn forget(&self) -> Result<(), StoreError>;
+    /// Deletes everything it holds, keeping only that it was deleted and
+    /// its last activity then (`VisitorTables::expired`).
+    fn forget(&self, last_active: i64) -> Result<(), StoreError>;
 }
 
 /// What retention needs of a person beyond its tables.
@@ -63,7 +64,7 @@ pub fn visitor_alarm(
     match t.last_active()? {
         None => Ok(None),
         Some(last) if last + r.anonymous_secs <= now => {
-            t.forget()?;
+            t.forget(last)?;
             Ok(None)
         }
         Some(last) => Ok(Some(last + r.anonymous_secs)),
@@ -99,4 +100,33 @@ pub fn person_alarm(
     }
     t.delete_events_before(now - r.event_secs)?;
     Ok(t.oldest_event()?.map(|ts| (ts + r.event_secs).max(now + 1)))
+}
+
+/// How long Customer.io keeps anonymous events and joins them to a person
+/// identified with their `anonymous_id` (30 days), and a day to spare.
+pub const CIO_ANONYMOUS_SECS: i64 = 31 * 86_400;
+
+/// Whether an identify may carry a visitor's `anonymous_id` to Customer.io.
+/// Its anonymous events there cannot be deleted (the Track API has no call
+/// for it), so once retention deleted the visitor here, the join is not
+/// sent while Customer.io may still hold what was deleted: the deletion is
+/// forwarded the one way the API allows.
+pub fn may_join_anonymous(expired: Option<i64>, now: i64) -> bool {
+    expired.is_none_or(|last| now >= last + CIO_ANONYMOUS_SECS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deleted_visitor_is_not_joined_while_customer_io_may_hold_its_events() {
+        assert!(may_join_anonymous(None, 0));
+        assert!(!may_join_anonymous(Some(1_000), 1_000 + 86_400));
+        assert!(!may_join_anonymous(
+            Some(1_000),
+            1_000 + CIO_ANONYMOUS_SECS - 1
+        ));
+        assert!(may_join_anonymous(Some(1_000), 1_000 + CIO_ANONYMOUS_SECS));
+    }
 }
