@@ -180,7 +180,7 @@ fn event(op: &Value, action: &str) -> Result<Value, String> {
     if let Some(secs) = op.get("timestamp").and_then(Value::as_i64) {
         call["timestamp"] = json!(super::time::iso_format(secs).ok_or("a timestamp out of range")?);
     }
-    // The event's stable id (`forward::event_ulid`), shortened: the same
+    // The event's stable id (`cio::event_ulid`), shortened: the same
     // event always has the same messageId.
     if let Some(id) = op.get("id").and_then(Value::as_str) {
         call["messageId"] = json!(short_hash(id));
@@ -454,7 +454,7 @@ mod tests {
     #[test]
     fn a_call_is_never_larger_than_its_checked_operation() {
         // The outbox refuses operations over 32 KB before storing them
-        // (`forward::checked`); the Pipelines call is no larger, so nothing
+        // (`cio::checked`); the Pipelines call is no larger, so nothing
         // stored can be over the Pipelines limit.
         let p = profile(Some("u1"), Some("a@x.co"));
         for size in [0, 100, 10_000, 32_000] {

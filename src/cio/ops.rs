@@ -248,6 +248,20 @@ pub fn event_ulid(owner: &str, stored_id: &str, timestamp: i64) -> String {
         .collect()
 }
 
+/// How long Customer.io keeps anonymous events and joins them to a person
+/// identified with their `anonymous_id` (30 days), and a day to spare.
+pub const CIO_ANONYMOUS_SECS: i64 = 31 * 86_400;
+
+/// Whether an identify may carry a visitor's `anonymous_id` to Customer.io.
+/// Its anonymous events there cannot be deleted (the Track API has no call
+/// for it), so once retention deleted the visitor here
+/// (`identity::retention`), the join is not
+/// sent while Customer.io may still hold what was deleted: the deletion is
+/// forwarded the one way the API allows.
+pub fn may_join_anonymous(expired: Option<i64>, now: i64) -> bool {
+    expired.is_none_or(|last| now >= last + CIO_ANONYMOUS_SECS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,5 +441,16 @@ mod tests {
             op,
             json!({"type": "person", "action": "merge", "primary": {"id": "a"}, "secondary": {"email": "b@c.co"}})
         );
+    }
+
+    #[test]
+    fn a_deleted_visitor_is_not_joined_while_customer_io_may_hold_its_events() {
+        assert!(may_join_anonymous(None, 0));
+        assert!(!may_join_anonymous(Some(1_000), 1_000 + 86_400));
+        assert!(!may_join_anonymous(
+            Some(1_000),
+            1_000 + CIO_ANONYMOUS_SECS - 1
+        ));
+        assert!(may_join_anonymous(Some(1_000), 1_000 + CIO_ANONYMOUS_SECS));
     }
 }

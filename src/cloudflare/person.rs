@@ -190,7 +190,7 @@ impl DurableObject for Person {
         let sql = state.storage().sql();
         Self {
             retention: super::retention(&env),
-            outbox: Outbox::new(&env),
+            outbox: Outbox::new(&env, crate::bindings::PERSON, state.id().to_string()),
             state,
             env,
             tables: LazyTables::new(sql.clone(), "tombstone", SCHEMA),
@@ -199,6 +199,12 @@ impl DurableObject for Person {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        if req.path() == super::cio::ANSWER_PATH {
+            return self
+                .outbox
+                .answer(req, &self.state, &self.env, &self.sql)
+                .await;
+        }
         let call = read_call(req).await?;
         let objects = DoObjects::new(self.env.clone());
         let wake = retention::person_after(&call, super::now_secs(), self.retention);

@@ -73,6 +73,13 @@ impl VisitorTables for Visitor {
         Ok(())
     }
 
+    fn expired(&self) -> Result<Option<i64>, StoreError> {
+        if !table_exists(&self.sql, "expired")? {
+            return Ok(None);
+        }
+        sql::first_n(&self.sql, "SELECT last AS n FROM expired WHERE k = 1")
+    }
+
     fn forwarding(&self) -> bool {
         self.outbox.on
     }
@@ -108,7 +115,21 @@ impl VisitorClock for Visitor {
         Ok(())
     }
 
-    fn forget(&self) -> Result<(), StoreError> {
+    fn forget(&self, last_active: i64) -> Result<(), StoreError> {
+        // Kept after the data goes: a later identify must not have Customer.io
+        // join what was deleted here (`cio::may_join_anonymous`).
+        self.sql
+            .exec(
+                "CREATE TABLE IF NOT EXISTS expired (k INTEGER PRIMARY KEY CHECK (k = 1), last INTEGER NOT NULL)",
+                None,
+            )
+            .or_unavailable()?;
+        self.sql
+            .exec(
+                "INSERT OR REPLACE INTO expired (k, last) VALUES (1, ?)",
+                vec![last_active.into()],
+            )
+            .or_unavailable()?;
         for drop in [
             "DROP TABLE IF EXISTS events",
             "DROP TABLE IF EXISTS marker",
@@ -128,13 +149,19 @@ impl DurableObject for Visitor {
             tables: LazyTables::new(sql.clone(), "marker", SCHEMA),
             sql,
             retention: super::retention(&env),
-            outbox: Outbox::new(&env),
+            outbox: Outbox::new(&env, crate::bindings::VISITOR, state.id().to_string()),
             state,
             env,
         }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        if req.path() == super::cio::ANSWER_PATH {
+            return self
+                .outbox
+                .answer(req, &self.state, &self.env, &self.sql)
+                .await;
+        }
         let call = read_call(req).await?;
         let activity = retention::visitor_activity(&call);
         let answer = visitor_call(self, call);

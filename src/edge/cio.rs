@@ -3,23 +3,23 @@
 //! up on) and the admin endpoints `GET /_cio/admin/forwarding` and
 //! `POST /_cio/admin/forwarding/replay`. Every decision is in `cio`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine;
-use futures_util::future::{select, Either};
+use futures_util::future::{join_all, select, Either};
 use serde_json::{json, Value};
 use worker::{
-    event, Context, Delay, Env, Fetch, Headers, MessageBatch, MessageBuilder, Method, Request,
-    RequestInit, Response,
+    event, Context, Delay, Env, Fetch, Headers, MessageBatch, Method, Request, RequestInit,
+    RequestRedirect, Response,
 };
 
 use super::error::{json_response, EdgeError};
 use super::visit::now_secs;
 use super::Edge;
-use crate::cio::{classify, next_attempt, pack, DeadLetter, Envelope, Outcome, MAX_ATTEMPTS};
+use crate::cio::{batch_body, classify, envelopes, Ack, DeadLetter, Envelope, Outcome, Run};
 use crate::cloudflare::cio::{
-    dead_letter, record, replay, settings, StatsCall, DEADLETTER_QUEUE, OUTBOX_QUEUE,
+    answer_object, record, replay, settings, text_message, StatsCall, DEADLETTER_QUEUE,
+    OUTBOX_QUEUE,
 };
 use crate::config::CioWorkspace as Settings;
 
@@ -30,7 +30,8 @@ const REQUIRED_WORKSPACE_SETTINGS: &[&str] = &[
     "Allow updates to email using ID: on, else an email change of a person who has an id is not applied in Customer.io",
     "Anonymous event merging: on (the default since July 2021), else visitors' history is never joined to people",
 ];
-/// How long one batch request may take before it counts as failed.
+/// How long one batch request may take, answer body included, before it
+/// counts as failed.
 const POST_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[event(queue)]
@@ -59,13 +60,13 @@ pub async fn queue(batch: MessageBatch<Value>, env: Env, _ctx: Context) -> worke
     Ok(())
 }
 
-/// Posts the operations, oldest attempt first, each attempt's in order.
-/// Once a batch must wait, the rest wait with it, so no operation overtakes
-/// an earlier one.
-async fn deliver(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
+/// Posts the messages' operations (`cio::Run` decides the batches and
+/// what each answer means), stores the dead letters, then tells each object
+/// how its message went; a replayed message's rest is queued again.
+async fn deliver(env: &Env, envelopes_in: Vec<Envelope>) -> worker::Result<()> {
     let now = now_secs();
     let Some(settings) = settings(env) else {
-        let letters = envelopes
+        let letters: Vec<DeadLetter> = envelopes_in
             .into_iter()
             .flat_map(|e| e.ops)
             .map(|op| DeadLetter {
@@ -74,90 +75,75 @@ async fn deliver(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
                 at: now,
             })
             .collect();
-        return dead_letter(env, letters).await;
+        return store_dead(env, letters, 0).await;
     };
-    let mut by_attempt: BTreeMap<u32, Vec<Value>> = BTreeMap::new();
-    for envelope in envelopes {
-        by_attempt
-            .entry(envelope.attempt)
-            .or_default()
-            .extend(envelope.ops);
+    let mut run = Run::new(envelopes_in, now);
+    while let Some(batch) = run.next_batch() {
+        let outcome = post(&settings, &batch).await;
+        run.answer(outcome);
     }
+    let stopped = run.stopped().map(str::to_owned);
+    let settled = run.settle();
+    for s in &settled {
+        let done = s.envelope.ops.get(..s.done).unwrap_or_default();
+        rejoin_late(env, done, s.envelope.attempt, now).await;
+    }
+
+    // Dead letters are stored before any object forgets them.
+    let replayed = |s: &&crate::cio::Settled| s.envelope.source.is_none();
+    let dead: Vec<DeadLetter> = settled.iter().flat_map(|s| s.dead.clone()).collect();
+    let dead_replays = settled
+        .iter()
+        .filter(replayed)
+        .map(|s| s.dead.len() as u64)
+        .sum();
+    store_dead(env, dead, dead_replays).await?;
+    let delivered: u64 = settled.iter().map(|s| s.delivered).sum();
+    let delivered_replays = settled.iter().filter(replayed).map(|s| s.delivered).sum();
+    if delivered > 0 {
+        let call = StatsCall::Delivered {
+            n: delivered,
+            replays: delivered_replays,
+        };
+        let _ = record(env, &call).await;
+    }
+    if let Some(error) = stopped {
+        let _ = record(env, &StatsCall::Retrying { error, at: now }).await;
+    }
+
     let outbox = env.queue(OUTBOX_QUEUE)?;
-    let (mut delivered, mut dead) = (0u64, Vec::new());
-    let mut waiting: Option<u32> = None;
-    for (attempt, ops) in by_attempt {
-        for range in pack(&ops) {
-            let batch = &ops[range];
-            if let Some(delay) = waiting {
-                let again = Envelope {
-                    ops: batch.to_vec(),
-                    attempt,
-                }
-                .to_message();
-                outbox
-                    .send(MessageBuilder::new(again).delay_seconds(delay).build())
-                    .await?;
-                continue;
+    let mut answers = Vec::new();
+    for s in &settled {
+        match &s.envelope.source {
+            Some(source) => {
+                let ack = Ack {
+                    sent_upto: s.envelope.seqs.last().copied().unwrap_or(0),
+                    upto: s.upto(),
+                    again: s.again.clone(),
+                };
+                answers.push(async move {
+                    // Unanswered, the object sends the message again later.
+                    if let Err(e) = answer_object(env, source, &ack).await {
+                        worker::console_error!(
+                            "forwarding: an outbox did not take its answer: {e}"
+                        );
+                    }
+                });
             }
-            match post(&settings, batch).await {
-                Outcome::Delivered => {
-                    delivered += batch.len() as u64;
-                    rejoin_late(env, batch, attempt, now).await;
-                }
-                Outcome::Partial(failed) => {
-                    delivered += (batch.len() - failed.len()) as u64;
-                    let taken: Vec<Value> = (0..batch.len())
-                        .filter(|i| !failed.iter().any(|(f, _)| f == i))
-                        .filter_map(|i| batch.get(i).cloned())
-                        .collect();
-                    rejoin_late(env, &taken, attempt, now).await;
-                    dead.extend(failed.into_iter().map(|(i, reason)| DeadLetter {
-                        op: batch[i].clone(),
-                        reason,
-                        at: now,
-                    }));
-                }
-                Outcome::Retry { after, error } => {
-                    let _ = record(
-                        env,
-                        &StatsCall::Retrying {
-                            error: error.clone(),
-                            at: now,
-                        },
-                    )
-                    .await;
-                    match next_attempt(attempt, after) {
-                        Some((next, delay)) => {
-                            let again = Envelope {
-                                ops: batch.to_vec(),
-                                attempt: next,
-                            }
-                            .to_message();
-                            outbox
-                                .send(MessageBuilder::new(again).delay_seconds(delay).build())
-                                .await?;
-                            waiting = Some(delay);
-                        }
-                        None => dead.extend(batch.iter().map(|op| DeadLetter {
-                            op: op.clone(),
-                            reason: format!("gave up after {MAX_ATTEMPTS} attempts: {error}"),
-                            at: now,
-                        })),
+            None => {
+                if let Some(again) = &s.again {
+                    let (messages, _) = envelopes(s.rest().to_vec(), again.attempt);
+                    for m in messages {
+                        outbox
+                            .send(text_message(m.to_message(), Some(again.delay)))
+                            .await?;
                     }
                 }
-                Outcome::Refused(reason) => dead.extend(batch.iter().map(|op| DeadLetter {
-                    op: op.clone(),
-                    reason: reason.clone(),
-                    at: now,
-                })),
             }
         }
     }
-    if delivered > 0 {
-        let _ = record(env, &StatsCall::Delivered { n: delivered }).await;
-    }
-    dead_letter(env, dead).await
+    join_all(answers).await;
+    Ok(())
 }
 
 /// Anonymous events just delivered late may have missed Customer.io's
@@ -177,14 +163,27 @@ async fn rejoin_late(env: &Env, delivered: &[Value], attempt: u32, now: i64) {
     }
 }
 
-/// One v2 batch request: Basic auth, a deadline, the answer classified.
+/// Stores dead letters in the `Forwarding` object.
+async fn store_dead(env: &Env, letters: Vec<DeadLetter>, replays: u64) -> worker::Result<()> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    record(env, &StatsCall::Dead { letters, replays })
+        .await
+        .map(|_| ())
+        .map_err(|e| worker::Error::RustError(e.to_string()))
+}
+
+/// One v2 batch request: Basic auth, redirects not followed, one deadline
+/// for the whole exchange (a receiver that stalls the body is no answer),
+/// the answer classified.
 async fn post(settings: &Settings, ops: &[Value]) -> Outcome {
     // CIO_DESTINATION=pipelines: the same operations, as Pipelines calls.
     if let Some(key) = &settings.pipelines_key {
         return super::cdp::post_pipelines(&settings.base_url, key, ops).await;
     }
     let retry = |error: String| Outcome::Retry { after: None, error };
-    let body = json!({ "batch": ops }).to_string();
+    let body = batch_body(ops);
     let credentials = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", settings.site_id, settings.api_key));
     let headers = Headers::new();
@@ -193,32 +192,47 @@ async fn post(settings: &Settings, ops: &[Value]) -> Outcome {
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
         .with_body(Some(body.into()));
     let url = format!("{}/api/v2/batch", settings.base_url);
     let req = match Request::new_with_init(&url, &init) {
         Ok(req) => req,
-        Err(e) => return Outcome::Refused(format!("bad request to {url}: {e}")),
+        Err(e) => return retry(format!("bad request to {url}: {e}")),
     };
-    let send = Box::pin(async move { Fetch::Request(req).send().await });
+    let exchange = Box::pin(async move {
+        let mut resp = Fetch::Request(req).send().await?;
+        let status = resp.status_code();
+        let header = |name: &str| resp.headers().get(name).ok().flatten();
+        let retry_after = header("retry-after");
+        // A redirect's answer is where it points.
+        let text = match header("location") {
+            Some(location) if (300..400).contains(&status) => location,
+            _ => resp.text().await?,
+        };
+        Ok::<_, worker::Error>((status, retry_after, text))
+    });
     let deadline = Box::pin(Delay::from(POST_TIMEOUT));
-    match select(send, deadline).await {
-        Either::Left((Ok(mut resp), _)) => {
-            let status = resp.status_code();
-            let retry_after = resp.headers().get("retry-after").ok().flatten();
-            let text = resp.text().await.unwrap_or_default();
+    match select(exchange, deadline).await {
+        Either::Left((Ok((status, retry_after, text)), _)) => {
             classify(status, retry_after.as_deref(), &text, ops.len())
         }
         Either::Left((Err(e), _)) => retry(format!("unreachable: {e}")),
-        Either::Right(_) => retry(format!("no answer within {} s", POST_TIMEOUT.as_secs())),
+        Either::Right(_) => retry(format!(
+            "no complete answer within {} s",
+            POST_TIMEOUT.as_secs()
+        )),
     }
 }
 
-/// The dead-letter queue: our own dead letters, and messages the runtime
-/// gave up on (the consumer failed on them `max_retries` times).
+/// The dead-letter queue: messages the runtime gave up on (the consumer
+/// failed on them `max_retries` times). An object's message is not a dead
+/// letter: its rows are still in its outbox, which sends them again when
+/// no answer came; a replay's operations are recorded again.
 async fn record_dead(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
     let now = now_secs();
     let letters: Vec<DeadLetter> = envelopes
         .into_iter()
+        .filter(|e| e.source.is_none())
         .flat_map(|e| e.ops)
         .map(|op| {
             serde_json::from_value::<DeadLetter>(op.clone()).unwrap_or(DeadLetter {
@@ -228,13 +242,8 @@ async fn record_dead(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> 
             })
         })
         .collect();
-    if letters.is_empty() {
-        return Ok(());
-    }
-    record(env, &StatsCall::Dead { letters })
-        .await
-        .map(|_| ())
-        .map_err(|e| worker::Error::RustError(e.to_string()))
+    let replays = letters.len() as u64;
+    store_dead(env, letters, replays).await
 }
 
 /// `/_cio/admin/forwarding[/replay]`, already authorised.

@@ -39,6 +39,7 @@ pub struct PersonData {
 pub struct VisitorData {
     pub merged_into: Option<String>,
     pub last_active: Option<i64>,
+    pub expired: Option<i64>,
     pub events: Vec<Event>,
     pub seqs: Vec<i64>,
     pub next_seq: i64,
@@ -304,6 +305,9 @@ impl VisitorTables for MemVisitor {
     fn merged_into(&self) -> Result<Option<String>, StoreError> {
         Ok(self.0.borrow().merged_into.clone())
     }
+    fn expired(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.0.borrow().expired)
+    }
     fn set_merged_into(&self, cio_id: Option<&str>) -> Result<(), StoreError> {
         self.0.borrow_mut().merged_into = cio_id.map(str::to_owned);
         Ok(())
@@ -385,8 +389,13 @@ impl VisitorClock for MemVisitor {
         self.0.borrow_mut().last_active = Some(now);
         Ok(())
     }
-    fn forget(&self) -> Result<(), StoreError> {
-        *self.0.borrow_mut() = VisitorData::default();
+    fn forget(&self, last_active: i64) -> Result<(), StoreError> {
+        let v = &mut *self.0.borrow_mut();
+        *v = VisitorData {
+            expired: Some(last_active),
+            outbox: std::mem::take(&mut v.outbox),
+            ..VisitorData::default()
+        };
         Ok(())
     }
 }

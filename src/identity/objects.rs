@@ -140,6 +140,10 @@ pub trait VisitorTables: EventTable {
     fn merged_into(&self) -> Result<Option<String>, StoreError>;
     fn set_merged_into(&self, cio_id: Option<&str>) -> Result<(), StoreError>;
     fn clear_events(&self) -> Result<(), StoreError>;
+    /// When retention deleted this visitor, its last activity then.
+    fn expired(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
     /// Whether accepted writes are forwarded to Customer.io.
     fn forwarding(&self) -> bool {
         false
@@ -186,6 +190,7 @@ pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<Visitor
                 merged_into: owner,
                 events,
                 next,
+                expired: t.expired()?,
             }
         }
         VisitorCall::Owner => VisitorReply::Recorded {
@@ -581,7 +586,7 @@ async fn identify(t: &impl PersonTables, objects: &impl Objects, call: IdentifyC
     let mut follow_up = Vec::new();
     let mut rotate_anon = false;
     if let Some(anon_id) = &call.anonymous_id {
-        match merge_visitor(t, objects, &call.cio_id, anon_id).await {
+        match merge_visitor(t, objects, &call.cio_id, anon_id, call.now).await {
             Ok(Merged::Taken) => follow_up.push(FollowUp::AckVisitor {
                 anonymous_id: anon_id.clone(),
                 cio_id: call.cio_id.clone(),
@@ -624,6 +629,7 @@ async fn merge_visitor(
     objects: &impl Objects,
     cio_id: &str,
     anon_id: &str,
+    now: i64,
 ) -> Result<Merged, StoreError> {
     if t.has_anonymous_id(anon_id)? {
         return Ok(Merged::AlreadyHere);
@@ -631,6 +637,7 @@ async fn merge_visitor(
     // The visitor's events come a page at a time; other calls may run on
     // this person while the visitor answers, so it re-checks after each.
     let mut after = None;
+    let mut deleted = None;
     loop {
         let call = VisitorCall::Merge {
             cio_id: cio_id.to_owned(),
@@ -640,6 +647,7 @@ async fn merge_visitor(
             merged_into,
             events,
             next,
+            expired,
         } = objects.visitor(anon_id, call).await?
         else {
             return Err(unexpected("visitor merge"));
@@ -647,6 +655,7 @@ async fn merge_visitor(
         if merged_into != cio_id {
             return Ok(Merged::Elsewhere);
         }
+        deleted = deleted.or(expired);
         if let Some(tombstone) = t.tombstone()? {
             let repoint = VisitorCall::Repoint {
                 from: cio_id.to_owned(),
@@ -665,7 +674,8 @@ async fn merge_visitor(
         }
     }
     t.add_anonymous_id(anon_id)?;
-    if t.forwarding() {
+    // Customer.io would join what retention deleted here to this person.
+    if t.forwarding() && cio::may_join_anonymous(deleted, now) {
         if let Some(profile) = t.profile()? {
             t.outbox_push(&cio::anonymous_merge_op(&profile, anon_id))?;
         }

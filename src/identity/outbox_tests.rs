@@ -334,3 +334,52 @@ fn store_find(mem: &Mem, id: &str) -> String {
         .unwrap()
         .unwrap()
 }
+
+#[test]
+fn a_visitor_retention_deleted_is_not_joined_at_customer_io_while_it_may_hold_the_events() {
+    let mem = forwarding(0);
+    mem.0.clock.set(NOW);
+    mem.0.retention.set(retention::Retention {
+        anonymous_secs: 100,
+        event_secs: 0,
+    });
+    let store = mem.store();
+    let (gone, later) = (
+        "1f8fad5b-d9cb-469f-a165-70867728950e",
+        "2f8fad5b-d9cb-469f-a165-70867728950e",
+    );
+    for anon in [gone, later] {
+        run(&mem, store.record(None, anon, event(anon, json!({})))).unwrap();
+    }
+    mem.run_alarms(NOW + 101).unwrap();
+    assert!(
+        mem.visitor_data(gone).unwrap().events.is_empty(),
+        "deleted here"
+    );
+    let joins = |mem: &Mem, cio: &str, anon: &str| {
+        mem.person_data(cio)
+            .unwrap()
+            .outbox
+            .iter()
+            .filter(|op| op["attributes"]["anonymous_id"] == json!(anon))
+            .count()
+    };
+    let at = |now: i64, id: &str, anon: &'static str| {
+        let body = parse_identify(json!({ "id": id }).as_object().unwrap(), true).unwrap();
+        let opts = IdentifyOptions {
+            create: true,
+            anonymous_id: Some(anon),
+            now,
+        };
+        run(&mem, store.identify(&body, opts))
+            .unwrap()
+            .person
+            .cio_id
+    };
+    // A day later Customer.io still holds the deleted events: no join.
+    let cio = at(NOW + 86_400, "u-gone", gone);
+    assert_eq!(joins(&mem, &cio, gone), 0);
+    // Once Customer.io has let them go, the join is sent as usual.
+    let cio = at(NOW + 100 + crate::cio::CIO_ANONYMOUS_SECS, "u-later", later);
+    assert_eq!(joins(&mem, &cio, later), 1);
+}

@@ -20,8 +20,9 @@ pub trait VisitorClock: VisitorTables {
     /// When it last recorded an event (the edge's clock).
     fn last_active(&self) -> Result<Option<i64>, StoreError>;
     fn touch(&self, now: i64) -> Result<(), StoreError>;
-    /// Deletes everything it holds.
-    fn forget(&self) -> Result<(), StoreError>;
+    /// Deletes everything it holds, keeping only that it was deleted and
+    /// its last activity then (`VisitorTables::expired`).
+    fn forget(&self, last_active: i64) -> Result<(), StoreError>;
 }
 
 /// What retention needs of a person beyond its tables.
@@ -63,7 +64,7 @@ pub fn visitor_alarm(
     match t.last_active()? {
         None => Ok(None),
         Some(last) if last + r.anonymous_secs <= now => {
-            t.forget()?;
+            t.forget(last)?;
             Ok(None)
         }
         Some(last) => Ok(Some(last + r.anonymous_secs)),

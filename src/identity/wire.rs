@@ -282,6 +282,9 @@ pub enum VisitorReply {
         events: Vec<Event>,
         /// More events follow after this seq.
         next: Option<i64>,
+        /// Retention deleted this visitor once; its last activity then.
+        #[serde(default)]
+        expired: Option<i64>,
     },
     Activity(VisitorActivity),
     Done,

@@ -348,11 +348,12 @@ export class Workspace {
 
 /// Serves a `Workspace` at `<url>/api/v2/batch` with Basic `siteId:apiKey`.
 /// `hold(op)`: while it answers true for an operation of a batch, the
-/// batch is answered 429 with `Retry-After: 1` ([OAS] components/responses/429:
-/// "over the limit"), as a throttled workspace does.
+/// batch is answered 429 with `Retry-After: <state.retryAfter>` (1 unless a
+/// test sets it; [OAS] components/responses/429: "over the limit"), as a
+/// throttled workspace does.
 export async function startWorkspace({ siteId, apiKey, emailUpdatesById = false } = {}) {
   const ws = new Workspace({ emailUpdatesById });
-  const state = { hold: null, held: 0, batches: 0 };
+  const state = { hold: null, held: 0, batches: 0, retryAfter: 1 };
   const expected = `Basic ${Buffer.from(`${siteId}:${apiKey}`).toString("base64")}`;
   const server = http.createServer((req, res) => {
     const chunks = [];
@@ -377,7 +378,7 @@ export async function startWorkspace({ siteId, apiKey, emailUpdatesById = false 
       if (!isObject(body) || !Array.isArray(body.batch)) return send(400, { errors: [{ reason: "invalid", field: "batch", message: "batch must be an array" }] });
       if (state.hold && body.batch.some((op) => state.hold(op))) {
         state.held++;
-        return send(429, undefined, { "retry-after": "1" });
+        return send(429, undefined, { "retry-after": String(state.retryAfter) });
       }
       state.batches++;
       const errors = [];
