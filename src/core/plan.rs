@@ -308,7 +308,10 @@ pub fn plan(
     if !config.consent.allows(inputs.cookie, inputs.sec_gpc) {
         return Plan::Forward(untracked(config, visit.url));
     }
-    if config.auto_identify_links && link_param(&visit.url).is_some() {
+    if config.auto_identify_links
+        && config.trust.honours_links()
+        && link_param(&visit.url).is_some()
+    {
         return Plan::Rust(Reason::Link);
     }
     if config.auto_identify_forms && small_form(inputs).is_some() {
