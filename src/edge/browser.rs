@@ -40,7 +40,7 @@ pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
         }
         return Err(too_large().into());
     }
-    let unreadable = || ClientError::bad_body("could not read the request body").into();
+    let unreadable = || ClientError::bad_body("could not read the request body");
     let Ok(mut stream) = req.stream() else {
         // No body at all.
         return Ok(Vec::new());
