@@ -12,7 +12,7 @@ import { chromium } from "playwright-core";
 import { startWorker } from "./support/worker.mjs";
 import { closedPort } from "./support/origin.mjs";
 import { Browser, person, activity, visitorActivity, cookiesNamed, uid, eventually } from "./support/people.mjs";
-import { SECRETS, api, email } from "./support/api.mjs";
+import { SECRETS, AUTH, api, email } from "./support/api.mjs";
 
 const SECRET = "hardening-identify-secret";
 const userHash = (identifier, secret = SECRET) => crypto.createHmac("sha256", secret).update(identifier).digest("hex");
@@ -237,9 +237,9 @@ test("secure mode: a _cio_id link identifies no one (no _cioid, no X-Cio-Id), wi
 
 /// A request whose body is sent chunked (no Content-Length) and never ends:
 /// `firstBytes` are sent, then the stream stays open.
-function endlessChunked(url, firstBytes) {
+function endlessChunked(url, firstBytes, headers = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked" } }, (res) => {
+    const req = http.request(url, { method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked", ...headers } }, (res) => {
       const chunks = [];
       res.on("data", (c) => chunks.push(c));
       res.on("end", () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString(), req }));
@@ -255,7 +255,8 @@ test("a chunked body without Content-Length is refused at 256 KiB without waitin
   for (const endpoint of ["_cio/identify", "_cio/track", "_cio/api/v1/events"]) {
     const started = Date.now();
     const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error(`${endpoint}: no answer within 10 s`)), 10000));
-    const res = await Promise.race([endlessChunked(`${w.url}/${endpoint}`, 320 * 1024), timeout]);
+    const auth = endpoint.includes("/api/") ? { authorization: AUTH } : {};
+    const res = await Promise.race([endlessChunked(`${w.url}/${endpoint}`, 320 * 1024, auth), timeout]);
     res.req.destroy();
     assert.equal(res.status, 413, `${endpoint}: ${res.body}`);
     assert.ok(Date.now() - started < 10000);
