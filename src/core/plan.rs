@@ -808,6 +808,18 @@ mod tests {
         }
     }
 
+    /// Item: in secure mode a link is no identity, so the page needs no
+    /// lookup: it is forwarded as any other, with no `_cioid`.
+    #[test]
+    fn secure_mode_ignores_links() {
+        let link = get("http://x.test/p?_cio_id=abc123");
+        assert_eq!(decide(&config(&[]), &link), Plan::Rust(Reason::Link));
+        let secure = config(&[("IDENTIFY_SECRET", "k")]);
+        let f = forwarded(decide(&secure, &link));
+        assert_eq!(header(&f, ID_HEADER), Some(None));
+        assert!(f.set_cookies.iter().all(|c| !c.starts_with("_cioid=")));
+    }
+
     #[test]
     fn without_consent_the_page_is_the_origins() {
         let gpc = config(&[

@@ -19,6 +19,8 @@ use crate::identity::IdentifyOptions;
 
 /// Oversized bodies up to this size are read and discarded before the 413.
 const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+/// How long an oversized chunked body is read away before the 413.
+const DRAIN_MILLIS: u64 = 2000;
 
 /// Reads a request body, refusing one over the limit (413): before reading
 /// it when its length is declared, else as soon as what arrived passes the
@@ -47,9 +49,32 @@ pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
     };
     let mut body = LimitedBody::default();
     while let Some(chunk) = stream.next().await {
-        body.push(&chunk.map_err(|_| unreadable())?)?;
+        if let Err(e) = body.push(&chunk.map_err(|_| unreadable())?) {
+            // Nothing more is kept; what still comes is read away, briefly.
+            drop(body);
+            drain_briefly(&mut stream).await;
+            return Err(e.into());
+        }
     }
     Ok(body.into_bytes())
+}
+
+/// After a chunked body passed the limit: read the rest away (held nowhere)
+/// so a client still sending gets the 413 rather than a reset, but for at
+/// most `DRAIN_LIMIT_BYTES` and `DRAIN_MILLIS`: a body that never ends, or
+/// trickles, is answered anyway.
+async fn drain_briefly(stream: &mut worker::ByteStream) {
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen = seen.saturating_add(chunk.len());
+            if seen > DRAIN_LIMIT_BYTES {
+                break;
+            }
+        }
+    };
+    let deadline = worker::Delay::from(std::time::Duration::from_millis(DRAIN_MILLIS));
+    futures_util::future::select(Box::pin(drain), Box::pin(deadline)).await;
 }
 
 fn too_large() -> ClientError {
