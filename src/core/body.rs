@@ -145,7 +145,11 @@ pub(crate) mod tests {
         }
         assert_eq!(body.push(b"x").unwrap_err().status(), 413);
         assert_eq!(body.push(&chunk).unwrap_err().status(), 413);
-        assert_eq!(body.into_bytes().len(), MAX_BODY_BYTES, "nothing past the limit is held");
+        assert_eq!(
+            body.into_bytes().len(),
+            MAX_BODY_BYTES,
+            "nothing past the limit is held"
+        );
         let mut small = LimitedBody::default();
         small.push(b"{}").unwrap();
         small.push(b"").unwrap();

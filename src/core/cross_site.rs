@@ -103,7 +103,11 @@ mod tests {
             (None, None, None),
             (None, None, Some("application/octet-stream")),
         ] {
-            assert_eq!(judge(site, origin, ct), Ok(()), "{site:?} {origin:?} {ct:?}");
+            assert_eq!(
+                judge(site, origin, ct),
+                Ok(()),
+                "{site:?} {origin:?} {ct:?}"
+            );
         }
     }
 
@@ -111,13 +115,35 @@ mod tests {
     #[test]
     fn cross_site_writes_are_refused_naming_the_header() {
         let field = |f: &str| Err((403, Some(f.to_owned())));
-        assert_eq!(judge(Some("cross-site"), Some("https://evil.test"), Some("text/plain")), field("sec-fetch-site"));
-        assert_eq!(judge(Some("same-site"), Some("https://blog.example.com"), None), field("sec-fetch-site"));
-        assert_eq!(judge(Some("CROSS-SITE"), None, None), field("sec-fetch-site"));
-        assert_eq!(judge(None, Some("https://evil.test"), Some("text/plain")), field("origin"));
+        assert_eq!(
+            judge(
+                Some("cross-site"),
+                Some("https://evil.test"),
+                Some("text/plain")
+            ),
+            field("sec-fetch-site")
+        );
+        assert_eq!(
+            judge(Some("same-site"), Some("https://blog.example.com"), None),
+            field("sec-fetch-site")
+        );
+        assert_eq!(
+            judge(Some("CROSS-SITE"), None, None),
+            field("sec-fetch-site")
+        );
+        assert_eq!(
+            judge(None, Some("https://evil.test"), Some("text/plain")),
+            field("origin")
+        );
         assert_eq!(judge(None, Some("null"), None), field("origin"));
-        assert_eq!(judge(None, Some("http://www.example.com"), None), field("origin"));
-        assert_eq!(judge(None, Some("https://www.example.com:8443"), None), field("origin"));
+        assert_eq!(
+            judge(None, Some("http://www.example.com"), None),
+            field("origin")
+        );
+        assert_eq!(
+            judge(None, Some("https://www.example.com:8443"), None),
+            field("origin")
+        );
         for form in [
             "application/x-www-form-urlencoded",
             "Multipart/Form-Data; boundary=x",

@@ -477,21 +477,36 @@ mod tests {
         let h = |m: &str| serde_json::Value::String(secret.user_hash(m));
         let nfd = "Jose\u{301}@Example.com";
         for (sent, kept) in [
-            (serde_json::json!("VICTIM@EXAMPLE.COM"), "victim@example.com"),
+            (
+                serde_json::json!("VICTIM@EXAMPLE.COM"),
+                "victim@example.com",
+            ),
             (serde_json::json!(nfd), "jos\u{e9}@example.com"),
             (serde_json::json!(" 42 "), "42"),
             (serde_json::json!(42), "42"),
             (serde_json::json!("user 1"), "user 1"),
         ] {
             let call = identify(serde_json::json!({ "id": sent }));
-            assert_eq!(verify_identify(&secret, &call, Some(&h(kept)), None), Ok(()), "{sent}");
+            assert_eq!(
+                verify_identify(&secret, &call, Some(&h(kept)), None),
+                Ok(()),
+                "{sent}"
+            );
             if let Some(as_sent) = sent.as_str().filter(|s| *s != kept) {
                 let err = verify_identify(&secret, &call, Some(&h(as_sent)), None).unwrap_err();
-                assert_eq!((err.status(), err.field()), (401, Some(USER_HASH)), "{sent}");
+                assert_eq!(
+                    (err.status(), err.field()),
+                    (401, Some(USER_HASH)),
+                    "{sent}"
+                );
             }
         }
         let call = identify(serde_json::json!({ "id": "a" }));
-        for bad in [None, Some(serde_json::json!(1)), Some(serde_json::json!("zz"))] {
+        for bad in [
+            None,
+            Some(serde_json::json!(1)),
+            Some(serde_json::json!("zz")),
+        ] {
             let err = verify_identify(&secret, &call, bad.as_ref(), None).unwrap_err();
             assert_eq!(err.field(), Some(USER_HASH));
         }
@@ -509,10 +524,16 @@ mod tests {
             let err = verify_identify(&secret, &call, Some(&h("att")), Some(&wrong)).unwrap_err();
             assert_eq!(err.field(), Some(EMAIL_HASH));
         }
-        assert_eq!(verify_identify(&secret, &call, Some(&h("att")), Some(&h("lead@x.co"))), Ok(()));
+        assert_eq!(
+            verify_identify(&secret, &call, Some(&h("att")), Some(&h("lead@x.co"))),
+            Ok(())
+        );
         // An email that is the id is vouched for by the user_hash itself.
         let call = identify(serde_json::json!({ "id": "A@x.co", "email": "a@X.co" }));
-        assert_eq!(verify_identify(&secret, &call, Some(&h("a@x.co")), None), Ok(()));
+        assert_eq!(
+            verify_identify(&secret, &call, Some(&h("a@x.co")), None),
+            Ok(())
+        );
         // Attributes need nothing more.
         let call = identify(serde_json::json!({ "id": "u", "plan": "vip" }));
         assert_eq!(verify_identify(&secret, &call, Some(&h("u")), None), Ok(()));

@@ -7,9 +7,9 @@
 use worker::Request;
 
 use super::error::EdgeError;
+use super::Edge;
 use crate::core::abuse::{address_key, person_key};
 use crate::core::identifier::Identifier;
-use super::Edge;
 
 /// Browser writes (identify, track, page) per anonymous visitor.
 pub const VISITOR_LIMITER: &str = "VISITOR_RATE_LIMIT";

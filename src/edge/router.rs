@@ -51,13 +51,7 @@ async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Re
         }
         Route::Identify => {
             let visit = Visit::read(&req, url, &edge.config.trust);
-            limits::browser_write(
-                edge,
-                &req,
-                visit.cookies.anon_id.as_deref(),
-                None,
-            )
-            .await?;
+            limits::browser_write(edge, &req, visit.cookies.anon_id.as_deref(), None).await?;
             browser::identify(req, edge, visit).await
         }
         Route::Track(kind) => {

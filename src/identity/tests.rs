@@ -984,9 +984,15 @@ fn a_person_at_its_cap_makes_room_for_a_browser_by_dropping_the_earliest_browser
         .cio_id;
     fill_person(&mem, &cio, |i| i >= 2);
     let who = id("capped");
-    let refused = run(&mem, store.record(Some(&who), "anon-x", event("backend-new")));
+    let refused = run(
+        &mem,
+        store.record(Some(&who), "anon-x", event("backend-new")),
+    );
     assert!(
-        matches!(refused, Err(StoreError::Client(ClientError::AtCapacity { .. }))),
+        matches!(
+            refused,
+            Err(StoreError::Client(ClientError::AtCapacity { .. }))
+        ),
         "{refused:?}"
     );
     for real in ["browser:real-1", "browser:real-2"] {
@@ -997,10 +1003,20 @@ fn a_person_at_its_cap_makes_room_for_a_browser_by_dropping_the_earliest_browser
     assert_eq!(p.events.len(), objects::MAX_PERSON_EVENTS as usize);
     assert!(has("browser:real-1") && has("browser:real-2"));
     assert!(!has("browser:forged-2") && !has("browser:forged-3") && has("browser:forged-4"));
-    assert!(has("backend-0") && has("backend-1"), "the backend's are kept");
+    assert!(
+        has("backend-0") && has("backend-1"),
+        "the backend's are kept"
+    );
     // A repeat is still answered 200 and recorded once.
-    run(&mem, store.record(Some(&who), "anon-real", event("browser:real-1"))).unwrap();
-    assert_eq!(mem.person_data(&cio).unwrap().events.len(), objects::MAX_PERSON_EVENTS as usize);
+    run(
+        &mem,
+        store.record(Some(&who), "anon-real", event("browser:real-1")),
+    )
+    .unwrap();
+    assert_eq!(
+        mem.person_data(&cio).unwrap().events.len(),
+        objects::MAX_PERSON_EVENTS as usize
+    );
 
     // With only the backend's events, a browser's is refused: nothing to drop.
     let cio = identify(&mem, json!({"id": "backend-only"}), None)
@@ -1012,5 +1028,8 @@ fn a_person_at_its_cap_makes_room_for_a_browser_by_dropping_the_earliest_browser
         &mem,
         store.record(Some(&id("backend-only")), "anon-y", event("browser:b")),
     );
-    assert!(matches!(refused, Err(StoreError::Client(ClientError::AtCapacity { .. }))));
+    assert!(matches!(
+        refused,
+        Err(StoreError::Client(ClientError::AtCapacity { .. }))
+    ));
 }
