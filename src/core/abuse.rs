@@ -4,25 +4,30 @@
 //! one) as itself. Writes naming a person count per person, whatever
 //! visitor or address they come from.
 
-use std::net::IpAddr;
+use url::Host;
 
 use super::identifier::Identifier;
 
 /// The client-address key of `CF-Connecting-IP`: `v4:<address>`,
 /// `v6:<first four groups>::/64`, or the text itself when it is no address
-/// (Cloudflare always sends one; a local run may not).
+/// (Cloudflare always sends one; a local run may not). Parsed by the `url`
+/// crate the edge already carries, not a second address parser.
 pub fn address_key(raw: &str) -> String {
-    match raw.trim().parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => format!("v4:{v4}"),
-        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("v4:{v4}"),
-            None => {
-                let s = v6.segments();
-                format!("v6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-        Err(_) => format!("raw:{}", raw.trim()),
+    let raw = raw.trim();
+    if raw.contains(':') {
+        if let Ok(Host::Ipv6(v6)) = Host::parse(&format!("[{raw}]")) {
+            return match v6.to_ipv4_mapped() {
+                Some(v4) => format!("v4:{v4}"),
+                None => {
+                    let s = v6.segments();
+                    format!("v6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            };
+        }
+    } else if let Ok(Host::Ipv4(v4)) = Host::parse(raw) {
+        return format!("v4:{v4}");
     }
+    format!("raw:{raw}")
 }
 
 /// The per-person key of a browser write naming `identifier` (its
