@@ -1,27 +1,31 @@
 //! Abuse limits with Cloudflare's rate limiting bindings (docs/API.md
-//! section 8): browser writes per visitor and per client address, tracked
-//! link lookups per client address. A limiter that is not bound, or fails,
+//! section 8): browser writes per visitor, per person and per client
+//! address (an IPv6 address counts as its /64), tracked link lookups per
+//! client address. A limiter that is not bound, or fails,
 //! lets the request through: limits protect storage, they never break a page.
 
 use worker::Request;
 
 use super::error::EdgeError;
 use super::Edge;
+use crate::core::abuse::{address_key, person_key};
+use crate::core::identifier::Identifier;
 
 /// Browser writes (identify, track, page) per anonymous visitor.
 pub const VISITOR_LIMITER: &str = "VISITOR_RATE_LIMIT";
 /// Browser writes and `_cio_id` lookups per client address.
 pub const CLIENT_LIMITER: &str = "CLIENT_RATE_LIMIT";
+/// Browser writes naming one person (its `_cioid`), from any visitor or
+/// address: a forged `_cioid` from many places fills no one's history fast.
+pub const PERSON_LIMITER: &str = "PERSON_RATE_LIMIT";
 /// The limiters' period, in seconds: what a refused client waits.
 pub const RETRY_AFTER_SECS: u32 = 60;
 
-/// The client's address as Cloudflare reports it.
+/// The client's address as Cloudflare reports it, as a limit key (an IPv6
+/// address as its /64).
 pub fn client_address(req: &Request) -> String {
-    req.headers()
-        .get("cf-connecting-ip")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "unknown".to_owned())
+    let raw = req.headers().get("cf-connecting-ip").ok().flatten();
+    address_key(raw.as_deref().unwrap_or("unknown"))
 }
 
 async fn allowed(edge: &Edge, binding: &str, key: String) -> bool {
@@ -37,12 +41,13 @@ async fn allowed(edge: &Edge, binding: &str, key: String) -> bool {
     }
 }
 
-/// A browser write: limited per visitor (its cookie's id, else its address)
-/// and per address.
+/// A browser write: limited per visitor (its cookie's id, else its address),
+/// per address, and per person when the cookies name one.
 pub async fn browser_write(
     edge: &Edge,
     req: &Request,
     anon: Option<&str>,
+    identifier: Option<&Identifier>,
 ) -> Result<(), EdgeError> {
     let address = client_address(req);
     let visitor = anon.map_or_else(|| format!("addr:{address}"), str::to_owned);
@@ -50,6 +55,11 @@ pub async fn browser_write(
         || !allowed(edge, CLIENT_LIMITER, address).await
     {
         return Err(EdgeError::RateLimited);
+    }
+    if let Some(identifier) = identifier {
+        if !allowed(edge, PERSON_LIMITER, person_key(identifier)).await {
+            return Err(EdgeError::RateLimited);
+        }
     }
     Ok(())
 }

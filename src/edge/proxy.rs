@@ -8,7 +8,7 @@ use worker::{console_warn, Request, Response};
 
 use super::visit::{new_anon_id, new_event_id, now_secs};
 use super::{limits, Edge};
-use crate::core::event::{clamp_bytes, Event, EventType, MAX_PAGE_NAME_BYTES};
+use crate::core::event::{clamp_bytes, Event, EventType, BROWSER_ID_PREFIX, MAX_PAGE_NAME_BYTES};
 use crate::core::form::{form_identify, parse_form};
 use crate::core::identifier::Identifier;
 use crate::core::plan::{self, link_param, small_form, Inputs, Visit};
@@ -63,7 +63,7 @@ pub async fn handle(mut req: Request, edge: &Edge, url: Url) -> Outcome {
     // A tracked link names a person; it identifies this browser unless the
     // browser is already someone else, and merges nothing (rule 6.12): the
     // visitor's earlier activity joins a person only when it identifies.
-    if edge.config.auto_identify_links {
+    if edge.config.auto_identify_links && trust.honours_links() {
         if let Some(cio_id) = link_param(&visit.url) {
             let lookup = if limits::link_lookup(edge, &req).await {
                 edge.store().link(&cio_id).await
@@ -229,7 +229,8 @@ fn record_page_view(edge: &Edge, url: &Url, identifier: Option<Identifier>, anon
         data: Default::default(),
         timestamp: now_secs(),
         anonymous_id: None,
-        id: new_event_id(),
+        // A browser's navigation: in the browsers' key space (section 8).
+        id: format!("{BROWSER_ID_PREFIX}{}", new_event_id()),
     };
     edge.ctx.wait_until(async move {
         let store = detached_store(&env);

@@ -331,6 +331,24 @@ impl PersonTables for MemPerson {
     fn event_count(&self) -> Result<u64, StoreError> {
         Ok(self.0.borrow().events.len() as u64)
     }
+    fn drop_earliest_browser_event(&self) -> Result<bool, StoreError> {
+        let p = &mut *self.0.borrow_mut();
+        let prefix = crate::core::event::BROWSER_ID_PREFIX;
+        let earliest = p
+            .seqs
+            .iter()
+            .zip(&p.events)
+            .enumerate()
+            .filter(|(_, (_, e))| e.id.starts_with(prefix))
+            .min_by_key(|(_, (seq, _))| **seq)
+            .map(|(i, _)| i);
+        Ok(earliest
+            .map(|i| {
+                p.events.remove(i);
+                p.seqs.remove(i);
+            })
+            .is_some())
+    }
     fn events_desc(
         &self,
         limit: u32,

@@ -15,7 +15,7 @@
 
 use serde_json::Value;
 
-use crate::core::event::Event;
+use crate::core::event::{Event, BROWSER_ID_PREFIX};
 use crate::core::profile::{Profile, ProfileUpdate, Relationship};
 use crate::forward;
 
@@ -242,6 +242,9 @@ pub trait PersonTables {
     fn insert_event(&self, event: &Event) -> Result<(), StoreError>;
     fn has_event(&self, id: &str) -> Result<bool, StoreError>;
     fn event_count(&self) -> Result<u64, StoreError>;
+    /// Deletes the earliest-stored event whose id is in the browsers' key
+    /// space (`browser:`); false when there is none.
+    fn drop_earliest_browser_event(&self) -> Result<bool, StoreError>;
     /// Newest first, from `before` on (exclusive), at most `limit`.
     fn events_desc(
         &self,
@@ -321,7 +324,15 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
         PersonCall::Track { event } => match (sealed, t.profile()?) {
             (false, Some(profile)) => {
                 if t.event_count()? >= MAX_PERSON_EVENTS && !t.has_event(&event.id)? {
-                    return Err(at_capacity("this person", MAX_PERSON_EVENTS));
+                    // Fail soft for the person's own browsers: a browser's
+                    // event makes room by dropping the earliest browser
+                    // event, so a stranger with a forged `_cioid` can never
+                    // lock the person out; the backend's events are never
+                    // dropped, and with none to drop the write is refused.
+                    let browser = event.id.starts_with(BROWSER_ID_PREFIX);
+                    if !(browser && t.drop_earliest_browser_event()?) {
+                        return Err(at_capacity("this person", MAX_PERSON_EVENTS));
+                    }
                 }
                 if t.forwarding() && !t.has_event(&event.id)? {
                     let op = forward::checked(forward::person_event_op(&profile, &event))?;
