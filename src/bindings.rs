@@ -20,9 +20,10 @@ pub const CIO_DEADLETTER: &str = "CIO_DEADLETTER";
 pub const CIO_DEADLETTER_QUEUE: &str = "cio-deadletter";
 
 /// Rate limiters: browser writes per anonymous visitor; browser writes and
-/// `_cio_id` lookups per client address.
+/// `_cio_id` lookups per client address; browser writes naming one person.
 pub const VISITOR_RATE_LIMIT: &str = "VISITOR_RATE_LIMIT";
 pub const CLIENT_RATE_LIMIT: &str = "CLIENT_RATE_LIMIT";
+pub const PERSON_RATE_LIMIT: &str = "PERSON_RATE_LIMIT";
 
 #[cfg(test)]
 mod tests {
@@ -59,7 +60,7 @@ mod tests {
         assert_eq!(names(&doc, &["kv_namespaces"], "binding"), owned(&[CIO_KV]));
         assert_eq!(
             sorted(names(&doc, &["ratelimits"], "name")),
-            owned(&[VISITOR_RATE_LIMIT, CLIENT_RATE_LIMIT])
+            owned(&[VISITOR_RATE_LIMIT, CLIENT_RATE_LIMIT, PERSON_RATE_LIMIT])
         );
         let producers: Vec<(String, String)> = doc["queues"]["producers"]
             .as_array_of_tables()

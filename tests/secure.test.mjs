@@ -117,9 +117,10 @@ test("IDENTIFY_SECRET: identify without user_hash, with a wrong one or another i
   assert.equal(p.attributes.user_hash, undefined, "user_hash is never an attribute");
   await b.visit("/p");
   assert.equal(originSaw()["x-cio-id"], id, "a signed _cioid is told to the origin");
-  // An email as the id is signed as sent.
+  // An email as the id is signed as the edge keeps it (lowercase), not as sent.
   const email = `${uid("Mixed")}@Example.com`;
-  const e = await new Browser(w).identify({ id: email, user_hash: userHash(email) });
+  assert.equal((await new Browser(w).identify({ id: email, user_hash: userHash(email) })).status, 401);
+  const e = await new Browser(w).identify({ id: email, user_hash: userHash(email.toLowerCase()) });
   assert.equal(e.status, 200);
 });
 
@@ -147,19 +148,21 @@ test("IDENTIFY_SECRET: a hand-set _cioid (no companion, or another's) is ignored
   }
 });
 
-test("IDENTIFY_SECRET: a link click and an origin identify set a valid companion", async () => {
+test("IDENTIFY_SECRET: a link click identifies no one (rule 10.3); an origin identify sets a valid companion", async () => {
   const w = await edge({}, { IDENTIFY_SECRET: SECRET });
   const id = uid("linked");
   assert.equal((await api(w, "PUT", `v1/customers/${id}`, { plan: "x" })).status, 200);
   const cio = (await person(w, id)).body.cio_id;
   const b = new Browser(w);
   const res = await b.visit(`/landing?_cio_id=${cio}`);
-  assert.equal(cookiesNamed(res, "_cioidsig").length, 1);
+  assert.equal(res.status, 200);
+  assert.equal(cookiesNamed(res, "_cioid").length, 0);
+  assert.equal(cookiesNamed(res, "_cioidsig").length, 0);
   await b.visit("/p");
-  assert.equal(originSaw()["x-cio-id"], id);
+  assert.equal(originSaw()["x-cio-id"], undefined);
   const name = `after-link-${crypto.randomUUID()}`;
   await b.track(name);
-  assert.ok((await activity(w, id)).some((e) => e.name === name));
+  assert.ok(!(await activity(w, id)).some((e) => e.name === name), "the link's browser stays anonymous");
 
   const c = new Browser(w);
   const sid = uid("site");

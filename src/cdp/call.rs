@@ -13,7 +13,6 @@ use crate::core::error::Error;
 use crate::core::event::{event_timestamp, parse_event, Event, EventContext, EventType};
 use crate::core::identifier::Identifier;
 use crate::core::profile::{parse_identify, Identify};
-use crate::core::secure::user_hash_message;
 use crate::core::track_api::parse_anonymous_id;
 
 use super::time::iso_seconds;
@@ -57,9 +56,13 @@ pub enum Call {
     Identify {
         identify: Identify,
         anonymous_id: Option<String>,
-        /// `traits.user_hash` and the message it must sign (secure mode).
+        /// `traits.user_hash` and `traits.email_hash` (secure mode,
+        /// `core::secure::verify_identify`); `vouch`: whether this call
+        /// must be vouched for by them (an identify) or only by the signed
+        /// cookie (a group call).
         user_hash: Option<String>,
-        hash_message: Option<String>,
+        email_hash: Option<String>,
+        vouch: bool,
     },
     /// A track, page or screen call.
     Event {
@@ -135,12 +138,13 @@ fn object<'a>(body: &'a Object, field: &'static str) -> Result<Option<&'a Object
 }
 
 /// Trait names the classic identify body keeps for itself: never attributes.
-const NOT_ATTRIBUTES: [&str; 6] = [
+const NOT_ATTRIBUTES: [&str; 7] = [
     "id",
     "anonymous_id",
     "_update",
     "cio_relationships",
     "user_hash",
+    "email_hash",
     "createdAt",
 ];
 
@@ -161,11 +165,13 @@ fn identify(
         (None, Some(email)) => Value::String(email.to_owned()),
         (None, None) => return Ok(Call::Nothing),
     };
-    let user_hash = match traits.get("user_hash") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(Error::invalid("traits.user_hash", "must be a string")),
+    let hash = |key: &str, field: &'static str| match traits.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Error::invalid(field, "must be a string")),
     };
+    let user_hash = hash("user_hash", "traits.user_hash")?;
+    let email_hash = hash("email_hash", "traits.email_hash")?;
     let mut classic: Object = traits
         .iter()
         .filter(|(k, _)| !NOT_ATTRIBUTES.contains(&k.as_str()))
@@ -188,7 +194,6 @@ fn identify(
         classic.insert("created_at".into(), json!(secs));
     }
     classic.insert("id".into(), id);
-    let hash_message = user_hash_message(&classic);
     let identify = parse_identify(&classic, ctx.use_array_params).map_err(|e| {
         rename(e, &|field| match field {
             "id" if user.is_some() => "userId".into(),
@@ -201,7 +206,8 @@ fn identify(
         identify,
         anonymous_id,
         user_hash,
-        hash_message,
+        email_hash,
+        vouch: true,
     })
 }
 
@@ -252,7 +258,8 @@ fn group(body: &Object, user: Option<Identifier>, ctx: &Context) -> Result<Call,
         identify,
         anonymous_id: None,
         user_hash: None,
-        hash_message: None,
+        email_hash: None,
+        vouch: false,
     })
 }
 
@@ -570,21 +577,26 @@ mod tests {
     fn user_hash_is_kept_apart_and_signs_the_user_id() {
         let c = call(
             Kind::Identify,
-            json!({"userId": 42, "traits": {"user_hash": "ab", "x": 1}}),
+            json!({"userId": 42, "traits": {"user_hash": "ab", "email_hash": "cd", "x": 1}}),
         )
         .unwrap();
         let Call::Identify {
             identify,
             user_hash,
-            hash_message,
+            email_hash,
+            vouch,
             ..
         } = c
         else {
             panic!()
         };
         assert_eq!(user_hash.as_deref(), Some("ab"));
-        assert_eq!(hash_message.as_deref(), Some("42"));
+        assert_eq!(email_hash.as_deref(), Some("cd"));
+        assert!(vouch);
+        // The hash signs the identifier as kept (`core::secure::verify_identify`).
+        assert_eq!(identify.identifier.as_written(), "42");
         assert!(!identify.update.attributes.contains_key("user_hash"));
+        assert!(!identify.update.attributes.contains_key("email_hash"));
     }
 
     #[test]
@@ -620,7 +632,9 @@ mod tests {
             (EventType::Page, "http://s/x?y")
         );
         assert_eq!(event.data.get("name"), Some(&json!("Home")));
-        assert_eq!(event.id, "edge-id");
+        // A browser event without an id gets a browser-space id (the cap drops
+        // browser events first).
+        assert_eq!(event.id, "browser:edge-id");
         assert_eq!(event.timestamp, NOW);
 
         let long = format!("http://s/{}", "a".repeat(9000));

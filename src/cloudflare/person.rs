@@ -136,6 +136,23 @@ impl PersonTables for Person {
         )
     }
 
+    fn drop_earliest_browser_event(&self) -> Result<bool, StoreError> {
+        if !self.tables.exists()? {
+            return Ok(false);
+        }
+        // Stored order (seq) is the primary key: the scan stops at the
+        // first browser event, and it never sorts the table.
+        let rows: Vec<IdRow> = self
+            .sql
+            .exec(
+                "DELETE FROM events WHERE seq = (SELECT seq FROM events WHERE substr(id, 1, 8) = 'browser:' ORDER BY seq LIMIT 1) RETURNING id",
+                None,
+            )
+            .and_then(|c| c.to_array())
+            .or_unavailable()?;
+        Ok(!rows.is_empty())
+    }
+
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError> {
         Ok(self
             .read("SELECT body FROM tombstone WHERE k = 1", vec![])?

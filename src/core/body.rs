@@ -11,13 +11,40 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 pub type Object = Map<String, Value>;
 
+fn too_large() -> Error {
+    Error::TooLarge {
+        message: format!("request body is over {MAX_BODY_BYTES} bytes"),
+    }
+}
+
+/// A body read chunk by chunk that stops at the limit: a body without a
+/// `Content-Length` (chunked) is refused as soon as it passes
+/// `MAX_BODY_BYTES`, never held whole first.
+#[derive(Debug, Default)]
+pub struct LimitedBody {
+    bytes: Vec<u8>,
+}
+
+impl LimitedBody {
+    /// Adds a chunk; 413 once the body is over the limit (the chunk is not kept).
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        if chunk.len() > MAX_BODY_BYTES - self.bytes.len() {
+            return Err(too_large());
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
 /// Parses a body that must be a JSON object. An empty body is an empty object
 /// only when `empty_ok` (e.g. `reset`).
 pub fn parse_object(bytes: &[u8], empty_ok: bool) -> Result<Object, Error> {
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(Error::TooLarge {
-            message: format!("request body is over {MAX_BODY_BYTES} bytes"),
-        });
+        return Err(too_large());
     }
     if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Object::new());
@@ -106,6 +133,27 @@ pub(crate) mod tests {
         assert!(parse_object(b"  ", true).unwrap().is_empty());
         let big = vec![b' '; MAX_BODY_BYTES + 1];
         assert_eq!(parse_object(&big, true).unwrap_err().status(), 413);
+    }
+
+    /// Item: a body without a declared length stops at the limit.
+    #[test]
+    fn a_limited_body_stops_at_the_limit() {
+        let mut body = LimitedBody::default();
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..4 {
+            body.push(&chunk).unwrap();
+        }
+        assert_eq!(body.push(b"x").unwrap_err().status(), 413);
+        assert_eq!(body.push(&chunk).unwrap_err().status(), 413);
+        assert_eq!(
+            body.into_bytes().len(),
+            MAX_BODY_BYTES,
+            "nothing past the limit is held"
+        );
+        let mut small = LimitedBody::default();
+        small.push(b"{}").unwrap();
+        small.push(b"").unwrap();
+        assert_eq!(small.into_bytes(), b"{}");
     }
 
     #[test]

@@ -29,6 +29,22 @@ pub enum Error {
     /// waiting does not help, so no `Retry-After`.
     #[error("{message}")]
     AtCapacity { message: String },
+    /// 401: secure mode, and a credential in the body (`user_hash`,
+    /// `email_hash`) is missing or does not vouch for what it must.
+    #[error("{message}")]
+    Unverified {
+        field: Cow<'static, str>,
+        message: String,
+    },
+    /// 403: a browser write another site's page made (`core::cross_site`).
+    #[error("{message}")]
+    CrossSite {
+        field: Cow<'static, str>,
+        message: String,
+    },
+    /// 415: a content type only a form sends, on a JSON endpoint.
+    #[error("{message}")]
+    MediaType { message: String },
 }
 
 impl Error {
@@ -68,6 +84,9 @@ impl Error {
             Error::Conflict { .. } => 409,
             Error::NotFound { .. } => 404,
             Error::AtCapacity { .. } => 429,
+            Error::Unverified { .. } => 401,
+            Error::CrossSite { .. } => 403,
+            Error::MediaType { .. } => 415,
         }
     }
 
@@ -78,13 +97,19 @@ impl Error {
             Error::Conflict { .. } => "conflict",
             Error::NotFound { .. } => "not_found",
             Error::AtCapacity { .. } => "at_capacity",
+            Error::Unverified { .. } => "unauthorized",
+            Error::CrossSite { .. } => "cross_site",
+            Error::MediaType { .. } => "unsupported_media_type",
         }
     }
 
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::Invalid { field, .. } => field.as_deref(),
-            Error::Conflict { field, .. } => Some(field),
+            Error::Conflict { field, .. }
+            | Error::Unverified { field, .. }
+            | Error::CrossSite { field, .. } => Some(field),
+            Error::MediaType { .. } => Some("content-type"),
             Error::TooLarge { .. } | Error::NotFound { .. } | Error::AtCapacity { .. } => None,
         }
     }

@@ -154,6 +154,9 @@ pub fn parse_event(
         }
     };
     let id = match sent_id {
+        // A browser's events all live in its key space, so the person's cap
+        // knows them apart from the backend's (section 8).
+        None if ctx.from_browser => format!("{BROWSER_ID_PREFIX}{}", new_id()),
         None => new_id(),
         Some(id) if ctx.from_browser => format!("{BROWSER_ID_PREFIX}{id}"),
         Some(id) if id.starts_with(BROWSER_ID_PREFIX) => {
@@ -409,11 +412,13 @@ mod tests {
         // The backend cannot name an id in the browser's space.
         let err = parse(json!({"name": "x", "id": "browser:order-1001"}), &api).unwrap_err();
         assert_eq!(err.field(), Some("id"));
-        // Generated ids are left alone.
+        // A browser's generated ids are in its space too (the person's cap
+        // tells them apart); the backend's are left alone.
         assert_eq!(
             parse(json!({"name": "x"}), &browser).unwrap().id,
-            "generated"
+            "browser:generated"
         );
+        assert_eq!(parse(json!({"name": "x"}), &api).unwrap().id, "generated");
         for bad in [json!(42.5), json!(1e2), json!(-0.0)] {
             let err = parse(json!({"name": "x", "id": bad}), &api).unwrap_err();
             assert_eq!(err.field(), Some("id"), "{bad}");

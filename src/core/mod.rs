@@ -2,9 +2,11 @@
 //! makes about cookies, identifiers, profiles and events lives here, tested
 //! natively with `cargo test`.
 
+pub mod abuse;
 pub mod auth;
 pub mod body;
 pub mod cookies;
+pub mod cross_site;
 pub mod cursor;
 pub mod error;
 pub mod event;

@@ -11,7 +11,9 @@ use sha2::Sha256;
 
 pub use super::cookies::SIG_COOKIE;
 use super::cookies::{split_cookies, CookiePolicy, IncomingCookies};
+use super::error::Error;
 use super::identifier::Identifier;
+use super::profile::Identify;
 
 /// Domain separation: a companion is never a valid `user_hash`, nor back.
 const SIG_CONTEXT: &[u8] = b"cio-edge _cioid\n";
@@ -184,6 +186,16 @@ impl Trust {
         cookies
     }
 
+    /// Whether a `_cio_id` link may identify a browser. Not in secure mode:
+    /// a link's `_cio_id` is signed by no one (anyone who knows or sees a
+    /// person's cio_id can write it), so it cannot become an identity the
+    /// origin trusts, and an unsigned one would be ignored on the next
+    /// request anyway. Secure mode identifies only by `user_hash` or the
+    /// origin's `X-Cio-Identify` (rule 10.3).
+    pub fn honours_links(&self) -> bool {
+        self.secret.is_none()
+    }
+
     /// What `_cioid` holds for a person identified as `identifier`.
     pub fn cookie_identifier(&self, identifier: &Identifier, cio_id: &str) -> Identifier {
         match self.id_cookie {
@@ -230,15 +242,68 @@ pub fn origin_id_header(written: &str) -> String {
     utf8_percent_encode(written, HEADER).to_string()
 }
 
-/// The `user_hash` message of an identify body: the `id` as sent (a string,
-/// or an integer's text), else the `email` as sent.
-pub fn user_hash_message(body: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
-    let text = |key: &str| match body.get(key)? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
-        _ => None,
+/// The body field that vouches for the identifier of a browser identify.
+pub const USER_HASH: &str = "user_hash";
+/// The body field that vouches for an `email` given beside an `id`.
+pub const EMAIL_HASH: &str = "email_hash";
+
+/// Rule 10.2: what a verified browser identify may claim. `user_hash` signs
+/// the identifier as the edge keeps it (`Identifier::as_written`: the id
+/// trimmed, an email NFC-lowercased), the one string that becomes `_cioid`
+/// and `X-Cio-Id`, so no other spelling of someone else's identity passes
+/// with the attacker's own hash. It vouches for that identifier only: an
+/// `email` beside an `id` is a second identity (it finds, joins or claims
+/// the person holding that address), so it needs its own proof, `email_hash`
+/// (the same HMAC of the email as the edge keeps it), or the origin's
+/// `X-Cio-Identify`. Attributes and relationships are the person's own data
+/// and need nothing more.
+pub fn verify_identify(
+    secret: &Secret,
+    identify: &Identify,
+    user_hash: Option<&serde_json::Value>,
+    email_hash: Option<&serde_json::Value>,
+) -> Result<(), Error> {
+    let kept = identify.identifier.as_written();
+    check_hash(secret, USER_HASH, &kept, user_hash)?;
+    let beside = match (&identify.update.email, &identify.identifier) {
+        (Some(email), Identifier::Email(id)) if email == id => None,
+        (email, _) => email.as_deref(),
     };
-    text("id").or_else(|| text("email"))
+    if let Some(email) = beside {
+        if email_hash.is_none() {
+            return Err(Error::Unverified {
+                field: "email".into(),
+                message: format!(
+                    "email: in secure mode an email beside the id needs {EMAIL_HASH}, the HMAC-SHA256 of {email:?} (as the edge keeps it), or the origin's X-Cio-Identify"
+                ),
+            });
+        }
+        check_hash(secret, EMAIL_HASH, email, email_hash)?;
+    }
+    Ok(())
+}
+
+/// Whether `given` is the lowercase hex HMAC of `kept`, as a refusal naming
+/// `field` otherwise.
+fn check_hash(
+    secret: &Secret,
+    field: &'static str,
+    kept: &str,
+    given: Option<&serde_json::Value>,
+) -> Result<(), Error> {
+    let ok = match given {
+        Some(serde_json::Value::String(hash)) => secret.verify_user_hash(kept, hash),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::Unverified {
+        field: field.into(),
+        message: format!(
+            "{field}: must be the lowercase hex HMAC-SHA256 of {kept:?}, the identifier as the edge keeps it (trimmed; an email lowercased in Unicode NFC)"
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -310,6 +375,17 @@ mod tests {
             .vouch(read_cookies(Some(h)), Some(h))
             .identifier
             .is_some());
+    }
+
+    /// Item: links identify no one in secure mode.
+    #[test]
+    fn links_are_off_in_secure_mode() {
+        assert!(Trust::default().honours_links());
+        let secure = Trust {
+            secret: Some(Secret::new("k")),
+            id_cookie: IdCookie::Identifier,
+        };
+        assert!(!secure.honours_links());
     }
 
     #[test]
@@ -389,23 +465,76 @@ mod tests {
         assert_eq!(decoded, "a%b ü");
     }
 
+    fn identify(body: serde_json::Value) -> Identify {
+        crate::core::profile::parse_identify(body.as_object().unwrap(), true).unwrap()
+    }
+
+    /// Item: the hash signs the identifier as kept, never as sent.
     #[test]
-    fn user_hash_message_is_the_id_else_the_email_as_sent() {
-        let body = |v: serde_json::Value| v.as_object().unwrap().clone();
-        let m = |v| user_hash_message(&body(v));
+    fn a_user_hash_signs_the_identifier_as_the_edge_keeps_it() {
+        let secret = Secret::new("k");
+        let h = |m: &str| serde_json::Value::String(secret.user_hash(m));
+        let nfd = "Jose\u{301}@Example.com";
+        for (sent, kept) in [
+            (
+                serde_json::json!("VICTIM@EXAMPLE.COM"),
+                "victim@example.com",
+            ),
+            (serde_json::json!(nfd), "jos\u{e9}@example.com"),
+            (serde_json::json!(" 42 "), "42"),
+            (serde_json::json!(42), "42"),
+            (serde_json::json!("user 1"), "user 1"),
+        ] {
+            let call = identify(serde_json::json!({ "id": sent }));
+            assert_eq!(
+                verify_identify(&secret, &call, Some(&h(kept)), None),
+                Ok(()),
+                "{sent}"
+            );
+            if let Some(as_sent) = sent.as_str().filter(|s| *s != kept) {
+                let err = verify_identify(&secret, &call, Some(&h(as_sent)), None).unwrap_err();
+                assert_eq!(
+                    (err.status(), err.field()),
+                    (401, Some(USER_HASH)),
+                    "{sent}"
+                );
+            }
+        }
+        let call = identify(serde_json::json!({ "id": "a" }));
+        for bad in [
+            None,
+            Some(serde_json::json!(1)),
+            Some(serde_json::json!("zz")),
+        ] {
+            let err = verify_identify(&secret, &call, bad.as_ref(), None).unwrap_err();
+            assert_eq!(err.field(), Some(USER_HASH));
+        }
+    }
+
+    /// Item: a user_hash vouches for the id, not for an email beside it.
+    #[test]
+    fn an_email_beside_the_id_needs_its_own_proof() {
+        let secret = Secret::new("k");
+        let h = |m: &str| serde_json::Value::String(secret.user_hash(m));
+        let call = identify(serde_json::json!({ "id": "att", "email": "Lead@X.co" }));
+        let err = verify_identify(&secret, &call, Some(&h("att")), None).unwrap_err();
+        assert_eq!((err.status(), err.field()), (401, Some("email")));
+        for wrong in [h("att"), h("Lead@X.co"), h("other@x.co")] {
+            let err = verify_identify(&secret, &call, Some(&h("att")), Some(&wrong)).unwrap_err();
+            assert_eq!(err.field(), Some(EMAIL_HASH));
+        }
         assert_eq!(
-            m(serde_json::json!({"id": "Bob@X.com"})),
-            Some("Bob@X.com".into())
+            verify_identify(&secret, &call, Some(&h("att")), Some(&h("lead@x.co"))),
+            Ok(())
         );
+        // An email that is the id is vouched for by the user_hash itself.
+        let call = identify(serde_json::json!({ "id": "A@x.co", "email": "a@X.co" }));
         assert_eq!(
-            m(serde_json::json!({"id": 42, "email": "a@b.co"})),
-            Some("42".into())
+            verify_identify(&secret, &call, Some(&h("a@x.co")), None),
+            Ok(())
         );
-        assert_eq!(
-            m(serde_json::json!({"email": "A@b.co"})),
-            Some("A@b.co".into())
-        );
-        assert_eq!(m(serde_json::json!({"id": 4.5})), None);
-        assert_eq!(m(serde_json::json!({})), None);
+        // Attributes need nothing more.
+        let call = identify(serde_json::json!({ "id": "u", "plan": "vip" }));
+        assert_eq!(verify_identify(&secret, &call, Some(&h("u")), None), Ok(()));
     }
 }

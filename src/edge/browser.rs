@@ -8,20 +8,24 @@ use worker::{Request, Response};
 use super::error::{json_response, EdgeError};
 use super::visit::{new_anon_id, new_event_id, now_secs};
 use super::Edge;
-use crate::core::body::{parse_object, MAX_BODY_BYTES};
+use crate::core::body::{parse_object, LimitedBody, MAX_BODY_BYTES};
+use crate::core::cross_site::{self, WriteHeaders};
 use crate::core::event::{parse_event, EventContext, EventType};
 use crate::core::identifier::Identifier;
 use crate::core::profile::parse_identify;
-use crate::core::secure::user_hash_message;
+use crate::core::secure::{verify_identify, EMAIL_HASH, USER_HASH};
 use crate::core::Error as ClientError;
 use crate::identity::IdentifyOptions;
 use crate::page::visit::Visit;
 
 /// Oversized bodies up to this size are read and discarded before the 413.
 const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+/// How long an oversized chunked body is read away before the 413.
+const DRAIN_MILLIS: u64 = 2000;
 
-/// Reads a request body, refusing one over the limit (413) before reading it
-/// when its length is declared.
+/// Reads a request body, refusing one over the limit (413): before reading
+/// it when its length is declared, else as soon as what arrived passes the
+/// limit (a chunked body is never held whole first).
 pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
     let declared = req
         .headers()
@@ -29,9 +33,6 @@ pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
         .ok()
         .flatten()
         .and_then(|v| v.parse::<usize>().ok());
-    let too_large = || ClientError::TooLarge {
-        message: format!("request body is over {MAX_BODY_BYTES} bytes"),
-    };
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         // Read the body away (within reason) so the client, still sending,
         // gets the 413 rather than a reset connection.
@@ -42,9 +43,63 @@ pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
         }
         return Err(too_large().into());
     }
-    req.bytes()
-        .await
-        .map_err(|_| ClientError::bad_body("could not read the request body").into())
+    let unreadable = || ClientError::bad_body("could not read the request body");
+    let Ok(mut stream) = req.stream() else {
+        // No body at all.
+        return Ok(Vec::new());
+    };
+    let mut body = LimitedBody::default();
+    while let Some(chunk) = stream.next().await {
+        if let Err(e) = body.push(&chunk.map_err(|_| unreadable())?) {
+            // Nothing more is kept; what still comes is read away, briefly.
+            drop(body);
+            drain_briefly(&mut stream).await;
+            return Err(e.into());
+        }
+    }
+    Ok(body.into_bytes())
+}
+
+/// After a chunked body passed the limit: read the rest away (held nowhere)
+/// so a client still sending gets the 413 rather than a reset, but for at
+/// most `DRAIN_LIMIT_BYTES` and `DRAIN_MILLIS`: a body that never ends, or
+/// trickles, is answered anyway.
+async fn drain_briefly(stream: &mut worker::ByteStream) {
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen = seen.saturating_add(chunk.len());
+            if seen > DRAIN_LIMIT_BYTES {
+                break;
+            }
+        }
+    };
+    let deadline = worker::Delay::from(std::time::Duration::from_millis(DRAIN_MILLIS));
+    futures_util::future::select(Box::pin(drain), Box::pin(deadline)).await;
+}
+
+fn too_large() -> ClientError {
+    ClientError::TooLarge {
+        message: format!("request body is over {MAX_BODY_BYTES} bytes"),
+    }
+}
+
+/// Refuses a browser write another site's page made (`core::cross_site`).
+pub fn same_site_only(req: &Request, url: &url::Url) -> Result<(), EdgeError> {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let (site, origin, content_type) = (
+        header("sec-fetch-site"),
+        header("origin"),
+        header("content-type"),
+    );
+    let own_origin = url.origin().ascii_serialization();
+    cross_site::check(&WriteHeaders {
+        own_origin: &own_origin,
+        sec_fetch_site: site.as_deref(),
+        origin: origin.as_deref(),
+        content_type: content_type.as_deref(),
+    })
+    .map_err(EdgeError::from)
 }
 
 /// `{"ok":true}` with the cookies to set, each its own header.
@@ -71,20 +126,13 @@ pub async fn identify_body(
     from_origin: bool,
 ) -> Result<Vec<String>, EdgeError> {
     let mut body = parse_object(body, false)?;
-    // `user_hash` vouches for the call (secure mode); it is never an attribute.
-    let user_hash = body.remove("user_hash");
-    if let (Some(secret), false) = (&edge.config.trust.secret, from_origin) {
-        let verified = match (user_hash_message(&body), user_hash) {
-            (Some(message), Some(serde_json::Value::String(hash))) => {
-                secret.verify_user_hash(&message, &hash)
-            }
-            _ => false,
-        };
-        if !verified {
-            return Err(EdgeError::Unauthorized);
-        }
-    }
+    // The hashes vouch for the call (secure mode); they are never attributes.
+    let user_hash = body.remove(USER_HASH);
+    let email_hash = body.remove(EMAIL_HASH);
     let identify = parse_identify(&body, edge.config.use_array_params)?;
+    if let (Some(secret), false) = (&edge.config.trust.secret, from_origin) {
+        verify_identify(secret, &identify, user_hash.as_ref(), email_hash.as_ref())?;
+    }
     apply_identify(edge, visit, &identify).await
 }
 

@@ -112,7 +112,13 @@ async fn calls(
             _ => None,
         })
     });
-    limits::browser_write(edge, &req, limited.as_deref()).await?;
+    limits::browser_write(
+        edge,
+        &req,
+        limited.as_deref(),
+        visit.cookies.identifier.as_ref(),
+    )
+    .await?;
     let mut cookies = Vec::new();
     let mut visit = visit;
     for call in calls {
@@ -156,19 +162,27 @@ async fn apply(
             identify,
             anonymous_id,
             user_hash,
-            hash_message,
+            email_hash,
+            vouch,
         } => {
-            // Secure mode: an identify is vouched for by `traits.user_hash`;
-            // a group call only for the identity the signed cookie holds.
+            // Secure mode: an identify is vouched for as `/_cio/identify` is
+            // (`traits.user_hash` signs the identifier as kept, an email
+            // beside it needs `traits.email_hash`); a group call only for
+            // the identity the signed cookie holds.
             if let Some(secret) = &trust.secret {
-                let vouched = match (&hash_message, &user_hash) {
-                    (Some(message), Some(hash)) => secret.verify_user_hash(message, hash),
-                    (_, None) if hash_message.is_none() => {
-                        visit.cookies.identifier.as_ref() == Some(&identify.identifier)
-                    }
-                    _ => false,
-                };
-                if !vouched {
+                if vouch {
+                    let as_value = |h: Option<String>| h.map(serde_json::Value::String);
+                    crate::core::secure::verify_identify(
+                        secret,
+                        &identify,
+                        as_value(user_hash).as_ref(),
+                        as_value(email_hash).as_ref(),
+                    )
+                    .map_err(|e| match e {
+                        crate::core::Error::Unverified { .. } => EdgeError::Unauthorized,
+                        other => other.into(),
+                    })?;
+                } else if visit.cookies.identifier.as_ref() != Some(&identify.identifier) {
                     return Err(EdgeError::Unauthorized);
                 }
             }

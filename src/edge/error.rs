@@ -117,7 +117,7 @@ pub fn render(e: &EdgeError, shape: ErrorShape) -> Response {
         let retry = RETRY_AFTER_SECS.to_string();
         let _ = response.headers_mut().set("retry-after", &retry);
     }
-    if matches!(e, EdgeError::Unauthorized) {
+    if e.status_code() == 401 {
         let challenge = match shape {
             ErrorShape::Browser => "Bearer",
             ErrorShape::TrackV1 | ErrorShape::TrackV2 => "Basic realm=\"track\"",

@@ -1,25 +1,29 @@
 //! Abuse limits with Cloudflare's rate limiting bindings (docs/API.md
-//! section 8): browser writes per visitor and per client address, tracked
-//! link lookups per client address. A limiter that is not bound, or fails,
+//! section 8): browser writes per visitor, per person and per client
+//! address (an IPv6 address counts as its /64), tracked link lookups per
+//! client address. A limiter that is not bound, or fails,
 //! lets the request through: limits protect storage, they never break a page.
 
 use worker::Request;
 
 use super::error::EdgeError;
 use super::Edge;
+use crate::core::abuse::{address_key, person_key};
+use crate::core::identifier::Identifier;
 
 /// Browser writes (identify, track, page) per anonymous visitor.
 pub const VISITOR_LIMITER: &str = crate::bindings::VISITOR_RATE_LIMIT;
 /// Browser writes and `_cio_id` lookups per client address.
 pub const CLIENT_LIMITER: &str = crate::bindings::CLIENT_RATE_LIMIT;
+/// Browser writes naming one person (its `_cioid`), from any visitor or
+/// address: a forged `_cioid` from many places fills no one's history fast.
+pub const PERSON_LIMITER: &str = crate::bindings::PERSON_RATE_LIMIT;
 
-/// The client's address as Cloudflare reports it.
+/// The client's address as Cloudflare reports it, as a limit key (an IPv6
+/// address as its /64).
 pub fn client_address(req: &Request) -> String {
-    req.headers()
-        .get("cf-connecting-ip")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "unknown".to_owned())
+    let raw = req.headers().get("cf-connecting-ip").ok().flatten();
+    address_key(raw.as_deref().unwrap_or("unknown"))
 }
 
 async fn allowed(edge: &Edge, binding: &str, key: String) -> bool {
@@ -35,12 +39,13 @@ async fn allowed(edge: &Edge, binding: &str, key: String) -> bool {
     }
 }
 
-/// A browser write: limited per visitor (its cookie's id, else its address)
-/// and per address.
+/// A browser write: limited per visitor (its cookie's id, else its address),
+/// per address, and per person when the cookies name one.
 pub async fn browser_write(
     edge: &Edge,
     req: &Request,
     anon: Option<&str>,
+    identifier: Option<&Identifier>,
 ) -> Result<(), EdgeError> {
     let address = client_address(req);
     let visitor = anon.map_or_else(|| format!("addr:{address}"), str::to_owned);
@@ -48,6 +53,11 @@ pub async fn browser_write(
         || !allowed(edge, CLIENT_LIMITER, address).await
     {
         return Err(EdgeError::RateLimited);
+    }
+    if let Some(identifier) = identifier {
+        if !allowed(edge, PERSON_LIMITER, person_key(identifier)).await {
+            return Err(EdgeError::RateLimited);
+        }
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::core::profile::Identify;
 use crate::identity::IdentifyOptions;
 use crate::page::codec::encode;
 use crate::page::plan::{Inputs, Plan};
-use crate::page::step::{FormStep, Start, Step};
+use crate::page::step::{FormStep, PageStep, Start};
 
 /// What the async handler answers: a response of its own, or a forward plan
 /// (as text) with the request body it had to read, if any.
@@ -40,7 +40,7 @@ pub async fn serve(mut req: Request, edge: &Edge, url: Url) -> Answer {
         content_length: content_length.as_deref(),
         sec_gpc: sec_gpc.as_deref(),
     };
-    let mut step = match Step::start(&edge.config, &inputs, new_anon_id) {
+    let mut step = match PageStep::start(&edge.config, &inputs, new_anon_id) {
         Start::Tracked(step) => step,
         Start::Untracked(forward) => return Answer::Forward(encode(&Plan::Forward(forward)), None),
         Start::BadUrl => {

@@ -35,6 +35,13 @@ pub async fn serve(req: Request, edge: &Edge) -> worker::Result<page::Answer> {
 }
 
 async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Response, EdgeError> {
+    // Another site's page may not write here (login CSRF): refused before
+    // anything else is looked at.
+    let browser_write = matches!(route, Route::Identify | Route::Track(_) | Route::Reset)
+        || (matches!(route, Route::Cdp(_)) && req.method() == worker::Method::Post);
+    if browser_write {
+        browser::same_site_only(&req, url)?;
+    }
     match route {
         Route::TrackApi(segments) => track_api::serve(req, edge, &segments).await,
         Route::Admin(segments) => admin::serve(req, edge, url, &segments).await,
@@ -47,12 +54,18 @@ async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Re
         }
         Route::Identify => {
             let visit = visit::read(&req, url, &edge.config.trust);
-            limits::browser_write(edge, &req, visit.cookies.anon_id.as_deref()).await?;
+            limits::browser_write(edge, &req, visit.cookies.anon_id.as_deref(), None).await?;
             browser::identify(req, edge, visit).await
         }
         Route::Track(kind) => {
             let visit = visit::read(&req, url, &edge.config.trust);
-            limits::browser_write(edge, &req, visit.cookies.anon_id.as_deref()).await?;
+            limits::browser_write(
+                edge,
+                &req,
+                visit.cookies.anon_id.as_deref(),
+                visit.cookies.identifier.as_ref(),
+            )
+            .await?;
             browser::track(req, edge, visit, kind).await
         }
         Route::Reset => Ok(browser::reset(

@@ -352,6 +352,24 @@ impl PersonTables for MemPerson {
         self.0.borrow_mut().anonymous_ids.insert(anon_id.to_owned());
         Ok(())
     }
+    fn drop_earliest_browser_event(&self) -> Result<bool, StoreError> {
+        let p = &mut *self.0.borrow_mut();
+        let prefix = crate::core::event::BROWSER_ID_PREFIX;
+        let earliest = p
+            .seqs
+            .iter()
+            .zip(&p.events)
+            .enumerate()
+            .filter(|(_, (_, e))| e.id.starts_with(prefix))
+            .min_by_key(|(_, (seq, _))| **seq)
+            .map(|(i, _)| i);
+        Ok(earliest
+            .map(|i| {
+                p.events.remove(i);
+                p.seqs.remove(i);
+            })
+            .is_some())
+    }
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError> {
         Ok(self.0.borrow().tombstone.clone())
     }

@@ -16,7 +16,7 @@
 use serde_json::Value;
 
 use crate::cio;
-use crate::core::event::Event;
+use crate::core::event::{Event, BROWSER_ID_PREFIX};
 use crate::core::profile::{Profile, ProfileUpdate, Relationship};
 
 use super::backend::Objects;
@@ -242,6 +242,9 @@ pub trait PersonTables: EventTable {
     fn anonymous_ids(&self) -> Result<Vec<String>, StoreError>;
     fn has_anonymous_id(&self, anon_id: &str) -> Result<bool, StoreError>;
     fn add_anonymous_id(&self, anon_id: &str) -> Result<(), StoreError>;
+    /// Deletes the earliest-stored event whose id is in the browsers' key
+    /// space (`browser:`); false when there is none.
+    fn drop_earliest_browser_event(&self) -> Result<bool, StoreError>;
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError>;
     fn set_tombstone(&self, tombstone: Option<&Tombstone>) -> Result<(), StoreError>;
     /// Drops everything but the tombstone (and the outbox).
@@ -313,7 +316,15 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
         PersonCall::Track { event } => match (sealed, t.profile()?) {
             (false, Some(profile)) => {
                 if t.event_count()? >= MAX_PERSON_EVENTS && !t.has_event(&event.id)? {
-                    return Err(at_capacity("this person", MAX_PERSON_EVENTS));
+                    // Fail soft for the person's own browsers: a browser's
+                    // event makes room by dropping the earliest browser
+                    // event, so a stranger with a forged `_cioid` can never
+                    // lock the person out; the backend's events are never
+                    // dropped, and with none to drop the write is refused.
+                    let browser = event.id.starts_with(BROWSER_ID_PREFIX);
+                    if !(browser && t.drop_earliest_browser_event()?) {
+                        return Err(at_capacity("this person", MAX_PERSON_EVENTS));
+                    }
                 }
                 if t.forwarding() && !t.has_event(&event.id)? {
                     let op = cio::checked(cio::person_event_op(&profile, &event))?;

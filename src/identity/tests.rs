@@ -910,3 +910,84 @@ fn retention_off_sets_no_alarm() {
     .unwrap();
     assert!(mem.0.alarms.borrow().is_empty());
 }
+
+/// Fills a person's stored events to its cap directly: `browser(i)` says
+/// which are a browser's.
+fn fill_person(mem: &Mem, cio_id: &str, browser: impl Fn(usize) -> bool) {
+    let people = mem.0.people.borrow();
+    let mut p = people.get(cio_id).unwrap().borrow_mut();
+    for i in 0..objects::MAX_PERSON_EVENTS as usize {
+        let id = if browser(i) {
+            format!("browser:forged-{i}")
+        } else {
+            format!("backend-{i}")
+        };
+        p.next_seq += 1;
+        let seq = p.next_seq;
+        p.events.push(event(&id));
+        p.seqs.push(seq);
+    }
+}
+
+/// Item: a stranger with a forged `_cioid` cannot lock a person out. At the
+/// cap a browser's event drops the earliest browser event; the backend's
+/// events are never dropped, and a backend write is refused as before.
+#[test]
+fn a_person_at_its_cap_makes_room_for_a_browser_by_dropping_the_earliest_browser_event() {
+    let mem = Mem::new(0);
+    let store = mem.store();
+    let cio = identify(&mem, json!({"id": "capped"}), None)
+        .unwrap()
+        .person
+        .cio_id;
+    fill_person(&mem, &cio, |i| i >= 2);
+    let who = id("capped");
+    let refused = run(
+        &mem,
+        store.record(Some(&who), "anon-x", event("backend-new")),
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Client(ClientError::AtCapacity { .. }))
+        ),
+        "{refused:?}"
+    );
+    for real in ["browser:real-1", "browser:real-2"] {
+        run(&mem, store.record(Some(&who), "anon-real", event(real))).unwrap();
+    }
+    let p = mem.person_data(&cio).unwrap();
+    let has = |id: &str| p.events.iter().any(|e| e.id == id);
+    assert_eq!(p.events.len(), objects::MAX_PERSON_EVENTS as usize);
+    assert!(has("browser:real-1") && has("browser:real-2"));
+    assert!(!has("browser:forged-2") && !has("browser:forged-3") && has("browser:forged-4"));
+    assert!(
+        has("backend-0") && has("backend-1"),
+        "the backend's are kept"
+    );
+    // A repeat is still answered 200 and recorded once.
+    run(
+        &mem,
+        store.record(Some(&who), "anon-real", event("browser:real-1")),
+    )
+    .unwrap();
+    assert_eq!(
+        mem.person_data(&cio).unwrap().events.len(),
+        objects::MAX_PERSON_EVENTS as usize
+    );
+
+    // With only the backend's events, a browser's is refused: nothing to drop.
+    let cio = identify(&mem, json!({"id": "backend-only"}), None)
+        .unwrap()
+        .person
+        .cio_id;
+    fill_person(&mem, &cio, |_| false);
+    let refused = run(
+        &mem,
+        store.record(Some(&id("backend-only")), "anon-y", event("browser:b")),
+    );
+    assert!(matches!(
+        refused,
+        Err(StoreError::Client(ClientError::AtCapacity { .. }))
+    ));
+}

@@ -96,7 +96,8 @@ pub fn plan(
     if !config.consent.allows(inputs.cookie, inputs.sec_gpc) {
         return Plan::Forward(untracked(config, page.url));
     }
-    if config.auto_identify_links && link_param(&page.url).is_some() {
+    if config.auto_identify_links && config.trust.honours_links() && link_param(&page.url).is_some()
+    {
         return Plan::Rust(Reason::Link);
     }
     if config.auto_identify_forms && small_form(inputs).is_some() {
@@ -433,6 +434,18 @@ mod tests {
             assert_eq!(header(&f, ID_HEADER), Some(want), "{cookie}");
             assert_eq!(header(&f, ANON_HEADER), Some(Some(ANON)));
         }
+    }
+
+    /// Item: in secure mode a link is no identity, so the page needs no
+    /// lookup: it is forwarded as any other, with no `_cioid`.
+    #[test]
+    fn secure_mode_ignores_links() {
+        let link = get("http://x.test/p?_cio_id=abc123");
+        assert_eq!(decide(&config(&[]), &link), Plan::Rust(Reason::Link));
+        let secure = config(&[("IDENTIFY_SECRET", "k")]);
+        let f = forwarded(decide(&secure, &link));
+        assert_eq!(header(&f, ID_HEADER), Some(None));
+        assert!(f.set_cookies.iter().all(|c| !c.starts_with("_cioid=")));
     }
 
     #[test]

@@ -24,11 +24,11 @@ pub enum Start<'a> {
     BadUrl,
     /// No consent (`CONSENT`): forwarded untracked, nothing else is done.
     Untracked(Forward),
-    Tracked(Step<'a>),
+    Tracked(PageStep<'a>),
 }
 
 /// A page request on its way through the async step.
-pub struct Step<'a> {
+pub struct PageStep<'a> {
     config: &'a Config,
     method: &'a str,
     url: &'a str,
@@ -50,13 +50,13 @@ pub enum FormStep {
     /// the browser's word and cannot vouch for anyone).
     Nobody,
     /// `ID_COOKIE=cio`: `_cioid` holds the cio_id, so the identify runs first
-    /// and its cio_id is handed to [`Step::identified`].
+    /// and its cio_id is handed to [`PageStep::identified`].
     IdentifyFirst(Identify),
     /// The cookies are set already; the identify runs off the response path.
     IdentifyAfter(Identify),
 }
 
-impl<'a> Step<'a> {
+impl<'a> PageStep<'a> {
     /// `new_anon_id` is called only when the visitor needs one.
     pub fn start(
         config: &'a Config,
@@ -70,7 +70,7 @@ impl<'a> Step<'a> {
             return Start::Untracked(untracked(config, page.url));
         }
         let anon = page.visit.anon(new_anon_id);
-        Start::Tracked(Step {
+        Start::Tracked(PageStep {
             config,
             method: inputs.method,
             url: inputs.url,
@@ -91,10 +91,10 @@ impl<'a> Step<'a> {
         self.identifier.as_ref()
     }
 
-    /// The `_cio_id` to look up (`AUTO_IDENTIFY_LINKS`).
+    /// The `_cio_id` to look up (`AUTO_IDENTIFY_LINKS`); in secure mode a
+    /// link is no identity and nothing is looked up.
     pub fn link(&self) -> Option<String> {
-        self.config
-            .auto_identify_links
+        (self.config.auto_identify_links && self.config.trust.honours_links())
             .then(|| link_param(&self.page.url))
             .flatten()
     }
@@ -236,8 +236,8 @@ mod tests {
         }
     }
 
-    fn tracked<'a>(c: &'a Config, inputs: &Inputs<'a>) -> Step<'a> {
-        match Step::start(c, inputs, || NEW.to_owned()) {
+    fn tracked<'a>(c: &'a Config, inputs: &Inputs<'a>) -> PageStep<'a> {
+        match PageStep::start(c, inputs, || NEW.to_owned()) {
             Start::Tracked(step) => step,
             _ => panic!("not tracked"),
         }
@@ -374,12 +374,15 @@ mod tests {
             let told = f.headers.iter().find(|(n, _)| *n == ID_HEADER);
             assert_eq!(told.and_then(|(_, v)| v.as_deref()), identifier, "{case}");
         }
-        // Links switched off: nothing to look up.
-        let off = config(&[("AUTO_IDENTIFY_LINKS", "false")]).unwrap();
-        assert_eq!(
-            tracked(&off, &get("http://x.test/?_cio_id=abc123")).link(),
-            None
-        );
+        // Links switched off, or secure mode: nothing to look up.
+        for settings in [
+            [("AUTO_IDENTIFY_LINKS", "false")],
+            [("IDENTIFY_SECRET", "k")],
+        ] {
+            let off = config(&settings).unwrap();
+            let step = tracked(&off, &get("http://x.test/?_cio_id=abc123"));
+            assert_eq!(step.link(), None);
+        }
     }
 
     #[test]
@@ -476,7 +479,7 @@ mod tests {
             ..get("http://x.test/?_cio_id=abc123")
         };
         let mut issued = false;
-        match Step::start(&c, &inputs, || {
+        match PageStep::start(&c, &inputs, || {
             issued = true;
             NEW.into()
         }) {
@@ -485,7 +488,7 @@ mod tests {
         }
         assert!(!issued);
         assert!(matches!(
-            Step::start(&c, &get("not a url"), || NEW.into()),
+            PageStep::start(&c, &get("not a url"), || NEW.into()),
             Start::BadUrl
         ));
     }
