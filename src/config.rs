@@ -55,6 +55,9 @@ pub struct Config {
     /// Forwarding to a Customer.io workspace; `None` (off) unless both
     /// `CIO_SITE_ID` and `CIO_API_KEY` are set.
     pub forwarding: Option<Forwarding>,
+    /// `IN_APP` (default false), `IN_APP_SITE_ID`, `IN_APP_SDK` (default
+    /// `first-party`): in-app messages (docs/API.md section 11).
+    pub in_app: crate::inapp::InApp,
 }
 
 /// Where accepted writes are forwarded (docs/FORWARDING.md).
@@ -148,6 +151,9 @@ pub const SETTINGS: &[(&str, Option<&str>)] = &[
     ("CIO_API_KEY", None),
     ("CIO_REGION", Some("us")),
     ("CIO_TRACK_URL", None),
+    ("IN_APP", Some("false")),
+    ("IN_APP_SITE_ID", None),
+    ("IN_APP_SDK", Some("first-party")),
 ];
 
 /// Longest retention a setting may ask for: 100 years.
@@ -248,7 +254,20 @@ impl Config {
             })?,
         };
 
+        let in_app = crate::inapp::InApp {
+            on: flag("IN_APP", false)?,
+            site_id: get("IN_APP_SITE_ID"),
+            sdk: match get("IN_APP_SDK") {
+                None => crate::inapp::Sdk::FirstParty,
+                Some(v) => crate::inapp::Sdk::parse(&v).ok_or_else(|| ConfigError {
+                    setting: "IN_APP_SDK",
+                    reason: format!("{v:?} is not first-party or cdn"),
+                })?,
+            },
+        };
+
         Ok(Config {
+            in_app,
             trust: Trust {
                 secret: get("IDENTIFY_SECRET").map(|s| Secret::new(&s)),
                 id_cookie,
@@ -414,6 +433,29 @@ mod tests {
             ("EVENT_RETENTION_DAYS", ".5"),
             ("EVENT_RETENTION_DAYS", "1e3"),
         ] {
+            let err = config(&[("ORIGIN_URL", "http://x.com"), (name, bad)]).unwrap_err();
+            assert_eq!(err.setting, name, "{name}={bad}");
+        }
+    }
+
+    #[test]
+    fn in_app_settings() {
+        use crate::inapp::{InApp, Sdk};
+        let off = config(&[("ORIGIN_URL", "http://x.com")]).unwrap();
+        assert_eq!(off.in_app, InApp::default());
+        assert!(!off.in_app.on);
+        let on = config(&[
+            ("ORIGIN_URL", "http://x.com"),
+            ("IN_APP", "true"),
+            ("IN_APP_SITE_ID", " site-1 "),
+            ("IN_APP_SDK", "CDN"),
+        ])
+        .unwrap();
+        assert_eq!(
+            on.in_app,
+            InApp { on: true, site_id: Some("site-1".into()), sdk: Sdk::Cdn }
+        );
+        for (name, bad) in [("IN_APP", "maybe"), ("IN_APP_SDK", "npm")] {
             let err = config(&[("ORIGIN_URL", "http://x.com"), (name, bad)]).unwrap_err();
             assert_eq!(err.setting, name, "{name}={bad}");
         }

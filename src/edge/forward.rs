@@ -150,17 +150,29 @@ async fn deliver(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> {
 /// One v2 batch request: Basic auth, a deadline, the answer classified.
 async fn post(settings: &Settings, ops: &[Value]) -> Outcome {
     let retry = |error: String| Outcome::Retry { after: None, error };
-    let body = json!({ "batch": ops }).to_string();
-    let credentials = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", settings.site_id, settings.api_key));
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json");
-    let _ = headers.set("authorization", &format!("Basic {credentials}"));
+    // An in-app metric (`pack` keeps it alone) goes to `/api/v1/metrics`,
+    // which takes no credentials.
+    let (url, body) = match ops {
+        [op] if crate::inapp::metrics_body(op).is_some() => (
+            format!("{}{}", settings.base_url, crate::inapp::METRICS_PATH),
+            crate::inapp::metrics_body(op).map(Value::to_string).unwrap_or_default(),
+        ),
+        _ => {
+            let credentials = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", settings.site_id, settings.api_key));
+            let _ = headers.set("authorization", &format!("Basic {credentials}"));
+            (
+                format!("{}/api/v2/batch", settings.base_url),
+                json!({ "batch": ops }).to_string(),
+            )
+        }
+    };
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(body.into()));
-    let url = format!("{}/api/v2/batch", settings.base_url);
     let req = match Request::new_with_init(&url, &init) {
         Ok(req) => req,
         Err(e) => return Outcome::Refused(format!("bad request to {url}: {e}")),

@@ -81,9 +81,15 @@ pub fn pack(ops: &[Value]) -> Vec<std::ops::Range<usize>> {
     const FRAME: usize = 16;
     let mut ranges = Vec::new();
     let (mut start, mut bytes) = (0, FRAME);
+    // An in-app metric is its own request (`/api/v1/metrics`), so it stands
+    // alone in its range, order kept.
+    let metric = |i: usize| ops.get(i).and_then(crate::inapp::metrics_body).is_some();
     for (i, op) in ops.iter().enumerate() {
         let len = op.to_string().len() + 1;
-        if i > start && (i - start >= MAX_BATCH_OPS || bytes + len > MAX_BATCH_BYTES) {
+        let alone = i > 0 && (metric(i) || metric(i - 1));
+        if i > start
+            && (alone || i - start >= MAX_BATCH_OPS || bytes + len > MAX_BATCH_BYTES)
+        {
             ranges.push(start..i);
             start = i;
             bytes = FRAME;

@@ -139,8 +139,13 @@ fn event_fields(event: &Event) -> Map<String, Value> {
     op
 }
 
-/// An event or page view of a person.
+/// An event or page view of a person (an in-app metric goes to the metrics
+/// endpoint instead: `inapp::metric_op`).
 pub fn person_event_op(profile: &Profile, event: &Event) -> Value {
+    let recipient = profile.id.as_deref().or(profile.email.as_deref());
+    if let Some(op) = crate::inapp::metric_op(event, recipient) {
+        return op;
+    }
     let mut op = event_fields(event);
     op.insert("identifiers".into(), identifiers_of(profile));
     Value::Object(op)
@@ -148,6 +153,9 @@ pub fn person_event_op(profile: &Profile, event: &Event) -> Value {
 
 /// An event or page view of an anonymous visitor.
 pub fn anonymous_event_op(anonymous_id: &str, event: &Event) -> Value {
+    if let Some(op) = crate::inapp::metric_op(event, None) {
+        return op;
+    }
     let mut op = event_fields(event);
     op.insert("anonymous_id".into(), json!(anonymous_id));
     Value::Object(op)
