@@ -24,7 +24,7 @@ wasm="target/wasm32-unknown-unknown/$profile/cio_edge.wasm"
 
 # Skip the rest when nothing changed since the last build of this profile.
 stamp="build/.stamp"
-want="$profile${CIO_KEEP_NAMES:+ names} $(stat -c %Y "$wasm") $(stat -c %Y js/entry.mjs)"
+want="$profile${CIO_KEEP_NAMES:+ names} $(stat -c %Y "$wasm") $(stat -c %Y js/entry.mjs) $(stat -c %Y js/gist.mjs)"
 if [ -f build/index.js ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -41,8 +41,13 @@ rm -rf "$out"
 sed -i 's/import source /import /' "$out/index.js"
 minify=--minify
 [ "$profile" = release ] || minify=
+# The in-app SDK (js/gist.mjs) is bundled as text beside the wasm, not in it.
+gist=node_modules/customerio-gist-web
+cp "$gist/LICENSE" "$out/gist-license.txt"
 "$ESBUILD_BIN" js/entry.mjs --bundle --format=esm $minify --log-level=warning \
   --alias:cio-edge-wasm="./$out/index.js" \
+  --alias:cio-gist-bundle="./$gist/dist/gist.min.js" --alias:cio-gist-license="./$out/gist-license.txt" \
+  --loader:.min.js=text --loader:.txt=text \
   --external:./index_bg.wasm --external:'cloudflare:*' \
   --outfile=build/index.js
 mv "$out/index_bg.wasm" build/index_bg.wasm

@@ -10,6 +10,9 @@ mod admin;
 mod browser;
 mod error;
 mod forward;
+// The in-app feature's handlers live in its folder.
+#[path = "../inapp/edge.rs"]
+mod inapp;
 mod limits;
 mod proxy;
 mod router;

@@ -6,7 +6,7 @@ use worker::{Request, Response};
 
 use super::error::{render, EdgeError, ErrorShape};
 use super::visit::{consented, Visit};
-use super::{admin, browser, limits, proxy, track_api, Edge};
+use super::{admin, browser, inapp, limits, proxy, track_api, Edge};
 use crate::core::routes::{route, Route};
 
 /// Answers a request the plan handed to Rust: a response, or for a page
@@ -39,7 +39,10 @@ async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Re
         Route::TrackApi(segments) => track_api::handle(req, edge, &segments).await,
         Route::Admin(segments) => admin::handle(req, edge, url, &segments).await,
         // Without consent (`CONSENT`) a browser call stores nothing: 204.
-        Route::Identify | Route::Track(_) | Route::Reset
+        Route::Identify
+        | Route::Track(_)
+        | Route::Reset
+        | Route::InApp(crate::inapp::InAppRoute::Metric)
             if !consented(&req, &edge.config.consent) =>
         {
             Ok(no_content())
@@ -59,6 +62,7 @@ async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Re
             &Visit::read(&req, url, &edge.config.trust),
         )),
         Route::Sdk => Ok(browser::sdk(&req)),
+        Route::InApp(route) => inapp::handle(route, req, edge).await,
         Route::MethodNotAllowed => Err(EdgeError::MethodNotAllowed),
         Route::NotFound | Route::Proxy => Err(EdgeError::NoRoute),
     }

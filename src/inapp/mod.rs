@@ -1,10 +1,8 @@
 //! In-app messages on the web (docs/API.md section 11): Customer.io's Gist
 //! web SDK, served first-party, fed the edge's identity. The pure half:
 //! settings, routes, which token a browser gets, metric bodies, and the
-//! forwarded metric. `edge` (wasm only) does the I/O.
-
-#[cfg(target_arch = "wasm32")]
-pub mod edge;
+//! forwarded metric. `edge.rs` (wasm only, a module of `crate::edge`) does
+//! the I/O; `js/gist.mjs` holds the bundle's bytes outside the wasm.
 
 use serde_json::{json, Value};
 
