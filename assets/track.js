@@ -118,7 +118,9 @@
   function refresh() {
     var mine = ++asked;
     return fetch("/_cio/in-app/session", { credentials: "same-origin", cache: "no-store" })
-      .then(function (r) { return r.ok ? r.json() : null; })
+      // Read to the end whatever the status: an unread body keeps the
+      // request open.
+      .then(function (r) { return r.json().then(function (j) { return r.ok ? j : null; }, function () { return null; }); })
       .then(function (s) {
         if (!s || mine !== asked) return;
         want = typeof s.token === "string" && s.token ? s.token : null;
