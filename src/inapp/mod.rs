@@ -255,6 +255,17 @@ mod tests {
     }
 
     #[test]
+    fn the_served_bundle_is_the_pinned_package() {
+        let manifest: Value =
+            serde_json::from_str(include_str!("../../package.json")).unwrap();
+        assert_eq!(
+            manifest["devDependencies"]["customerio-gist-web"],
+            json!(GIST_VERSION),
+            "package.json pins the version /_cio/gist.js announces in its ETag"
+        );
+    }
+
+    #[test]
     fn routes() {
         assert_eq!(route("GET", "gist.js"), Some(Ok(InAppRoute::Bundle)));
         assert_eq!(route("HEAD", "gist.js"), Some(Ok(InAppRoute::Bundle)));
