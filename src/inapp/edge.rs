@@ -6,12 +6,11 @@
 use wasm_bindgen::prelude::*;
 use worker::{Request, Response};
 
-use super::browser::read_body;
+use super::browser::{read_body, record_event};
 use super::error::{json_response, EdgeError};
 use super::visit::{now_secs, Visit};
 use super::{limits, Edge};
 use crate::core::body::parse_object;
-use crate::core::identifier::Identifier;
 use crate::inapp::{
     parse_metric, session_body, token, token_of, InAppRoute, Sdk, Token, GIST_CDN_URL,
     GIST_VERSION,
@@ -94,20 +93,7 @@ async fn metric(mut req: Request, edge: &Edge) -> Result<Response, EdgeError> {
     limits::browser_write(edge, &req, visit.cookies.anon_id.as_deref()).await?;
     let body = read_body(&mut req).await?;
     let event = parse_metric(&parse_object(&body, false)?)?.event(now_secs());
-    let mut cookies = Vec::new();
-    let anon = visit.anon_id(&edge.config.cookies, &mut cookies);
-    match (&edge.config.forwarding, &visit.cookies.identifier) {
-        (Some(_), Some(Identifier::CioId(cio_id))) => {
-            edge.store()
-                .record_linked(cio_id, &anon, event, now_secs())
-                .await?
-        }
-        _ => {
-            edge.store()
-                .record(visit.cookies.identifier.as_ref(), &anon, event)
-                .await?
-        }
-    }
+    let cookies = record_event(edge, &visit, event).await?;
     let mut response = json_response(&serde_json::json!({ "ok": true }), 200);
     for cookie in cookies {
         let _ = response.headers_mut().append("set-cookie", &cookie);
