@@ -10,7 +10,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 import { startWorker } from "./support/worker.mjs";
 import { classicSnippet } from "../demo/server.mjs";
@@ -325,6 +325,22 @@ test("HttpOnly cookies, ID_COOKIE=cio and secure mode: the token comes from /_ci
   });
   assert.deepEqual(session, { cache: "no-store", body: { token: id, site_id: null } });
   assert.ok(!seen.users.some((t) => t?.startsWith("cio_")));
+  // An identify the edge refuses (no user_hash in secure mode: 401) switches nothing.
+  const status = await tab.evaluate(async () => {
+    const answered = new Promise((resolve) => {
+      const seenFetch = window.fetch;
+      window.fetch = function (url, init) {
+        const p = seenFetch.apply(this, arguments);
+        if (String(url).endsWith("/_cio/identify")) p.then((r) => resolve(r.status));
+        return p;
+      };
+    });
+    window._cio.identify({ id: "someone-else" });
+    return answered;
+  });
+  assert.equal(status, 401);
+  await tab.waitForTimeout(500);
+  assert.equal(await gistToken(tab), id);
 
   // A _cioid without its signature (here the same value, unsigned, in a
   // browser that never logged in) is no identity.
@@ -370,6 +386,10 @@ test("with no network the page has no error; with IN_APP off nothing in-app is s
   await eventually(() => tab.evaluate(() => typeof window.Gist === "function"), "gist.js loaded");
   await tab.evaluate(() => window._cio.identify({ id: "offline-person" }));
   await eventually(() => gistToken(tab), "the token, offline");
+  // The automatic page view sets the route to the path; page(name) to the name.
+  assert.equal(await tab.evaluate(() => window.Gist.currentRoute), "/app");
+  await tab.evaluate(() => window._cio.page("checkout"));
+  assert.equal(await tab.evaluate(() => window.Gist.currentRoute), "checkout");
   await tab.waitForTimeout(1000);
   assert.deepEqual(errors, []);
   await ctx.close();
@@ -395,10 +415,21 @@ test("with no network the page has no error; with IN_APP off nothing in-app is s
   await plain.ctx.close();
 });
 
-test("INJECT_SNIPPET with IN_APP: the injected snippet turns in-app on", async () => {
-  const injecting = await startWorker({ originUrl, vars: { INJECT_SNIPPET: "true", IN_APP: "true" } });
+test("INJECT_SNIPPET with IN_APP: the injected snippet turns in-app on; /_cio/gist.js is revalidated by ETag, or redirected with IN_APP_SDK=cdn", async () => {
+  const injecting = await startWorker({ originUrl, vars: { INJECT_SNIPPET: "true", IN_APP: "true", IN_APP_SDK: "cdn" } });
   const plainOff = await startWorker({ originUrl, vars: { INJECT_SNIPPET: "true" } });
   try {
+    const first = await fetch(`${edge.url}/_cio/gist.js`);
+    const text = await first.text();
+    assert.equal(first.status, 200);
+    assert.match(first.headers.get("content-type"), /^application\/javascript/);
+    assert.match(text, /^\/\*! customerio-gist-web[^]*The MIT License[^]*Customer IO[^]*\*\/\n/);
+    assert.ok(text.endsWith(readFileSync("node_modules/customerio-gist-web/dist/gist.min.js", "utf8")), "the pinned bundle, unchanged");
+    const again = await fetch(`${edge.url}/_cio/gist.js`, { headers: { "if-none-match": first.headers.get("etag") } });
+    assert.equal(again.status, 304);
+    const cdn = await fetch(`${injecting.url}/_cio/gist.js`, { redirect: "manual" });
+    assert.equal(cdn.status, 302);
+    assert.equal(cdn.headers.get("location"), "https://code.gist.build/web/latest/gist.min.js");
     const on = await (await fetch(`${injecting.url}/plain`)).text();
     assert.equal((on.match(/data-use-in-app/g) || []).length, 1);
     const offHtml = await (await fetch(`${plainOff.url}/plain`)).text();
