@@ -73,11 +73,14 @@ async fn session(req: &Request, edge: &Edge) -> Result<Response, EdgeError> {
     let token = match token(visit.cookies.identifier.as_ref()) {
         Token::None => None,
         Token::Is(token) => Some(token),
-        Token::Lookup(cio_id) => edge
+        // A lookup costs a Durable Object call for a made-up `cio_…` too:
+        // limited per client address like a link (section 8).
+        Token::Lookup(cio_id) if limits::link_lookup(edge, req).await => edge
             .store()
             .link(&cio_id)
             .await?
             .and_then(|p| token_of(p.id.as_deref(), p.email.as_deref())),
+        Token::Lookup(_) => return Err(EdgeError::RateLimited),
     };
     let mut response = json_response(&session_body(token.as_deref(), &edge.config.in_app), 200);
     let _ = response.headers_mut().set("vary", "Cookie");
