@@ -453,7 +453,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             on.in_app,
-            InApp { on: true, site_id: Some("site-1".into()), sdk: Sdk::Cdn }
+            InApp {
+                on: true,
+                site_id: Some("site-1".into()),
+                sdk: Sdk::Cdn
+            }
         );
         for (name, bad) in [("IN_APP", "maybe"), ("IN_APP_SDK", "npm")] {
             let err = config(&[("ORIGIN_URL", "http://x.com"), (name, bad)]).unwrap_err();

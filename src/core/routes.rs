@@ -98,7 +98,12 @@ mod tests {
                 false,
                 Route::InApp(crate::inapp::InAppRoute::Bundle),
             ),
-            ("DELETE", "/_cio/in-app/session", false, Route::MethodNotAllowed),
+            (
+                "DELETE",
+                "/_cio/in-app/session",
+                false,
+                Route::MethodNotAllowed,
+            ),
             (
                 "PUT",
                 "/_cio/api/v1/customers/a%40b.co",

@@ -157,7 +157,9 @@ async fn post(settings: &Settings, ops: &[Value]) -> Outcome {
     let (url, body) = match ops {
         [op] if crate::inapp::metrics_body(op).is_some() => (
             format!("{}{}", settings.base_url, crate::inapp::METRICS_PATH),
-            crate::inapp::metrics_body(op).map(Value::to_string).unwrap_or_default(),
+            crate::inapp::metrics_body(op)
+                .map(Value::to_string)
+                .unwrap_or_default(),
         ),
         _ => {
             let credentials = base64::engine::general_purpose::STANDARD

@@ -87,9 +87,7 @@ pub fn pack(ops: &[Value]) -> Vec<std::ops::Range<usize>> {
     for (i, op) in ops.iter().enumerate() {
         let len = op.to_string().len() + 1;
         let alone = i > 0 && (metric(i) || metric(i - 1));
-        if i > start
-            && (alone || i - start >= MAX_BATCH_OPS || bytes + len > MAX_BATCH_BYTES)
-        {
+        if i > start && (alone || i - start >= MAX_BATCH_OPS || bytes + len > MAX_BATCH_BYTES) {
             ranges.push(start..i);
             start = i;
             bytes = FRAME;

@@ -12,8 +12,7 @@ use super::visit::{now_secs, Visit};
 use super::{limits, Edge};
 use crate::core::body::parse_object;
 use crate::inapp::{
-    parse_metric, session_body, token, token_of, InAppRoute, Sdk, Token, GIST_CDN_URL,
-    GIST_VERSION,
+    parse_metric, session_body, token, token_of, InAppRoute, Sdk, Token, GIST_CDN_URL, GIST_VERSION,
 };
 
 #[wasm_bindgen(module = "/js/gist.mjs")]

@@ -169,12 +169,17 @@ fn text_field(
 /// `POST /_cio/in-app/metric`: `{"delivery_id", "metric": "opened" |
 /// "clicked", "href"?, "message_id"?}`.
 pub fn parse_metric(body: &Object) -> Result<Metric, Error> {
-    let delivery_id = text_field(body, "delivery_id", MAX_DELIVERY_ID_BYTES, true)?
-        .unwrap_or_default();
+    let delivery_id =
+        text_field(body, "delivery_id", MAX_DELIVERY_ID_BYTES, true)?.unwrap_or_default();
     let metric = match body.get("metric").and_then(Value::as_str) {
         Some("opened") => MetricKind::Opened,
         Some("clicked") => MetricKind::Clicked,
-        _ => return Err(Error::invalid("metric", "must be \"opened\" or \"clicked\"")),
+        _ => {
+            return Err(Error::invalid(
+                "metric",
+                "must be \"opened\" or \"clicked\"",
+            ))
+        }
     };
     let href = text_field(body, "href", MAX_HREF_BYTES, false)?;
     let message_id = text_field(body, "message_id", MAX_MESSAGE_ID_BYTES, false)?;
@@ -205,7 +210,11 @@ impl Metric {
             data,
             timestamp: now,
             anonymous_id: None,
-            id: format!("{METRIC_ID_PREFIX}{}:{}", self.metric.as_str(), self.delivery_id),
+            id: format!(
+                "{METRIC_ID_PREFIX}{}:{}",
+                self.metric.as_str(),
+                self.delivery_id
+            ),
         }
     }
 }
@@ -256,8 +265,7 @@ mod tests {
 
     #[test]
     fn the_served_bundle_is_the_pinned_package() {
-        let manifest: Value =
-            serde_json::from_str(include_str!("../../package.json")).unwrap();
+        let manifest: Value = serde_json::from_str(include_str!("../../package.json")).unwrap();
         assert_eq!(
             manifest["devDependencies"]["customerio-gist-web"],
             json!(GIST_VERSION),
@@ -270,7 +278,10 @@ mod tests {
         assert_eq!(route("GET", "gist.js"), Some(Ok(InAppRoute::Bundle)));
         assert_eq!(route("HEAD", "gist.js"), Some(Ok(InAppRoute::Bundle)));
         assert_eq!(route("POST", "gist.js"), Some(Err(())));
-        assert_eq!(route("GET", "in-app/session"), Some(Ok(InAppRoute::Session)));
+        assert_eq!(
+            route("GET", "in-app/session"),
+            Some(Ok(InAppRoute::Session))
+        );
         assert_eq!(route("POST", "in-app/session"), Some(Err(())));
         assert_eq!(route("POST", "in-app/metric"), Some(Ok(InAppRoute::Metric)));
         assert_eq!(route("GET", "in-app/metric"), Some(Err(())));
@@ -281,7 +292,10 @@ mod tests {
     #[test]
     fn the_token_is_the_identifier_never_a_cio_id() {
         assert_eq!(token(None), Token::None);
-        assert_eq!(token(Some(&Identifier::Id("u1".into()))), Token::Is("u1".into()));
+        assert_eq!(
+            token(Some(&Identifier::Id("u1".into()))),
+            Token::Is("u1".into())
+        );
         assert_eq!(
             token(Some(&Identifier::Email("a@b.co".into()))),
             Token::Is("a@b.co".into())
@@ -318,18 +332,36 @@ mod tests {
         assert_eq!(m.metric, MetricKind::Clicked);
         assert_eq!(m.href.as_deref(), Some("https://x.test/a"));
         // An opened metric carries no link.
-        let m = parse_metric(&obj(json!({"delivery_id": "d1", "metric": "opened", "href": "x"}))).unwrap();
+        let m = parse_metric(&obj(
+            json!({"delivery_id": "d1", "metric": "opened", "href": "x"}),
+        ))
+        .unwrap();
         assert_eq!(m.href, None);
         for (body, field) in [
             (json!({"metric": "opened"}), "delivery_id"),
-            (json!({"delivery_id": "", "metric": "opened"}), "delivery_id"),
+            (
+                json!({"delivery_id": "", "metric": "opened"}),
+                "delivery_id",
+            ),
             (json!({"delivery_id": 5, "metric": "opened"}), "delivery_id"),
-            (json!({"delivery_id": "x".repeat(121), "metric": "opened"}), "delivery_id"),
-            (json!({"delivery_id": "a\nb", "metric": "opened"}), "delivery_id"),
+            (
+                json!({"delivery_id": "x".repeat(121), "metric": "opened"}),
+                "delivery_id",
+            ),
+            (
+                json!({"delivery_id": "a\nb", "metric": "opened"}),
+                "delivery_id",
+            ),
             (json!({"delivery_id": "d"}), "metric"),
             (json!({"delivery_id": "d", "metric": "converted"}), "metric"),
-            (json!({"delivery_id": "d", "metric": "clicked", "href": 1}), "href"),
-            (json!({"delivery_id": "d", "metric": "clicked", "message_id": ["m"]}), "message_id"),
+            (
+                json!({"delivery_id": "d", "metric": "clicked", "href": 1}),
+                "href",
+            ),
+            (
+                json!({"delivery_id": "d", "metric": "clicked", "message_id": ["m"]}),
+                "message_id",
+            ),
         ] {
             let err = parse_metric(&obj(body.clone())).unwrap_err();
             assert_eq!(err.field(), Some(field), "{body}");
@@ -339,7 +371,10 @@ mod tests {
 
     #[test]
     fn a_recorded_metric_forwards_as_a_v1_metrics_body() {
-        let m = parse_metric(&obj(json!({"delivery_id": "d1", "metric": "clicked", "href": "https://x.test/a"}))).unwrap();
+        let m = parse_metric(&obj(
+            json!({"delivery_id": "d1", "metric": "clicked", "href": "https://x.test/a"}),
+        ))
+        .unwrap();
         let event = m.event(1_700_000_000);
         assert_eq!(event.name, "in-app:clicked");
         assert_eq!(event.id, "in-app:clicked:d1");
@@ -347,7 +382,9 @@ mod tests {
         let op = metric_op(&event, Some("u1")).unwrap();
         assert_eq!(
             metrics_body(&op),
-            Some(&json!({"delivery_id": "d1", "metric": "clicked", "timestamp": 1_700_000_000, "recipient": "u1", "href": "https://x.test/a"}))
+            Some(
+                &json!({"delivery_id": "d1", "metric": "clicked", "timestamp": 1_700_000_000, "recipient": "u1", "href": "https://x.test/a"})
+            )
         );
         let opened = parse_metric(&obj(json!({"delivery_id": "d1", "metric": "opened"})))
             .unwrap()
@@ -370,7 +407,9 @@ mod tests {
     fn a_metric_is_posted_on_its_own_in_order() {
         let v2 = json!({"type": "person", "action": "event"});
         let metric = metric_op(
-            &parse_metric(&obj(json!({"delivery_id": "d", "metric": "opened"}))).unwrap().event(1),
+            &parse_metric(&obj(json!({"delivery_id": "d", "metric": "opened"})))
+                .unwrap()
+                .event(1),
             None,
         )
         .unwrap();
