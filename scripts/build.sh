@@ -24,7 +24,7 @@ wasm="target/wasm32-unknown-unknown/$profile/cio_edge.wasm"
 
 # Skip the rest when nothing changed since the last build of this profile.
 stamp="build/.stamp"
-want="$profile${CIO_KEEP_NAMES:+ names} $(stat -c %Y "$wasm") $(stat -c %Y js/entry.mjs) $(stat -c %Y js/cdp.mjs)"
+want="$profile${CIO_KEEP_NAMES:+ names} $(stat -c %Y "$wasm") $(stat -c %Y js/entry.mjs) $(stat -c %Y js/cdp.mjs) $(stat -c %Y js/gist.mjs)"
 if [ -f build/index.js ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -41,11 +41,16 @@ rm -rf "$out"
 sed -i 's/import source /import /' "$out/index.js"
 minify=--minify
 [ "$profile" = release ] || minify=
-# The Data Pipelines SDK's files, as strings for js/cdp.mjs.
+# The Data Pipelines SDK's files, as strings for js/cdp.mjs; the in-app SDK
+# (js/gist.mjs) as text: both beside the wasm, not in it.
 node scripts/cdp-sdk.mjs build/cdp-sdk.mjs
+gist=node_modules/customerio-gist-web
+cp "$gist/LICENSE" "$out/gist-license.txt"
 "$ESBUILD_BIN" js/entry.mjs --bundle --format=esm $minify --log-level=warning \
   --alias:cio-edge-wasm="./$out/index.js" \
   --alias:cio-cdp-sdk=./build/cdp-sdk.mjs --inject:./js/cdp.mjs \
+  --alias:cio-gist-bundle="./$gist/dist/gist.min.js" --alias:cio-gist-license="./$out/gist-license.txt" \
+  --loader:.min.js=text --loader:.txt=text \
   --external:./index_bg.wasm --external:'cloudflare:*' \
   --outfile=build/index.js
 mv "$out/index_bg.wasm" build/index_bg.wasm

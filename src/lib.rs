@@ -11,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod forward;
 pub mod identity;
+pub mod inapp;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

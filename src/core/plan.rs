@@ -29,7 +29,7 @@ use super::form::MAX_FORM_BYTES;
 use super::identifier::{is_cio_id, Identifier};
 use super::routes::{self, Route};
 use super::secure::{origin_id_header, Trust};
-use super::snippet::SNIPPET;
+use super::snippet::{SNIPPET, SNIPPET_IN_APP};
 use crate::config::{Config, ConfigError};
 
 /// The one prefix the edge keeps for itself; everything else is the site's.
@@ -376,7 +376,11 @@ pub fn forward(
         timeout_ms: config.origin_timeout_ms,
         headers,
         set_cookies,
-        snippet: (config.inject_snippet && method != "HEAD").then_some(SNIPPET),
+        snippet: (config.inject_snippet && method != "HEAD").then_some(if config.in_app.on {
+            SNIPPET_IN_APP
+        } else {
+            SNIPPET
+        }),
         watch: &ORIGIN_HEADERS,
     }
 }
@@ -686,6 +690,11 @@ mod tests {
         assert_eq!(
             forwarded(decide(&off, &get("http://x.test/"))).snippet,
             None
+        );
+        let in_app = config(&[("INJECT_SNIPPET", "true"), ("IN_APP", "true")]);
+        assert_eq!(
+            forwarded(decide(&in_app, &get("http://x.test/"))).snippet,
+            Some(SNIPPET_IN_APP)
         );
 
         assert!(injects(200, Some("text/html; charset=utf-8")));

@@ -11,6 +11,9 @@ mod browser;
 mod cdp;
 mod error;
 mod forward;
+// The in-app feature's handlers live in its folder.
+#[path = "../inapp/edge.rs"]
+mod inapp;
 mod limits;
 mod proxy;
 mod router;
