@@ -237,6 +237,48 @@ async function until(test, ms = 30000) {
   }
 }
 
+/// The identify of a new person, one object call at a time, each straight to
+/// its object through bench/counting.mjs: CPU and counts per step. The
+/// steps are what `Store::identify` sends (docs/ARCHITECTURE.md): the index
+/// claim, the person's identify (creating it), inside it the visitor's
+/// merge, and after the answer the visitor's acknowledgement.
+async function identifySplit(w, n = 40) {
+  const tag = `${Date.now()}`;
+  const call = async (binding, name, body) => {
+    const res = await fetch(`${w.url}/__bench/object`, { method: "POST", body: JSON.stringify({ binding, name, call: body }) });
+    const text = await res.text();
+    if (res.status !== 200 || !text.startsWith('{"Ok"')) throw new Error(`${binding} ${body.op}: ${res.status} ${text.slice(0, 200)}`);
+  };
+  const now = Math.floor(Date.now() / 1000);
+  const cio = (i) => `split${tag}${String(i).padStart(6, "0")}`;
+  const anon = (i) => `00000000-0000-4000-9${tag.slice(-3)}-${String(i).padStart(12, "0")}`;
+  const update = (i) => ({ id: `split-${tag}-${i}`, email: null, created_at: null, attributes: { plan: "bench" }, relationships: null });
+  const steps = [
+    ["index: look up an unknown value (a new object, nothing written)", (i) => call("IDENTITY_INDEX", `id:nobody-${tag}-${i}`, { op: "get" })],
+    ["index: claim a new value (a new object, its table created)", (i) => call("IDENTITY_INDEX", `id:split-${tag}-${i}`, { op: "claim", cio_id: cio(i) })],
+    ["visitor: merge a new visitor (a new object, its tables created)", (i) => call("VISITOR", anon(i), { op: "merge", cio_id: cio(i), after: null })],
+    [
+      "person: identify, creating it (a new object, its tables created; no visitor)",
+      (i) => call("PERSON", cio(i), { op: "identify", cio_id: cio(i), update: update(i), create: true, email_claimed: false, anonymous_id: null, now }),
+    ],
+    ["visitor: acknowledge the merge (after the answer)", (i) => call("VISITOR", anon(i), { op: "ack", cio_id: cio(i) })],
+    [
+      "person: identify again, changing an attribute (existing object)",
+      (i) => call("PERSON", cio(i), { op: "identify", cio_id: cio(i), update: { ...update(i), attributes: { plan: "again" } }, create: false, email_claimed: false, anonymous_id: null, now }),
+    ],
+  ];
+  const out = [];
+  await counters(w);
+  for (const [name, step] of steps) {
+    const before = cpuMs(w.pid);
+    for (let i = 0; i < n; i++) await step(i);
+    const cpu = (cpuMs(w.pid) - before) / n;
+    const c = per(await counters(w), n);
+    out.push({ name, cpu_ms: cpu, rows_read: c.rows_read, rows_written: c.rows_written, do_ms: c.do_ms });
+  }
+  return out;
+}
+
 /// Waits until the receiver has had nothing new for two seconds.
 async function quiet(receiver) {
   let seen = -1;
@@ -254,12 +296,14 @@ export async function cost({ log = console.log } = {}) {
   const opts = { originUrl: origin.url, receiverUrl: `${receiver.url}/_cio` };
   const workers = [];
   const results = {};
+  let split = [];
   try {
     const counted = await start({ ...opts, counting: true });
     const plain = await start({ ...opts, counting: false });
     workers.push(counted, plain);
     await setUp(counted);
     await setUp(plain);
+    split = await identifySplit(counted);
     for (const s of SCENARIOS) {
       const n = s.n * REPEAT;
       const run = `${s.name.length}-${Date.now()}`;
@@ -299,13 +343,13 @@ export async function cost({ log = console.log } = {}) {
     receiver.close();
     await origin.close();
   }
-  print(results, log);
-  return results;
+  print(results, split, log);
+  return { scenarios: results, identify_split: split, visitors: visitors(results), prices: PRICES };
 }
 
 const f = (n, d = 2) => (Number.isFinite(n) ? (Math.abs(n) < 0.005 && n !== 0 ? n.toExponential(1) : n.toFixed(d)) : "-");
 
-function print(results, log) {
+function print(results, split, log) {
   log(`\nCost per request, counted (Workers Paid list prices of ${PRICES.date}; bench/README.md)\n`);
   log("| scenario | Worker requests | CPU ms | DO requests | DO wall ms | rows read | rows written | KV reads | KV writes | Queue ops | $ per million |");
   log("|---|---|---|---|---|---|---|---|---|---|---|");
@@ -314,6 +358,15 @@ function print(results, log) {
     const kvw = c.kv_writes + c.kv_deletes + c.kv_lists;
     log(`| ${name} | ${f(c.worker_requests)} | ${f(c.cpu_ms, 3)} | ${f(c.do_requests)} | ${f(c.do_ms)} | ${f(c.rows_read)} | ${f(c.rows_written)} | ${f(c.kv_reads)} | ${f(kvw)} | ${f(q)} | ${f(price(c) * 1e6)} |`);
   }
+  for (const name of ["identify, new person", "identify, existing person"]) {
+    const o = results[name]?.objects ?? {};
+    const parts = Object.entries(o).map(([cls, x]) => `${cls} ${f(x.requests / results[name].calls)} requests, ${f(x.rows_read / results[name].calls)} rows read, ${f(x.rows_written / results[name].calls)} written`);
+    log(`\n${name}, per object per identify: ${parts.join("; ")}`);
+  }
+  log("\nIdentify of a new person, step by step, each call straight to its object (workerd CPU per call, the object's rows)\n");
+  log("| step | CPU ms | rows read | rows written |");
+  log("|---|---|---|---|");
+  for (const s of split) log(`| ${s.name} | ${f(s.cpu_ms, 2)} | ${f(s.rows_read)} | ${f(s.rows_written)} |`);
   const v = visitors(results);
   log(`\nOne million visitors, ten page views (one first visit, nine returning) and two anonymous events each: $${f(v.off)}; with forwarding on: $${f(v.on)} (marginal list prices, before the plan's included usage)`);
 }

@@ -10,6 +10,7 @@
 // - KV reads, writes, deletes, lists;
 // - Queue operations: a write per 64 KB of each message sent, a read per
 //   message delivered to the consumer and a delete per message it took.
+// `POST /__bench/object` sends one call to one object.
 // `GET /__bench/counters` answers the counts since the last such call and
 // starts again from zero.
 import edge, * as built from "../build/index.js";
@@ -153,6 +154,17 @@ export default {
       const body = JSON.stringify(counts);
       counts = fresh();
       return new Response(body, { headers: { "content-type": "application/json" } });
+    }
+    if (new URL(request.url).pathname === "/__bench/object") {
+      // One call straight to one object, as the worker's client sends it
+      // (src/store/rpc.rs), for the identify split per object.
+      const { binding, name, call } = await request.json();
+      const ns = env[binding];
+      return ns.get(ns.idFromName(name)).fetch("https://do/call", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(call),
+      });
     }
     counts.worker_requests += 1;
     return edge.fetch(request, countEnv(env), ctx);
