@@ -164,6 +164,10 @@ impl PersonTables for Person {
         self.tables.event_count()
     }
 
+    fn holds_at_least(&self, n: u64) -> Result<bool, StoreError> {
+        self.tables.holds_at_least(n)
+    }
+
     fn events_desc(
         &self,
         limit: u32,

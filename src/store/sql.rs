@@ -238,6 +238,24 @@ impl LazyTables {
         event_count(&self.sql)
     }
 
+    /// The seqs only grow (AUTOINCREMENT), so the span from the first to the
+    /// last is at least the count: two rows read instead of every row, and
+    /// a count only when the span reaches `n`.
+    pub fn holds_at_least(&self, n: u64) -> Result<bool, StoreError> {
+        if !self.has("events")? {
+            return Ok(false);
+        }
+        let span = first_n(
+            &self.sql,
+            "SELECT coalesce((SELECT seq FROM events ORDER BY seq DESC LIMIT 1) - (SELECT seq FROM events ORDER BY seq LIMIT 1) + 1, 0) AS n",
+        )?
+        .unwrap_or(0);
+        if span.max(0).unsigned_abs() < n {
+            return Ok(false);
+        }
+        Ok(event_count(&self.sql)? >= n)
+    }
+
     pub fn events_desc(
         &self,
         limit: u32,

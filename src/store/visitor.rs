@@ -82,6 +82,10 @@ impl VisitorTables for Visitor {
         self.tables.event_count()
     }
 
+    fn holds_at_least(&self, n: u64) -> Result<bool, StoreError> {
+        self.tables.holds_at_least(n)
+    }
+
     fn events_desc(
         &self,
         limit: u32,
