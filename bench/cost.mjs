@@ -279,6 +279,53 @@ async function identifySplit(w, n = 40) {
   return out;
 }
 
+/// The runtime's own floor, for the split: a worker and an object written in
+/// plain JS that answer at once, under the same Miniflare. A call to a warm
+/// object, to a new one, and to a new one that creates a table and writes a
+/// row (what any first write to a SQLite object does).
+async function runtimeFloor(n = 40) {
+  const script = `
+export class Obj {
+  constructor(state) { this.sql = state.storage.sql; }
+  async fetch(req) {
+    if ((await req.text()) === "write") {
+      this.sql.exec("CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+      this.sql.exec("INSERT OR REPLACE INTO t (k, v) VALUES (1, 'x')");
+    }
+    return new Response('{"Ok":{}}');
+  }
+}
+export default {
+  async fetch(req, env) {
+    const u = new URL(req.url);
+    const stub = env.OBJ.get(env.OBJ.idFromName(u.searchParams.get("name")));
+    return stub.fetch("https://do/call", { method: "POST", body: u.searchParams.get("body") ?? "" });
+  },
+};`;
+  const known = workerdPids();
+  const mf = new Miniflare({ modules: true, script, compatibilityDate: "2026-04-01", durableObjects: { OBJ: { className: "Obj", useSQLite: true } }, host: "127.0.0.1", port: 0 });
+  try {
+    const url = (await mf.ready).toString().replace(/\/$/, "");
+    const pid = [...workerdPids()].find((p) => !known.has(p));
+    const tag = Date.now();
+    const cases = [
+      ["runtime floor: a JS worker calling a warm JS object", () => "name=warm"],
+      ["runtime floor: a JS worker calling a new JS object", (i) => `name=new-${tag}-${i}`],
+      ["runtime floor: ... a new JS object creating a table and writing a row", (i) => `name=write-${tag}-${i}&body=write`],
+    ];
+    const out = [];
+    await (await fetch(`${url}/?name=warm`)).text();
+    for (const [name, q] of cases) {
+      const before = cpuMs(pid);
+      for (let i = 0; i < n; i++) await (await fetch(`${url}/?${q(i)}`)).text();
+      out.push({ name, cpu_ms: (cpuMs(pid) - before) / n });
+    }
+    return out;
+  } finally {
+    await mf.dispose();
+  }
+}
+
 /// Waits until the receiver has had nothing new for two seconds.
 async function quiet(receiver) {
   let seen = -1;
@@ -303,7 +350,7 @@ export async function cost({ log = console.log } = {}) {
     workers.push(counted, plain);
     await setUp(counted);
     await setUp(plain);
-    split = await identifySplit(counted);
+    split = [...(await identifySplit(counted)), ...(await runtimeFloor())];
     for (const s of SCENARIOS) {
       const n = s.n * REPEAT;
       const run = `${s.name.length}-${Date.now()}`;
@@ -366,7 +413,7 @@ function print(results, split, log) {
   log("\nIdentify of a new person, step by step, each call straight to its object (workerd CPU per call, the object's rows)\n");
   log("| step | CPU ms | rows read | rows written |");
   log("|---|---|---|---|");
-  for (const s of split) log(`| ${s.name} | ${f(s.cpu_ms, 2)} | ${f(s.rows_read)} | ${f(s.rows_written)} |`);
+  for (const s of split) log(`| ${s.name} | ${f(s.cpu_ms, 2)} | ${s.rows_read === undefined ? "-" : f(s.rows_read)} | ${s.rows_written === undefined ? "-" : f(s.rows_written)} |`);
   const v = visitors(results);
   log(`\nOne million visitors, ten page views (one first visit, nine returning) and two anonymous events each: $${f(v.off)}; with forwarding on: $${f(v.on)} (marginal list prices, before the plan's included usage)`);
 }
