@@ -85,7 +85,7 @@ function workerdPids() {
 const cpuMs = (pid) => (procStat(pid).ticks / CLK_TCK) * 1000;
 
 // --- workers ------------------------------------------------------------------
-async function start({ counting, forwarding, originUrl, receiverUrl }) {
+export async function start({ counting, forwarding, originUrl, receiverUrl }) {
   const known = workerdPids();
   const mf = new Miniflare({
     compatibilityDate: "2026-04-01",
@@ -215,7 +215,7 @@ async function setUp(w) {
   if (w.counting) await counters(w);
 }
 
-async function counters(w) {
+export async function counters(w) {
   return (await fetch(`${w.url}/__bench/counters`)).json();
 }
 

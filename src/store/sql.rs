@@ -238,9 +238,9 @@ impl LazyTables {
         event_count(&self.sql)
     }
 
-    /// The seqs only grow (AUTOINCREMENT), so the span from the first to the
-    /// last is at least the count: two rows read instead of every row, and
-    /// a count only when the span reaches `n`.
+    /// Seqs are distinct integers, so the span from the first to the last
+    /// is at least the count: two rows read instead of every row, and a
+    /// count only when the span reaches `n`.
     pub fn holds_at_least(&self, n: u64) -> Result<bool, StoreError> {
         if !self.has("events")? {
             return Ok(false);
