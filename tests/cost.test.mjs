@@ -63,3 +63,16 @@ test("the capacity check reads the same few rows however many events a person ho
   const later = await readsOneTrack();
   assert.equal(later, early, `rows read per track: ${early} with 2 events, ${later} with 63`);
 });
+
+test("an event stored on a new person is two rows written: the row and its id's index entry", async () => {
+  const anon = crypto.randomUUID();
+  const id = `cost-rows-${Date.now()}`;
+  await post("/_cio/identify", { id }, `_cioanonid=${anon}`);
+  const cookie = `_cioanonid=${anon}; _cioid=${id}`;
+  await post("/_cio/track", { name: "creates the table" }, cookie);
+  await counters(w);
+  await post("/_cio/track", { name: "e" }, cookie);
+  const c = await counters(w);
+  assert.equal(c.objects.Person.rows_written, 2);
+  assert.equal(c.rows_written, 2, "no other object writes");
+});

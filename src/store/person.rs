@@ -23,11 +23,16 @@ pub const BINDING: &str = "PERSON";
 
 const DATA_TABLES: [&str; 4] = ["profile", "relationships", "anonymous_ids", "events"];
 
+// `seq` is a plain INTEGER PRIMARY KEY (the next is the largest plus one):
+// AUTOINCREMENT would write a `sqlite_sequence` row with every insert, a
+// third of an event's rows written. Tables made before keep it; both order
+// the same, and a reused seq (the newest row deleted, then an insert) is
+// newer than every cursor still in use.
 const SCHEMA: &[(&str, &str)] = &[
     ("profile", "CREATE TABLE IF NOT EXISTS profile (k INTEGER PRIMARY KEY CHECK (k = 1), body TEXT NOT NULL)"),
-    ("relationships", "CREATE TABLE IF NOT EXISTS relationships (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)"),
+    ("relationships", "CREATE TABLE IF NOT EXISTS relationships (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)"),
     ("anonymous_ids", "CREATE TABLE IF NOT EXISTS anonymous_ids (id TEXT PRIMARY KEY)"),
-    ("events", "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL, body TEXT NOT NULL)"),
+    ("events", "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL, body TEXT NOT NULL)"),
     ("tombstone", "CREATE TABLE IF NOT EXISTS tombstone (k INTEGER PRIMARY KEY CHECK (k = 1), body TEXT NOT NULL)"),
 ];
 

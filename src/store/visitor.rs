@@ -17,8 +17,9 @@ use crate::identity::StoreError;
 
 pub const BINDING: &str = "VISITOR";
 
+// `seq` without AUTOINCREMENT, as in the person (see there).
 const SCHEMA: &[(&str, &str)] = &[
-    ("events", "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL, body TEXT NOT NULL)"),
+    ("events", "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL, body TEXT NOT NULL)"),
     ("marker", "CREATE TABLE IF NOT EXISTS marker (k INTEGER PRIMARY KEY CHECK (k = 1), merged_into TEXT NOT NULL)"),
     ("touched", "CREATE TABLE IF NOT EXISTS touched (k INTEGER PRIMARY KEY CHECK (k = 1), at INTEGER NOT NULL)"),
 ];
