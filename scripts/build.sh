@@ -37,6 +37,19 @@ rm -rf "$out"
 # The same flags worker-build passes: panic recovery (`__wbg_reset_state`).
 "$WASM_BINDGEN_BIN" "$wasm" --out-dir "$out" --out-name index --target module --no-typescript $strip \
   --experimental-reset-state-function --force-enable-abort-handler
+# The release wasm through binaryen's wasm-opt (npm `binaryen`, pinned in
+# package.json): -Oz without one-caller inlining, which made the gzipped
+# file larger (bench/README.md, "Size"). The wasm uses exception handling
+# (wasm-bindgen's abort handler), so the features are named.
+WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
+if [ "$profile" = release ] && [ -x "$WASM_OPT_BIN" ]; then
+  keep=
+  [ -n "${CIO_KEEP_NAMES:-}" ] && keep=--debuginfo
+  "$WASM_OPT_BIN" -Oz --one-caller-inline-max-function-size=0 $keep \
+    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    --enable-reference-types --enable-multivalue --enable-exception-handling \
+    "$out/index_bg.wasm" -o "$out/index_bg.wasm"
+fi
 # workerd imports a compiled module, not a source-phase import.
 sed -i 's/import source /import /' "$out/index.js"
 minify=--minify
