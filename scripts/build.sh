@@ -37,15 +37,33 @@ rm -rf "$out"
 # The same flags worker-build passes: panic recovery (`__wbg_reset_state`).
 "$WASM_BINDGEN_BIN" "$wasm" --out-dir "$out" --out-name index --target module --no-typescript $strip \
   --experimental-reset-state-function --force-enable-abort-handler
+# The release wasm through binaryen's wasm-opt (npm `binaryen`, pinned in
+# package.json): -Oz without one-caller inlining, which made the gzipped
+# file larger (bench/README.md, "Size"). The wasm uses exception handling
+# (wasm-bindgen's abort handler), so the features are named.
+WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
+if [ "$profile" = release ] && [ -x "$WASM_OPT_BIN" ]; then
+  keep=
+  [ -n "${CIO_KEEP_NAMES:-}" ] && keep=--debuginfo
+  "$WASM_OPT_BIN" -Oz --one-caller-inline-max-function-size=0 $keep \
+    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    --enable-reference-types --enable-multivalue --enable-exception-handling \
+    "$out/index_bg.wasm" -o "$out/index_bg.wasm"
+fi
 # workerd imports a compiled module, not a source-phase import.
 sed -i 's/import source /import /' "$out/index.js"
 minify=--minify
 [ "$profile" = release ] || minify=
-# The Data Pipelines SDK's files, as strings for js/cdp.mjs.
+# The Data Pipelines SDK's files, as strings for js/cdp.mjs; the in-app SDK
+# (js/gist.mjs) as text: both beside the wasm, not in it.
 node scripts/cdp-sdk.mjs build/cdp-sdk.mjs
+gist=node_modules/customerio-gist-web
+cp "$gist/LICENSE" "$out/gist-license.txt"
 "$ESBUILD_BIN" js/entry.mjs --bundle --format=esm $minify --log-level=warning \
   --alias:cio-edge-wasm="./$out/index.js" \
   --alias:cio-cdp-sdk=./build/cdp-sdk.mjs --inject:./js/cdp.mjs \
+  --alias:cio-gist-bundle="./$gist/dist/gist.min.js" --alias:cio-gist-license="./$out/gist-license.txt" \
+  --loader:.min.js=text --loader:.txt=text \
   --external:./index_bg.wasm --external:'cloudflare:*' \
   --outfile=build/index.js
 mv "$out/index_bg.wasm" build/index_bg.wasm

@@ -61,6 +61,9 @@ pub struct Config {
     /// `CIO_CDP_WRITE_KEY`: the Data Pipelines source's write key;
     /// unset, `/_cio/cdp/` answers 404 and no `ajs_*` cookie is set.
     pub cdp_write_key: Option<String>,
+    /// `IN_APP` (default false), `IN_APP_SITE_ID`, `IN_APP_SDK` (default
+    /// `first-party`): in-app messages (docs/API.md section 12).
+    pub in_app: crate::inapp::InApp,
 }
 
 /// The Customer.io workspace accepted writes are forwarded to
@@ -212,6 +215,9 @@ pub const SETTINGS: &[(&str, Option<&str>)] = &[
     ("CIO_DESTINATION", Some("track")),
     ("CIO_CDP_API_KEY", None),
     ("CIO_CDP_URL", None),
+    ("IN_APP", Some("false")),
+    ("IN_APP_SITE_ID", None),
+    ("IN_APP_SDK", Some("first-party")),
 ];
 
 /// Longest retention a setting may ask for: 100 years.
@@ -312,7 +318,20 @@ impl Config {
             })?,
         };
 
+        let in_app = crate::inapp::InApp {
+            on: flag("IN_APP", false)?,
+            site_id: get("IN_APP_SITE_ID"),
+            sdk: match get("IN_APP_SDK") {
+                None => crate::inapp::Sdk::FirstParty,
+                Some(v) => crate::inapp::Sdk::parse(&v).ok_or_else(|| ConfigError {
+                    setting: "IN_APP_SDK",
+                    reason: format!("{v:?} is not first-party or cdn"),
+                })?,
+            },
+        };
+
         Ok(Config {
+            in_app,
             trust: Trust {
                 secret: get("IDENTIFY_SECRET").map(|s| Secret::new(&s)),
                 id_cookie,
@@ -499,6 +518,33 @@ mod tests {
             ("LINK_MERGES_HISTORY", "maybe"),
         ]);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn in_app_settings() {
+        use crate::inapp::{InApp, Sdk};
+        let off = config(&[("ORIGIN_URL", "http://x.com")]).unwrap();
+        assert_eq!(off.in_app, InApp::default());
+        assert!(!off.in_app.on);
+        let on = config(&[
+            ("ORIGIN_URL", "http://x.com"),
+            ("IN_APP", "true"),
+            ("IN_APP_SITE_ID", " site-1 "),
+            ("IN_APP_SDK", "CDN"),
+        ])
+        .unwrap();
+        assert_eq!(
+            on.in_app,
+            InApp {
+                on: true,
+                site_id: Some("site-1".into()),
+                sdk: Sdk::Cdn
+            }
+        );
+        for (name, bad) in [("IN_APP", "maybe"), ("IN_APP_SDK", "npm")] {
+            let err = config(&[("ORIGIN_URL", "http://x.com"), (name, bad)]).unwrap_err();
+            assert_eq!(err.setting, name, "{name}={bad}");
+        }
     }
 
     #[test]

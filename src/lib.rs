@@ -17,6 +17,7 @@ pub mod cio;
 pub mod config;
 pub mod core;
 pub mod identity;
+pub mod inapp;
 pub mod page;
 
 #[cfg(target_arch = "wasm32")]

@@ -34,6 +34,9 @@ impl Post {
 pub fn calls_of(op: &Value) -> Result<Vec<Post>, String> {
     let action = op.get("action").and_then(Value::as_str).unwrap_or_default();
     let mut calls = match action {
+        // An in-app metric (`inapp::metric_op`):
+        // `components.schemas.report_delivery_event`.
+        _ if crate::inapp::metrics_body(op).is_some() => vec![Post::Batch(delivery_event(op)?)],
         "identify" => vec![Post::Batch(identify(op)?)],
         "event" | "page" | "screen" => vec![Post::Batch(event(op, action)?)],
         // `components.schemas.create_update_device` / `.delete_device`: the
@@ -144,6 +147,26 @@ fn identify(op: &Value) -> Result<Value, String> {
 fn anonymous_of(op: &Value) -> Option<&Value> {
     op.pointer("/identifiers/anonymous_id")
         .or_else(|| op.get("anonymous_id"))
+}
+
+/// "Report Delivery Event" with `deliveryId`, `metric`, `recipient`, `href`.
+fn delivery_event(op: &Value) -> Result<Value, String> {
+    let m = crate::inapp::metrics_body(op).ok_or("no metric")?;
+    let mut properties = json!({
+        "deliveryId": m.get("delivery_id").ok_or("no delivery_id")?,
+        "metric": m.get("metric").ok_or("no metric")?,
+    });
+    for (from, to) in [("recipient", "recipient"), ("href", "href")] {
+        if let Some(v) = m.get(from) {
+            properties[to] = v.clone();
+        }
+    }
+    let mut call =
+        json!({ "type": "track", "event": "Report Delivery Event", "properties": properties });
+    if let Some(secs) = m.get("timestamp").and_then(Value::as_i64) {
+        call["timestamp"] = json!(super::time::iso_format(secs).ok_or("a timestamp out of range")?);
+    }
+    Ok(call)
 }
 
 fn device(op: &Value, name: &str) -> Result<Value, String> {
@@ -358,6 +381,18 @@ mod tests {
         let call = one(&ops::identify_op(None, &before, &update).unwrap());
         assert!(call.get("userId").is_none());
         assert_eq!(call["traits"]["email"], "a@x.co");
+    }
+
+    #[test]
+    fn an_in_app_metric_is_a_report_delivery_event() {
+        let op = json!({"v1_metrics": {"delivery_id": "d1", "metric": "clicked", "timestamp": 1_780_000_000, "recipient": "u1", "href": "https://x"}});
+        let call = one(&op);
+        assert_eq!(call["event"], "Report Delivery Event");
+        assert_eq!(
+            call["properties"],
+            json!({"deliveryId": "d1", "metric": "clicked", "recipient": "u1", "href": "https://x"})
+        );
+        assert_eq!(call["timestamp"], "2026-05-28T20:26:40Z");
     }
 
     #[test]

@@ -162,17 +162,26 @@ pub fn batch_body(ops: &[Value]) -> String {
 /// Consecutive ranges of `ops` that fit one batch request: at most
 /// `MAX_BATCH_OPS` operations and `MAX_BATCH_BYTES` of body as posted.
 pub fn pack(ops: &[Value]) -> Vec<Range<usize>> {
-    pack_lens(&ops.iter().map(json_len).collect::<Vec<_>>())
+    let metrics: Vec<bool> = ops.iter().map(is_metric).collect();
+    pack_lens(&ops.iter().map(json_len).collect::<Vec<_>>(), &metrics)
 }
 
-fn pack_lens(lens: &[usize]) -> Vec<Range<usize>> {
+/// An in-app metric travels alone: it is its own request (`/api/v1/metrics`).
+fn is_metric(op: &Value) -> bool {
+    crate::inapp::metrics_body(op).is_some()
+}
+
+/// `metric[i]`: operation `i` must stand alone in its range.
+fn pack_lens(lens: &[usize], metric: &[bool]) -> Vec<Range<usize>> {
     // `{"batch":[` and `]}`, and a comma between operations.
     const FRAME: usize = 12;
     let mut ranges = Vec::new();
     let (mut start, mut bytes) = (0, FRAME);
+    let metric = |i: usize| metric.get(i).copied().unwrap_or(false);
     for (i, len) in lens.iter().enumerate() {
         let add = len + usize::from(i > start);
-        if i > start && (i - start >= MAX_BATCH_OPS || bytes + add > MAX_BATCH_BYTES) {
+        let alone = i > 0 && (metric(i) || metric(i - 1));
+        if i > start && (alone || i - start >= MAX_BATCH_OPS || bytes + add > MAX_BATCH_BYTES) {
             ranges.push(start..i);
             start = i;
             bytes = FRAME + len;
@@ -374,7 +383,11 @@ impl Run {
             .iter()
             .map(|&(e, i)| json_len(&envelopes[e].ops[i]))
             .collect();
-        let groups = pack_lens(&lens)
+        let metrics: Vec<bool> = items
+            .iter()
+            .map(|&(e, i)| is_metric(&envelopes[e].ops[i]))
+            .collect();
+        let groups = pack_lens(&lens, &metrics)
             .into_iter()
             .map(|r| r.collect::<Vec<usize>>())
             .collect();

@@ -153,8 +153,13 @@ fn event_fields(owner: &str, event: &Event) -> Map<String, Value> {
     op
 }
 
-/// An event or page view of a person.
+/// An event or page view of a person (an in-app metric goes to the metrics
+/// endpoint instead: `inapp::metric_op`).
 pub fn person_event_op(profile: &Profile, event: &Event) -> Value {
+    let recipient = profile.id.as_deref().or(profile.email.as_deref());
+    if let Some(op) = crate::inapp::metric_op(event, recipient) {
+        return op;
+    }
     let mut op = event_fields(&profile.cio_id, event);
     op.insert("identifiers".into(), identifiers_of(profile));
     Value::Object(op)
@@ -163,6 +168,9 @@ pub fn person_event_op(profile: &Profile, event: &Event) -> Value {
 /// An event or page view of an anonymous visitor: `identifiers:
 /// {"anonymous_id"}`, as Customer.io's own v2 destination sends it.
 pub fn anonymous_event_op(anonymous_id: &str, event: &Event) -> Value {
+    if let Some(op) = crate::inapp::metric_op(event, None) {
+        return op;
+    }
     let mut op = event_fields(anonymous_id, event);
     op.insert(
         "identifiers".into(),

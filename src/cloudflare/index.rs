@@ -19,9 +19,10 @@ pub struct IdentityIndex {
     tables: LazyTables,
 }
 
-const SCHEMA: &[&str] = &[
+const SCHEMA: &[(&str, &str)] = &[(
+    "owner",
     "CREATE TABLE IF NOT EXISTS owner (k INTEGER PRIMARY KEY CHECK (k = 1), cio_id TEXT NOT NULL)",
-];
+)];
 
 #[derive(Deserialize)]
 struct OwnerRow {
@@ -30,7 +31,7 @@ struct OwnerRow {
 
 impl IndexTables for IdentityIndex {
     fn owner(&self) -> Result<Option<String>, StoreError> {
-        if !self.tables.exists()? {
+        if !self.tables.has("owner")? {
             return Ok(None);
         }
         let rows: Vec<OwnerRow> = self
@@ -42,13 +43,18 @@ impl IndexTables for IdentityIndex {
     }
 
     fn set_owner(&self, cio_id: Option<&str>) -> Result<(), StoreError> {
-        self.tables.ensure()?;
         match cio_id {
-            Some(cio_id) => self.sql.exec(
-                "INSERT OR REPLACE INTO owner (k, cio_id) VALUES (1, ?)",
-                vec![cio_id.into()],
-            ),
-            None => self.sql.exec("DELETE FROM owner WHERE k = 1", None),
+            Some(cio_id) => {
+                self.tables.ensure("owner")?;
+                self.sql.exec(
+                    "INSERT OR REPLACE INTO owner (k, cio_id) VALUES (1, ?)",
+                    vec![cio_id.into()],
+                )
+            }
+            None if self.tables.has("owner")? => {
+                self.sql.exec("DELETE FROM owner WHERE k = 1", None)
+            }
+            None => return Ok(()),
         }
         .or_unavailable()?;
         Ok(())
@@ -59,7 +65,7 @@ impl DurableObject for IdentityIndex {
     fn new(state: State, _env: Env) -> Self {
         let sql = state.storage().sql();
         Self {
-            tables: LazyTables::new(sql.clone(), "owner", SCHEMA),
+            tables: LazyTables::new(sql.clone(), SCHEMA),
             sql,
         }
     }

@@ -19,12 +19,17 @@ use crate::identity::{Objects, StoreError};
 
 const DATA_TABLES: [&str; 4] = ["profile", "relationships", "anonymous_ids", "events"];
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS profile (k INTEGER PRIMARY KEY CHECK (k = 1), body TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS relationships (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS anonymous_ids (id TEXT PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL, body TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS tombstone (k INTEGER PRIMARY KEY CHECK (k = 1), body TEXT NOT NULL)",
+// `seq` is a plain INTEGER PRIMARY KEY (the next is the largest plus one):
+// AUTOINCREMENT would write a `sqlite_sequence` row with every insert, a
+// third of an event's rows written. Tables made before keep it; both order
+// the same, and a reused seq (the newest row deleted, then an insert) is
+// newer than every cursor still in use.
+const SCHEMA: &[(&str, &str)] = &[
+    ("profile", "CREATE TABLE IF NOT EXISTS profile (k INTEGER PRIMARY KEY CHECK (k = 1), body TEXT NOT NULL)"),
+    ("relationships", "CREATE TABLE IF NOT EXISTS relationships (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)"),
+    ("anonymous_ids", "CREATE TABLE IF NOT EXISTS anonymous_ids (id TEXT PRIMARY KEY)"),
+    ("events", "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL, body TEXT NOT NULL)"),
+    ("tombstone", "CREATE TABLE IF NOT EXISTS tombstone (k INTEGER PRIMARY KEY CHECK (k = 1), body TEXT NOT NULL)"),
 ];
 
 #[durable_object]
@@ -45,20 +50,28 @@ struct IdRow {
 }
 
 impl Person {
-    fn exec(&self, query: &str, params: Vec<worker::SqlStorageValue>) -> Result<(), StoreError> {
-        self.tables.ensure()?;
+    /// A write to `table`, created first when it is not there yet.
+    fn exec(
+        &self,
+        table: &str,
+        query: &str,
+        params: Vec<worker::SqlStorageValue>,
+    ) -> Result<(), StoreError> {
+        self.tables.ensure(table)?;
         self.sql
             .exec(query, Some(params).filter(|p| !p.is_empty()))
             .or_unavailable()?;
         Ok(())
     }
 
+    /// A read of `table`: nothing when it is not there.
     fn read<T: serde::de::DeserializeOwned>(
         &self,
+        table: &str,
         query: &str,
         params: Vec<worker::SqlStorageValue>,
     ) -> Result<Vec<T>, StoreError> {
-        if !self.tables.exists()? {
+        if !self.tables.has(table)? {
             return Ok(Vec::new());
         }
         bodies(&self.sql, query, params)
@@ -74,7 +87,7 @@ impl SqlEvents for Person {
 impl PersonTables for Person {
     fn profile(&self) -> Result<Option<Profile>, StoreError> {
         Ok(self
-            .read("SELECT body FROM profile WHERE k = 1", vec![])?
+            .read("profile", "SELECT body FROM profile WHERE k = 1", vec![])?
             .into_iter()
             .next())
     }
@@ -82,19 +95,28 @@ impl PersonTables for Person {
     fn save_profile(&self, profile: &Profile) -> Result<(), StoreError> {
         let body = serde_json::to_string(profile)?;
         self.exec(
+            "profile",
             "INSERT OR REPLACE INTO profile (k, body) VALUES (1, ?)",
             vec![body.into()],
         )
     }
 
     fn relationships(&self) -> Result<Vec<Relationship>, StoreError> {
-        self.read("SELECT body FROM relationships ORDER BY seq", vec![])
+        self.read(
+            "relationships",
+            "SELECT body FROM relationships ORDER BY seq",
+            vec![],
+        )
     }
 
     fn save_relationships(&self, relationships: &[Relationship]) -> Result<(), StoreError> {
-        self.exec("DELETE FROM relationships", vec![])?;
+        if relationships.is_empty() && !self.tables.has("relationships")? {
+            return Ok(());
+        }
+        self.exec("relationships", "DELETE FROM relationships", vec![])?;
         for rel in relationships {
             self.exec(
+                "relationships",
                 "INSERT INTO relationships (body) VALUES (?)",
                 vec![serde_json::to_string(rel)?.into()],
             )?;
@@ -103,7 +125,7 @@ impl PersonTables for Person {
     }
 
     fn anonymous_ids(&self) -> Result<Vec<String>, StoreError> {
-        if !self.tables.exists()? {
+        if !self.tables.has("anonymous_ids")? {
             return Ok(Vec::new());
         }
         let rows: Vec<IdRow> = self
@@ -115,7 +137,7 @@ impl PersonTables for Person {
     }
 
     fn has_anonymous_id(&self, anon_id: &str) -> Result<bool, StoreError> {
-        if !self.tables.exists()? {
+        if !self.tables.has("anonymous_ids")? {
             return Ok(false);
         }
         let rows: Vec<IdRow> = self
@@ -131,13 +153,14 @@ impl PersonTables for Person {
 
     fn add_anonymous_id(&self, anon_id: &str) -> Result<(), StoreError> {
         self.exec(
+            "anonymous_ids",
             "INSERT OR IGNORE INTO anonymous_ids (id) VALUES (?)",
             vec![anon_id.into()],
         )
     }
 
     fn drop_earliest_browser_event(&self) -> Result<bool, StoreError> {
-        if !self.tables.exists()? {
+        if !self.tables.has("events")? {
             return Ok(false);
         }
         // Stored order (seq) is the primary key: the scan stops at the
@@ -155,7 +178,11 @@ impl PersonTables for Person {
 
     fn tombstone(&self) -> Result<Option<Tombstone>, StoreError> {
         Ok(self
-            .read("SELECT body FROM tombstone WHERE k = 1", vec![])?
+            .read(
+                "tombstone",
+                "SELECT body FROM tombstone WHERE k = 1",
+                vec![],
+            )?
             .into_iter()
             .next())
     }
@@ -163,16 +190,22 @@ impl PersonTables for Person {
     fn set_tombstone(&self, tombstone: Option<&Tombstone>) -> Result<(), StoreError> {
         match tombstone {
             Some(t) => self.exec(
+                "tombstone",
                 "INSERT OR REPLACE INTO tombstone (k, body) VALUES (1, ?)",
                 vec![serde_json::to_string(t)?.into()],
             ),
-            None => self.exec("DELETE FROM tombstone WHERE k = 1", vec![]),
+            None if self.tables.has("tombstone")? => {
+                self.exec("tombstone", "DELETE FROM tombstone WHERE k = 1", vec![])
+            }
+            None => Ok(()),
         }
     }
 
     fn wipe(&self) -> Result<(), StoreError> {
         for table in DATA_TABLES {
-            self.exec(&format!("DELETE FROM {table}"), vec![])?;
+            if self.tables.has(table)? {
+                self.exec(table, &format!("DELETE FROM {table}"), vec![])?;
+            }
         }
         Ok(())
     }
@@ -188,14 +221,14 @@ impl PersonTables for Person {
 
 impl PersonClock for Person {
     fn delete_events_before(&self, ts: i64) -> Result<(), StoreError> {
-        if self.tables.exists()? {
-            self.exec("DELETE FROM events WHERE ts < ?", vec![ts.into()])?;
+        if self.tables.has("events")? {
+            self.exec("events", "DELETE FROM events WHERE ts < ?", vec![ts.into()])?;
         }
         Ok(())
     }
 
     fn oldest_event(&self) -> Result<Option<i64>, StoreError> {
-        if !self.tables.exists()? {
+        if !self.tables.has("events")? {
             return Ok(None);
         }
         sql::first_n(&self.sql, "SELECT ts AS n FROM events ORDER BY ts LIMIT 1")
@@ -210,7 +243,7 @@ impl DurableObject for Person {
             outbox: Outbox::new(&env, crate::bindings::PERSON, state.id().to_string()),
             state,
             env,
-            tables: LazyTables::new(sql.clone(), "tombstone", SCHEMA),
+            tables: LazyTables::new(sql.clone(), SCHEMA),
             sql,
         }
     }

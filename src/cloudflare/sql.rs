@@ -11,7 +11,6 @@ use crate::identity::StoreError;
 
 #[derive(Deserialize)]
 struct NameRow {
-    #[allow(dead_code)]
     name: String,
 }
 
@@ -149,70 +148,116 @@ pub fn event_count(sql: &SqlStorage) -> Result<u64, StoreError> {
     Ok(rows.first().map_or(0, |r| r.n.max(0) as u64))
 }
 
-/// An object's tables, created by its first write, so that asking an object
-/// nobody wrote to leaves nothing on disk (docs/API.md rule 6.15). `marker`
-/// is a table the schema creates; whether it exists is asked once per
-/// instance. The event methods serve the objects whose schema has an
-/// `events` table; before the first write they read as empty.
+/// An object's tables, each created by the first write to it, so that asking
+/// an object nobody wrote to leaves nothing on disk (docs/API.md rule 6.15)
+/// and a new object creates only the tables it uses (each `CREATE TABLE` is
+/// rows written, and a new person or visitor uses two or three of its
+/// tables). Which tables exist is read once per instance. The event methods
+/// serve the objects whose schema has an `events` table; before the first
+/// event they read as empty.
 pub struct LazyTables {
     sql: SqlStorage,
-    ready: std::cell::Cell<Option<bool>>,
-    marker: &'static str,
-    schema: &'static [&'static str],
+    present: std::cell::RefCell<Option<Vec<&'static str>>>,
+    /// (table, its `CREATE TABLE IF NOT EXISTS` statement)
+    schema: &'static [(&'static str, &'static str)],
 }
 
 impl LazyTables {
-    pub fn new(sql: SqlStorage, marker: &'static str, schema: &'static [&'static str]) -> Self {
+    pub fn new(sql: SqlStorage, schema: &'static [(&'static str, &'static str)]) -> Self {
         LazyTables {
             sql,
-            ready: std::cell::Cell::new(None),
-            marker,
+            present: std::cell::RefCell::new(None),
             schema,
         }
     }
 
-    pub fn exists(&self) -> Result<bool, StoreError> {
-        if let Some(ready) = self.ready.get() {
-            return Ok(ready);
+    fn present(&self) -> Result<std::cell::RefMut<'_, Vec<&'static str>>, StoreError> {
+        let mut present = self.present.borrow_mut();
+        if present.is_none() {
+            let rows: Vec<NameRow> = self
+                .sql
+                .exec("SELECT name FROM sqlite_master WHERE type = 'table'", None)
+                .and_then(|c| c.to_array())
+                .or_unavailable()?;
+            let names = self
+                .schema
+                .iter()
+                .map(|(name, _)| *name)
+                .filter(|name| rows.iter().any(|r| r.name == *name))
+                .collect();
+            *present = Some(names);
         }
-        let ready = table_exists(&self.sql, self.marker)?;
-        self.ready.set(Some(ready));
-        Ok(ready)
+        Ok(std::cell::RefMut::map(present, |p| {
+            p.get_or_insert_with(Vec::new)
+        }))
     }
 
-    /// Creates the tables unless they exist: every write calls it first.
-    pub fn ensure(&self) -> Result<(), StoreError> {
-        if !self.exists()? {
-            for statement in self.schema {
-                self.sql.exec(statement, None).or_unavailable()?;
-            }
-            self.ready.set(Some(true));
+    /// Whether `table` exists.
+    pub fn has(&self, table: &str) -> Result<bool, StoreError> {
+        Ok(self.present()?.contains(&table))
+    }
+
+    /// Whether anything was ever written here (any of the tables exists).
+    pub fn exists(&self) -> Result<bool, StoreError> {
+        Ok(!self.present()?.is_empty())
+    }
+
+    /// Creates `table` unless it exists: every write calls it first.
+    pub fn ensure(&self, table: &str) -> Result<(), StoreError> {
+        let mut present = self.present()?;
+        if present.contains(&table) {
+            return Ok(());
         }
+        let Some((name, create)) = self.schema.iter().find(|(name, _)| *name == table) else {
+            return Err(StoreError::unavailable(format!(
+                "no table {table} in the schema"
+            )));
+        };
+        self.sql.exec(create, None).or_unavailable()?;
+        present.push(name);
         Ok(())
     }
 
     /// The tables were dropped: the next write creates them again.
     pub fn dropped(&self) {
-        self.ready.set(Some(false));
+        *self.present.borrow_mut() = Some(Vec::new());
     }
 }
 
 /// The one SQLite event table, the visitor's and the person's.
 impl EventTable for LazyTables {
     fn insert_event(&self, event: &Event) -> Result<(), StoreError> {
-        self.ensure()?;
+        self.ensure("events")?;
         insert_event(&self.sql, event)
     }
 
     fn has_event(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.exists()? && has_event(&self.sql, id)?)
+        Ok(self.has("events")? && has_event(&self.sql, id)?)
     }
 
     fn event_count(&self) -> Result<u64, StoreError> {
-        if !self.exists()? {
+        if !self.has("events")? {
             return Ok(0);
         }
         event_count(&self.sql)
+    }
+
+    /// Seqs are distinct integers, so the span from the first to the last
+    /// is at least the count: two rows read instead of every row, and a
+    /// count only when the span reaches `n`.
+    fn holds_at_least(&self, n: u64) -> Result<bool, StoreError> {
+        if !self.has("events")? {
+            return Ok(false);
+        }
+        let span = first_n(
+            &self.sql,
+            "SELECT coalesce((SELECT seq FROM events ORDER BY seq DESC LIMIT 1) - (SELECT seq FROM events ORDER BY seq LIMIT 1) + 1, 0) AS n",
+        )?
+        .unwrap_or(0);
+        if span.max(0).unsigned_abs() < n {
+            return Ok(false);
+        }
+        Ok(event_count(&self.sql)? >= n)
     }
 
     fn events_desc(
@@ -220,14 +265,14 @@ impl EventTable for LazyTables {
         limit: u32,
         before: Option<Position>,
     ) -> Result<Vec<(Event, Position)>, StoreError> {
-        if !self.exists()? {
+        if !self.has("events")? {
             return Ok(Vec::new());
         }
         events_desc(&self.sql, limit, before)
     }
 
     fn events_asc(&self, after: Option<i64>, limit: u32) -> Result<Vec<(Event, i64)>, StoreError> {
-        if !self.exists()? {
+        if !self.has("events")? {
             return Ok(Vec::new());
         }
         events_asc(&self.sql, after, limit)
@@ -249,6 +294,9 @@ impl<T: SqlEvents> EventTable for T {
     }
     fn event_count(&self) -> Result<u64, StoreError> {
         self.tables().event_count()
+    }
+    fn holds_at_least(&self, n: u64) -> Result<bool, StoreError> {
+        self.tables().holds_at_least(n)
     }
     fn events_desc(
         &self,

@@ -8,14 +8,16 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 
 use super::cio::Outbox;
 use super::rpc::{read_call, reply, SqlResult};
-use super::sql::{self, table_exists, LazyTables, SqlEvents};
+use super::sql::{self, LazyTables, SqlEvents};
 use crate::identity::objects::{visitor_call, VisitorTables};
 use crate::identity::retention::{self, Retention, VisitorClock};
 use crate::identity::StoreError;
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL, body TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS marker (k INTEGER PRIMARY KEY CHECK (k = 1), merged_into TEXT NOT NULL)",
+// `seq` without AUTOINCREMENT, as in the person (see there).
+const SCHEMA: &[(&str, &str)] = &[
+    ("events", "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL, body TEXT NOT NULL)"),
+    ("marker", "CREATE TABLE IF NOT EXISTS marker (k INTEGER PRIMARY KEY CHECK (k = 1), merged_into TEXT NOT NULL)"),
+    ("touched", "CREATE TABLE IF NOT EXISTS touched (k INTEGER PRIMARY KEY CHECK (k = 1), at INTEGER NOT NULL)"),
 ];
 
 #[durable_object]
@@ -42,7 +44,7 @@ impl SqlEvents for Visitor {
 
 impl VisitorTables for Visitor {
     fn merged_into(&self) -> Result<Option<String>, StoreError> {
-        if !self.tables.exists()? {
+        if !self.tables.has("marker")? {
             return Ok(None);
         }
         let rows: Vec<MarkerRow> = self
@@ -54,27 +56,32 @@ impl VisitorTables for Visitor {
     }
 
     fn set_merged_into(&self, cio_id: Option<&str>) -> Result<(), StoreError> {
-        self.tables.ensure()?;
         match cio_id {
-            Some(cio_id) => self.sql.exec(
-                "INSERT OR REPLACE INTO marker (k, merged_into) VALUES (1, ?)",
-                vec![cio_id.into()],
-            ),
-            None => self.sql.exec("DELETE FROM marker WHERE k = 1", None),
+            Some(cio_id) => {
+                self.tables.ensure("marker")?;
+                self.sql.exec(
+                    "INSERT OR REPLACE INTO marker (k, merged_into) VALUES (1, ?)",
+                    vec![cio_id.into()],
+                )
+            }
+            None if self.tables.has("marker")? => {
+                self.sql.exec("DELETE FROM marker WHERE k = 1", None)
+            }
+            None => return Ok(()),
         }
         .or_unavailable()?;
         Ok(())
     }
 
     fn clear_events(&self) -> Result<(), StoreError> {
-        if self.tables.exists()? {
+        if self.tables.has("events")? {
             self.sql.exec("DELETE FROM events", None).or_unavailable()?;
         }
         Ok(())
     }
 
     fn expired(&self) -> Result<Option<i64>, StoreError> {
-        if !table_exists(&self.sql, "expired")? {
+        if !sql::table_exists(&self.sql, "expired")? {
             return Ok(None);
         }
         sql::first_n(&self.sql, "SELECT last AS n FROM expired WHERE k = 1")
@@ -91,21 +98,14 @@ impl VisitorTables for Visitor {
 
 impl VisitorClock for Visitor {
     fn last_active(&self) -> Result<Option<i64>, StoreError> {
-        if !self.tables.exists()? || !table_exists(&self.sql, "touched")? {
+        if !self.tables.has("touched")? {
             return Ok(None);
         }
         sql::first_n(&self.sql, "SELECT at AS n FROM touched WHERE k = 1")
     }
 
     fn touch(&self, now: i64) -> Result<(), StoreError> {
-        self.tables.ensure()?;
-        // Created here, not in SCHEMA: visitors stored before it lack it.
-        self.sql
-            .exec(
-                "CREATE TABLE IF NOT EXISTS touched (k INTEGER PRIMARY KEY CHECK (k = 1), at INTEGER NOT NULL)",
-                None,
-            )
-            .or_unavailable()?;
+        self.tables.ensure("touched")?;
         self.sql
             .exec(
                 "INSERT OR REPLACE INTO touched (k, at) VALUES (1, ?)",
@@ -146,7 +146,7 @@ impl DurableObject for Visitor {
     fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
         Self {
-            tables: LazyTables::new(sql.clone(), "marker", SCHEMA),
+            tables: LazyTables::new(sql.clone(), SCHEMA),
             sql,
             retention: super::retention(&env),
             outbox: Outbox::new(&env, crate::bindings::VISITOR, state.id().to_string()),

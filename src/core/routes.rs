@@ -25,6 +25,8 @@ pub enum Route {
     Admin(Vec<String>),
     /// `/_cio/cdp/...`, the Data Pipelines source; the segments after `cdp/`.
     Cdp(Vec<String>),
+    /// `/_cio/gist.js`, `/_cio/in-app/...` (the `inapp` feature).
+    InApp(crate::inapp::InAppRoute),
     /// Everything outside `/_cio/`.
     Proxy,
     /// A known path with the wrong method.
@@ -60,7 +62,9 @@ pub fn route(method: &str, path: &str, on_track_host: bool) -> Route {
         "track.js" if matches!(method, "GET" | "HEAD") => Route::Sdk,
         "track.js" => Route::MethodNotAllowed,
         _ => {
-            if let Some(api) = rest.strip_prefix("api/") {
+            if let Some(found) = crate::inapp::route(method, rest) {
+                found.map_or(Route::MethodNotAllowed, Route::InApp)
+            } else if let Some(api) = rest.strip_prefix("api/") {
                 Route::TrackApi(segments(api))
             } else if let Some(admin) = rest.strip_prefix("admin/") {
                 Route::Admin(segments(admin))
@@ -92,6 +96,18 @@ mod tests {
             ("HEAD", "/_cio/track.js", false, Route::Sdk),
             ("POST", "/_cio/track.js", false, Route::MethodNotAllowed),
             ("GET", "/_cio/nope", false, Route::NotFound),
+            (
+                "GET",
+                "/_cio/gist.js",
+                false,
+                Route::InApp(crate::inapp::InAppRoute::Bundle),
+            ),
+            (
+                "DELETE",
+                "/_cio/in-app/session",
+                false,
+                Route::MethodNotAllowed,
+            ),
             (
                 "PUT",
                 "/_cio/api/v1/customers/a%40b.co",

@@ -20,6 +20,18 @@ pub const SNIPPET: &str = concat!(
 /// edge's `/_cio/cdp/`): a page that loads it tracks itself.
 const PIPELINES_BUNDLE: &str = "/v1/analytics-js/snippet/";
 
+/// The snippet with in-app messages on (`IN_APP=true`): the same, with
+/// `data-use-in-app` on its script tag.
+pub const SNIPPET_IN_APP: &str = concat!(
+    "<script>var _cio=_cio||[];(function(){var a,b,c;a=function(f){return function(){",
+    "_cio.push([f].concat(Array.prototype.slice.call(arguments,0)))}};",
+    "b=[\"load\",\"identify\",\"sidentify\",\"track\",\"page\",\"on\",\"off\"];",
+    "for(c=0;c<b.length;c++){_cio[b[c]]=a(b[c])};",
+    "var t=document.createElement('script'),s=document.getElementsByTagName('script')[0];",
+    "t.async=true;t.id='cio-tracker';t.setAttribute('data-use-in-app','true');t.src='/_cio/track.js';",
+    "(s?s.parentNode.insertBefore(t,s):document.head.appendChild(t))})();</script>"
+);
+
 /// A script source that is some `track.js` of ours or Customer.io's, or the
 /// Data Pipelines SDK.
 pub fn is_sdk_src(src: &str) -> bool {
@@ -42,6 +54,12 @@ mod tests {
         assert!(!SNIPPET.contains('\n'));
         assert_eq!(SNIPPET.matches("/_cio/track.js").count(), 1);
         assert!(is_snippet_text(SNIPPET));
+        assert!(!SNIPPET_IN_APP.contains('\n'));
+        assert!(is_snippet_text(SNIPPET_IN_APP));
+        assert_eq!(
+            SNIPPET_IN_APP.replace("t.setAttribute('data-use-in-app','true');", ""),
+            SNIPPET
+        );
     }
 
     #[test]

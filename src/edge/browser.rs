@@ -182,6 +182,16 @@ pub async fn track(
         from_browser: true,
     };
     let event = parse_event(&parse_object(&body, false)?, &ctx, new_event_id)?;
+    Ok(ok_with_cookies(&record_event(edge, &visit, event).await?))
+}
+
+/// Records an event from this browser on its person, else its anonymous
+/// visitor: the cookies to set (a new `_cioanonid` when it had none).
+pub async fn record_event(
+    edge: &Edge,
+    visit: &Visit,
+    event: crate::core::event::Event,
+) -> Result<Vec<String>, EdgeError> {
     let mut cookies = Vec::new();
     let anon = visit.anon_id(&edge.config.cookies, &mut cookies, new_anon_id);
     match (&edge.config.forwarding, &visit.cookies.identifier) {
@@ -202,7 +212,7 @@ pub async fn track(
                 .await?
         }
     }
-    Ok(ok_with_cookies(&cookies))
+    Ok(cookies)
 }
 
 /// The browser SDK, with a strong ETag (a hash of its bytes, fixed at build).

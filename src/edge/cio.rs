@@ -183,18 +183,32 @@ async fn post(settings: &Settings, ops: &[Value]) -> Outcome {
         return super::cdp::post_pipelines(&settings.base_url, key, ops).await;
     }
     let retry = |error: String| Outcome::Retry { after: None, error };
-    let body = batch_body(ops);
-    let credentials = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", settings.site_id, settings.api_key));
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json");
-    let _ = headers.set("authorization", &format!("Basic {credentials}"));
+    // An in-app metric (`pack` keeps it alone) goes to `/api/v1/metrics`,
+    // which takes no credentials.
+    let (url, body) = match ops {
+        [op] if crate::inapp::metrics_body(op).is_some() => (
+            format!("{}{}", settings.base_url, crate::inapp::METRICS_PATH),
+            crate::inapp::metrics_body(op)
+                .map(Value::to_string)
+                .unwrap_or_default(),
+        ),
+        _ => {
+            let credentials = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", settings.site_id, settings.api_key));
+            let _ = headers.set("authorization", &format!("Basic {credentials}"));
+            (
+                format!("{}/api/v2/batch", settings.base_url),
+                batch_body(ops),
+            )
+        }
+    };
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_redirect(RequestRedirect::Manual)
         .with_body(Some(body.into()));
-    let url = format!("{}/api/v2/batch", settings.base_url);
     let req = match Request::new_with_init(&url, &init) {
         Ok(req) => req,
         Err(e) => return retry(format!("bad request to {url}: {e}")),

@@ -11,6 +11,9 @@ mod browser;
 mod cdp;
 mod cio;
 mod error;
+// The in-app feature's handlers live in its folder.
+#[path = "../inapp/edge.rs"]
+mod inapp;
 mod limits;
 mod page;
 mod router;

@@ -6,7 +6,7 @@ use worker::{Request, Response};
 
 use super::error::{render, EdgeError, ErrorShape};
 use super::visit::{self, consented};
-use super::{admin, browser, cdp, limits, page, track_api, Edge};
+use super::{admin, browser, cdp, inapp, limits, page, track_api, Edge};
 use crate::core::routes::{route, Route};
 
 /// Answers a request the plan handed to Rust: a response, or for a page
@@ -37,8 +37,14 @@ pub async fn serve(req: Request, edge: &Edge) -> worker::Result<page::Answer> {
 async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Response, EdgeError> {
     // Another site's page may not write here (login CSRF): refused before
     // anything else is looked at.
-    let browser_write = matches!(route, Route::Identify | Route::Track(_) | Route::Reset)
-        || (matches!(route, Route::Cdp(_)) && req.method() == worker::Method::Post);
+    let browser_write = matches!(
+        route,
+        Route::Identify
+            | Route::Track(_)
+            | Route::Reset
+            | Route::InApp(crate::inapp::InAppRoute::Metric)
+    ) || (matches!(route, Route::Cdp(_))
+        && req.method() == worker::Method::Post);
     if browser_write {
         browser::same_site_only(&req, url)?;
     }
@@ -47,7 +53,10 @@ async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Re
         Route::Admin(segments) => admin::serve(req, edge, url, &segments).await,
         Route::Cdp(segments) => cdp::serve(req, edge, url, &segments).await,
         // Without consent (`CONSENT`) a browser call stores nothing: 204.
-        Route::Identify | Route::Track(_) | Route::Reset
+        Route::Identify
+        | Route::Track(_)
+        | Route::Reset
+        | Route::InApp(crate::inapp::InAppRoute::Metric)
             if !consented(&req, &edge.config.consent) =>
         {
             Ok(no_content())
@@ -73,6 +82,7 @@ async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Re
             &visit::read(&req, url, &edge.config.trust),
         )),
         Route::Sdk => Ok(browser::sdk(&req)),
+        Route::InApp(route) => inapp::serve(route, req, edge).await,
         Route::MethodNotAllowed => Err(EdgeError::MethodNotAllowed),
         Route::NotFound | Route::Proxy => Err(EdgeError::NoRoute),
     }

@@ -125,6 +125,11 @@ pub trait EventTable {
     fn insert_event(&self, event: &Event) -> Result<(), StoreError>;
     fn has_event(&self, id: &str) -> Result<bool, StoreError>;
     fn event_count(&self) -> Result<u64, StoreError>;
+    /// Whether at least `n` events are stored (the capacity check); SQLite
+    /// answers it without reading every row.
+    fn holds_at_least(&self, n: u64) -> Result<bool, StoreError> {
+        Ok(self.event_count()? >= n)
+    }
     /// Newest first, from `before` on (exclusive), at most `limit`.
     fn events_desc(
         &self,
@@ -159,7 +164,7 @@ pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<Visitor
         VisitorCall::Record { event } => {
             let merged_into = t.merged_into()?;
             if merged_into.is_none() {
-                if t.event_count()? >= MAX_VISITOR_EVENTS && !t.has_event(&event.id)? {
+                if t.holds_at_least(MAX_VISITOR_EVENTS)? && !t.has_event(&event.id)? {
                     return Err(at_capacity("this anonymous visitor", MAX_VISITOR_EVENTS));
                 }
                 match event.anonymous_id.as_deref() {
@@ -315,7 +320,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
         PersonCall::Identify(_) => unreachable_identify(),
         PersonCall::Track { event } => match (sealed, t.profile()?) {
             (false, Some(profile)) => {
-                if t.event_count()? >= MAX_PERSON_EVENTS && !t.has_event(&event.id)? {
+                if t.holds_at_least(MAX_PERSON_EVENTS)? && !t.has_event(&event.id)? {
                     // Fail soft for the person's own browsers: a browser's
                     // event makes room by dropping the earliest browser
                     // event, so a stranger with a forged `_cioid` can never

@@ -7,7 +7,7 @@ use url::Url;
 
 use crate::config::Config;
 use crate::core::secure::origin_id_header;
-use crate::core::snippet::SNIPPET;
+use crate::core::snippet::{SNIPPET, SNIPPET_IN_APP};
 
 use super::inputs::UrlParts;
 
@@ -56,7 +56,11 @@ pub fn forward(
         timeout_ms: config.origin_timeout_ms,
         headers,
         set_cookies,
-        snippet: (config.inject_snippet && method != "HEAD").then_some(SNIPPET),
+        snippet: (config.inject_snippet && method != "HEAD").then_some(if config.in_app.on {
+            SNIPPET_IN_APP
+        } else {
+            SNIPPET
+        }),
         watch: &ORIGIN_HEADERS,
     }
 }

@@ -144,7 +144,7 @@ mod tests {
     use super::super::origin::{injects, ANON_HEADER, ID_HEADER};
     use super::super::test_kit::{config, get, ANON, NEW};
     use super::*;
-    use crate::core::snippet::SNIPPET;
+    use crate::core::snippet::{SNIPPET, SNIPPET_IN_APP};
 
     fn text(f: &Forward) -> String {
         encode(&Plan::Forward(f.clone()))
@@ -371,6 +371,11 @@ mod tests {
         assert_eq!(
             forwarded(decide(&off, &get("http://x.test/"))).snippet,
             None
+        );
+        let in_app = config(&[("INJECT_SNIPPET", "true"), ("IN_APP", "true")]);
+        assert_eq!(
+            forwarded(decide(&in_app, &get("http://x.test/"))).snippet,
+            Some(SNIPPET_IN_APP)
         );
 
         assert!(injects(200, Some("text/html; charset=utf-8")));
