@@ -1,15 +1,15 @@
 //! cio-edge: a first-party identity edge, as a Cloudflare Worker.
 //!
 //! Floors, from the bottom up (each imports only floors below it, see
-//! docs/ARCHITECTURE.md): `core` (pure rules), `cio` (forwarding to
-//! Customer.io: its operations, pure), `config`, `cdp` (the Data Pipelines
-//! SDKs, pure), `identity` (identity without a runtime), `page` (the page
-//! request, pure), `bindings` (binding names); then, in the wasm build only,
-//! `cloudflare` (Durable Objects, KV, queues: the Cloudflare adapters) and
-//! `edge` (HTTP, I/O only). Everything but `cloudflare` and `edge` builds
-//! natively (`cargo test`). The worker's main is `js/entry.mjs`: per request
-//! it calls the synchronous `plan` export and forwards, or awaits the async
-//! `handle` export.
+//! docs/ARCHITECTURE.md): `core` (pure rules), `inapp` (in-app messages,
+//! pure), `cio` (forwarding to Customer.io: its operations, pure), `config`,
+//! `cdp` (the Data Pipelines SDKs, pure), `identity` (identity without a
+//! runtime), `page` (the page request, pure), `bindings` (binding names);
+//! then, in the wasm build only, `cloudflare` (Durable Objects, KV, queues:
+//! the Cloudflare adapters) and `edge` (HTTP, I/O only). Everything but
+//! `cloudflare` and `edge` builds natively (`cargo test`). The worker's main
+//! is `js/entry.mjs`: per request it calls the synchronous `plan` export and
+//! forwards, or awaits the async `handle` export.
 
 pub mod bindings;
 pub mod cdp;

@@ -26,7 +26,7 @@ pub enum Route {
     /// `/_cio/cdp/...`, the Data Pipelines source; the segments after `cdp/`.
     Cdp(Vec<String>),
     /// `/_cio/gist.js`, `/_cio/in-app/...` (the `inapp` feature).
-    InApp(crate::inapp::InAppRoute),
+    InApp(InAppRoute),
     /// Everything outside `/_cio/`.
     Proxy,
     /// A known path with the wrong method.
@@ -62,7 +62,7 @@ pub fn route(method: &str, path: &str, on_track_host: bool) -> Route {
         "track.js" if matches!(method, "GET" | "HEAD") => Route::Sdk,
         "track.js" => Route::MethodNotAllowed,
         _ => {
-            if let Some(found) = crate::inapp::route(method, rest) {
+            if let Some(found) = in_app_route(method, rest) {
                 found.map_or(Route::MethodNotAllowed, Route::InApp)
             } else if let Some(api) = rest.strip_prefix("api/") {
                 Route::TrackApi(segments(api))
@@ -75,6 +75,30 @@ pub fn route(method: &str, path: &str, on_track_host: bool) -> Route {
             }
         }
     }
+}
+
+/// The in-app endpoints under `/_cio/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InAppRoute {
+    /// `GET|HEAD /_cio/gist.js`
+    Bundle,
+    /// `GET /_cio/in-app/session`
+    Session,
+    /// `POST /_cio/in-app/metric`
+    Metric,
+}
+
+/// The in-app route for a path after `/_cio/`: `None` when it is not one,
+/// `Some(Err(()))` for one of ours with the wrong method.
+pub fn in_app_route(method: &str, rest: &str) -> Option<Result<InAppRoute, ()>> {
+    let get = matches!(method, "GET" | "HEAD");
+    Some(match rest {
+        "gist.js" if get => Ok(InAppRoute::Bundle),
+        "in-app/session" if get => Ok(InAppRoute::Session),
+        "in-app/metric" if method == "POST" => Ok(InAppRoute::Metric),
+        "gist.js" | "in-app/session" | "in-app/metric" => Err(()),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -100,7 +124,7 @@ mod tests {
                 "GET",
                 "/_cio/gist.js",
                 false,
-                Route::InApp(crate::inapp::InAppRoute::Bundle),
+                Route::InApp(InAppRoute::Bundle),
             ),
             (
                 "DELETE",

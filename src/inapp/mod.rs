@@ -56,29 +56,8 @@ impl Sdk {
     }
 }
 
-/// The in-app endpoints under `/_cio/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InAppRoute {
-    /// `GET|HEAD /_cio/gist.js`
-    Bundle,
-    /// `GET /_cio/in-app/session`
-    Session,
-    /// `POST /_cio/in-app/metric`
-    Metric,
-}
-
-/// The in-app route for a path after `/_cio/`: `None` when it is not one,
-/// `Some(Err(()))` for one of ours with the wrong method.
-pub fn route(method: &str, rest: &str) -> Option<Result<InAppRoute, ()>> {
-    let get = matches!(method, "GET" | "HEAD");
-    Some(match rest {
-        "gist.js" if get => Ok(InAppRoute::Bundle),
-        "in-app/session" if get => Ok(InAppRoute::Session),
-        "in-app/metric" if method == "POST" => Ok(InAppRoute::Metric),
-        "gist.js" | "in-app/session" | "in-app/metric" => Err(()),
-        _ => return None,
-    })
-}
+/// The in-app endpoints, in the one route table (`core::routes`).
+pub use crate::core::routes::{in_app_route as route, InAppRoute};
 
 /// Where a browser's in-app token comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
