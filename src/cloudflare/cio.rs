@@ -9,8 +9,7 @@ use std::cell::Cell;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use worker::{
-    durable_object, DurableObject, Env, Headers, Method, QueueContentType, Request, RequestInit,
-    Response, SqlStorage, State,
+    durable_object, DurableObject, Env, QueueContentType, Request, Response, SqlStorage, State,
 };
 
 use super::rpc::{call, read_call, reply, unavailable, SqlResult};
@@ -377,26 +376,7 @@ pub async fn answer_object(env: &Env, source: &Source, ack: &Ack) -> Result<(), 
         .id_from_string(&source.id)
         .and_then(|id| id.get_stub())
         .map_err(unavailable)?;
-    let headers = Headers::new();
-    headers
-        .set("content-type", "application/json")
-        .map_err(unavailable)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(serde_json::to_string(ack)?.into()));
-    let req =
-        Request::new_with_init(&format!("https://do{ANSWER_PATH}"), &init).map_err(unavailable)?;
-    let mut resp = stub.fetch_with_request(req).await.map_err(unavailable)?;
-    let text = resp.text().await.map_err(unavailable)?;
-    if resp.status_code() != 200 {
-        return Err(StoreError::unavailable(format!(
-            "{} answered {}: {text}",
-            source.ns,
-            resp.status_code()
-        )));
-    }
-    serde_json::from_str::<Result<(), StoreError>>(&text)?
+    super::rpc::post(&stub, ANSWER_PATH, &source.ns, ack).await
 }
 
 // ---------------------------------------------------- the stats object ----

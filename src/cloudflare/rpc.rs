@@ -5,7 +5,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Env, Headers, Method, Request, RequestInit, Response};
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
 
 use crate::identity::StoreError;
 
@@ -25,7 +25,18 @@ pub async fn call<Call: Serialize, Reply: DeserializeOwned>(
         .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(unavailable)?;
-    let body = serde_json::to_string(call)?;
+    post(&stub, "/call", binding, call).await
+}
+
+/// POSTs `body` as JSON to `path` of an object's `stub` and reads its
+/// `Result` back; `what` names the object in errors.
+pub async fn post<Body: Serialize, Reply: DeserializeOwned>(
+    stub: &Stub,
+    path: &str,
+    what: &str,
+    body: &Body,
+) -> Result<Reply, StoreError> {
+    let body = serde_json::to_string(body)?;
     let headers = Headers::new();
     headers
         .set("content-type", "application/json")
@@ -34,12 +45,12 @@ pub async fn call<Call: Serialize, Reply: DeserializeOwned>(
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(body.into()));
-    let req = Request::new_with_init("https://do/call", &init).map_err(unavailable)?;
+    let req = Request::new_with_init(&format!("https://do{path}"), &init).map_err(unavailable)?;
     let mut resp = stub.fetch_with_request(req).await.map_err(unavailable)?;
     let text = resp.text().await.map_err(unavailable)?;
     if resp.status_code() != 200 {
         return Err(StoreError::unavailable(format!(
-            "{binding} answered {}: {text}",
+            "{what} answered {}: {text}",
             resp.status_code()
         )));
     }

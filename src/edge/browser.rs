@@ -229,6 +229,15 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// Whether the request's `If-None-Match` names `etag` (or `*`).
+pub fn etag_matches(req: &Request, etag: &str) -> bool {
+    req.headers()
+        .get("if-none-match")
+        .ok()
+        .flatten()
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
 /// `GET /_cio/track.js`: cacheable for an hour, revalidated by ETag.
 pub fn sdk(req: &Request) -> Response {
     let etag = format!("\"{SDK_HASH:016x}\"");
@@ -236,13 +245,7 @@ pub fn sdk(req: &Request) -> Response {
     let _ = headers.set("etag", &etag);
     let _ = headers.set("cache-control", "public, max-age=3600");
     let _ = headers.set("content-type", "application/javascript; charset=utf-8");
-    let unchanged = req
-        .headers()
-        .get("if-none-match")
-        .ok()
-        .flatten()
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    if unchanged {
+    if etag_matches(req, &etag) {
         return Response::builder()
             .with_status(304)
             .with_headers(headers)

@@ -50,7 +50,7 @@ pub async fn serve(
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
     let https = url.scheme() == "https";
-    match path(&req.method().to_string(), &segments) {
+    match path(req.method().as_ref(), &segments) {
         Path::Settings(key) => {
             check_write_key(Some(&key), write_key)?;
             let mut response = json_response(&settings(write_key, authority, https), 200);
@@ -93,7 +93,7 @@ async fn calls(
     let auth = req.headers().get("authorization").ok().flatten();
     check_write_key(write_key_of(&body, auth.as_deref()).as_deref(), write_key)?;
     if !consented(&req, &edge.config.consent) {
-        return Ok(no_content());
+        return Ok(super::router::no_content());
     }
     let ctx = Context {
         now: now_secs(),
@@ -284,15 +284,6 @@ fn follow_anon(
             visit.cookies.anon_id = Some(anon.to_owned());
         }
     }
-}
-
-fn no_content() -> Response {
-    let headers = worker::Headers::new();
-    let _ = headers.set("cache-control", "no-store");
-    Response::builder()
-        .with_status(204)
-        .with_headers(headers)
-        .empty()
 }
 
 /// `CIO_DESTINATION=pipelines`: one packed batch of outbox operations

@@ -88,7 +88,8 @@ async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Re
     }
 }
 
-fn no_content() -> Response {
+/// 204 without storing anything (no consent), never cached.
+pub(super) fn no_content() -> Response {
     let headers = worker::Headers::new();
     let _ = headers.set("cache-control", "no-store");
     Response::builder()

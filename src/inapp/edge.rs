@@ -6,7 +6,7 @@
 use wasm_bindgen::prelude::*;
 use worker::{Request, Response};
 
-use super::browser::{read_body, record_event};
+use super::browser::{etag_matches, read_body, record_event};
 use super::error::{json_response, EdgeError};
 use super::visit::{self, now_secs};
 use super::{limits, Edge};
@@ -48,13 +48,7 @@ async fn bundle(req: &Request, edge: &Edge) -> Result<Response, EdgeError> {
     let etag = format!("\"gist-{GIST_VERSION}\"");
     let _ = headers.set("etag", &etag);
     let _ = headers.set("content-type", "application/javascript; charset=utf-8");
-    let unchanged = req
-        .headers()
-        .get("if-none-match")
-        .ok()
-        .flatten()
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let status = if unchanged { 304 } else { 200 };
+    let status = if etag_matches(req, &etag) { 304 } else { 200 };
     let response: web_sys::Response = gist_response(status, headers.0)
         .await
         .dyn_into()
