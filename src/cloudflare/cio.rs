@@ -382,7 +382,7 @@ pub async fn answer_object(env: &Env, source: &Source, ack: &Ack) -> Result<(), 
 // ---------------------------------------------------- the stats object ----
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum StatsCall {
     /// An object queued a message: `n` operations new to the queue;
     /// `pending` rows wait in its outbox, the oldest written at `oldest`.

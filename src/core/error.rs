@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 /// Serializable, so it crosses the Durable Object boundary as itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Error {
     /// 400: the input is malformed or breaks a rule.
     #[error("{message}")]

@@ -39,7 +39,7 @@ impl From<serde_json::Error> for StoreError {
 // ---- identity index: one object per identifier value ----
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum IndexCall {
     Get,
     /// Own the value for `cio_id` unless someone already does.
@@ -67,7 +67,7 @@ pub struct IndexReply {
 // ---- person: one object per cio_id ----
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum PersonCall {
     Identify(IdentifyCall),
     Track {
@@ -134,7 +134,7 @@ pub struct IdentifyCall {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum PersonReply {
     Identified(IdentifyReply),
     Tracked,
@@ -157,7 +157,7 @@ pub enum PersonReply {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum IdentifyReply {
     Done {
         person: Box<PersonView>,
@@ -237,7 +237,7 @@ pub struct PersonDump {
 // ---- visitor: one object per anonymous id ----
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum VisitorCall {
     Record {
         event: Event,
@@ -268,7 +268,7 @@ pub enum VisitorCall {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum VisitorReply {
     /// `merged_into` set: the visitor was already merged, the event was not
     /// stored here and belongs to that person.
