@@ -48,19 +48,17 @@ async function forward(request, env, ctx, text, body) {
   } catch (e) {
     return rust.bad_gateway(text, e?.name === "TimeoutError", String(e));
   }
-  const response = new Response(fetched.body, fetched);
   // Response headers the plan names are the origin's word to the edge (an
   // identify, a reset): stripped, and handed to Rust when present.
-  let seen = false;
-  const values = watch.map((name) => {
-    const value = response.headers.get(name);
-    if (value !== null) {
-      seen = true;
-      response.headers.delete(name);
-    }
-    return value ?? undefined;
-  });
+  const values = watch.map((name) => fetched.headers.get(name) ?? undefined);
+  const seen = values.some((value) => value !== undefined);
+  const snippet = plan.snippet;
+  // Nothing to change: the origin's answer goes out as it came, without a
+  // copy of its headers (most page views of a returning visitor).
+  if (!seen && cookies.length === 0 && snippet === null) return fetched;
+  const response = new Response(fetched.body, fetched);
   if (seen) {
+    for (const name of watch) response.headers.delete(name);
     try {
       cookies = await rust.handle(request, env, ctx, [text, ...values]);
     } catch (e) {
@@ -68,7 +66,6 @@ async function forward(request, env, ctx, text, body) {
     }
   }
   for (const cookie of cookies) response.headers.append("set-cookie", cookie);
-  const snippet = plan.snippet;
   if (snippet !== null && rust.injects(fetched.status, fetched.headers.get("content-type"))) {
     response.headers.delete("content-length");
     return inject(response, snippet);

@@ -53,7 +53,7 @@ fi
 # workerd imports a compiled module, not a source-phase import.
 sed -i 's/import source /import /' "$out/index.js"
 minify=--minify
-[ "$profile" = release ] || minify=
+[ "$profile" = release ] && [ -z "${CIO_KEEP_NAMES:-}" ] || minify=
 # The Data Pipelines SDK's files, as strings for js/cdp.mjs; the in-app SDK
 # (js/gist.mjs) as text: both beside the wasm, not in it.
 node scripts/cdp-sdk.mjs build/cdp-sdk.mjs

@@ -213,6 +213,13 @@ test("an origin that sends no headers within ORIGIN_TIMEOUT_MS: 502; a slow body
   const slow = await impatient.fetch("/slow"); // headers at once, body over 400 ms
   assert.equal(slow.status, 200);
   assert.equal(await slow.text(), "chunk1\nchunk2\nchunk3\n");
+  // A returning visitor's page goes out as the origin sent it: the timeout
+  // still does not cut its body.
+  const cookie = `_cioanonid=${crypto.randomUUID()}`;
+  const passed = await impatient.fetch("/slow", { headers: { cookie } });
+  assert.equal(passed.status, 200);
+  assert.equal(anonCookies(passed).length, 0);
+  assert.equal(await passed.text(), "chunk1\nchunk2\nchunk3\n");
 });
 
 test("invalid settings: every request answers 500 naming the setting", async () => {
