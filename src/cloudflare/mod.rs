@@ -68,50 +68,50 @@ pub fn alarm_failed(e: crate::identity::StoreError) -> worker::Error {
     worker::Error::RustError("retention alarm failed".into())
 }
 
-/// Background work handed to the runtime, so it outlives the answer.
-pub struct WaitUntil<'a>(pub &'a Context);
+/// Where the store's background work goes: handed to the runtime
+/// (`wait_until`) so it outlives the answer, or, for an operation that is
+/// itself off the response path (inside `wait_until`, or a stream), queued
+/// and run after it by [`finish`]. One type for both, so the store's code is
+/// compiled once.
+pub enum Spawn<'a> {
+    WaitUntil(&'a Context),
+    After(std::cell::RefCell<Vec<Task>>),
+}
 
-impl Background for WaitUntil<'_> {
+impl Background for Spawn<'_> {
     fn spawn(&self, task: Task) {
-        self.0.wait_until(task);
+        match self {
+            Spawn::WaitUntil(ctx) => ctx.wait_until(task),
+            Spawn::After(queued) => queued.borrow_mut().push(task),
+        }
     }
 }
 
 /// The identity store as the worker runs it.
-pub type EdgeStore<'a> = Store<objects::DoObjects, cache::KvCache, WaitUntil<'a>>;
+pub type EdgeStore<'a> = Store<objects::DoObjects, cache::KvCache, Spawn<'a>>;
 
 pub fn edge_store<'a>(env: &Env, ctx: &'a Context) -> EdgeStore<'a> {
     Store {
         objects: objects::DoObjects::new(env.clone()),
         cache: cache::KvCache::new(env),
-        background: WaitUntil(ctx),
+        background: Spawn::WaitUntil(ctx),
     }
 }
 
-/// Background work for an operation that is itself off the response path
-/// (inside `wait_until`, or a stream): queued, then run after it by `finish`.
-#[derive(Default)]
-pub struct After(std::cell::RefCell<Vec<Task>>);
-
-impl Background for After {
-    fn spawn(&self, task: Task) {
-        self.0.borrow_mut().push(task);
-    }
-}
-
-pub type DetachedStore = Store<objects::DoObjects, cache::KvCache, After>;
+pub type DetachedStore = EdgeStore<'static>;
 
 /// A store for work already off the response path.
 pub fn detached_store(env: &Env) -> DetachedStore {
     Store {
         objects: objects::DoObjects::new(env.clone()),
         cache: cache::KvCache::new(env),
-        background: After::default(),
+        background: Spawn::After(Default::default()),
     }
 }
 
 /// Runs what the store queued.
 pub async fn finish(store: DetachedStore) {
-    let tasks: Vec<Task> = store.background.0.take();
-    futures_util::future::join_all(tasks).await;
+    if let Spawn::After(queued) = store.background {
+        futures_util::future::join_all(queued.take()).await;
+    }
 }
