@@ -13,7 +13,7 @@ use worker::{
 };
 
 use super::rpc::{call, read_call, reply, unavailable, SqlResult};
-use super::sql::table_exists;
+use super::sql::{rows, table_exists};
 use crate::cio::{
     dead_overflow, fit_message, jam, send_batches, Ack, DeadLetter, Envelope, OutboxState, Source,
     Step,
@@ -68,24 +68,6 @@ pub struct Outbox {
     source: Source,
 }
 
-#[derive(Deserialize)]
-struct OutboxRow {
-    seq: i64,
-    body: String,
-    #[serde(default)]
-    at: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct StateRow {
-    body: String,
-}
-
-#[derive(Deserialize)]
-struct CountRow {
-    n: i64,
-}
-
 /// The outbox's state, and whether the Forwarding object lists it as
 /// pending (it must be told once the outbox is empty again).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -134,13 +116,13 @@ impl Outbox {
     }
 
     fn load(&self, sql: &SqlStorage) -> Result<Kept, StoreError> {
-        let rows: Vec<StateRow> = sql
+        let rows: Vec<(String,)> = sql
             .exec("SELECT body FROM outbox_state WHERE k = 1", None)
-            .and_then(|c| c.to_array())
+            .and_then(rows)
             .or_unavailable()?;
         Ok(rows
             .first()
-            .and_then(|r| serde_json::from_str(&r.body).ok())
+            .and_then(|(body,)| serde_json::from_str(body).ok())
             .unwrap_or_default())
     }
 
@@ -154,11 +136,11 @@ impl Outbox {
     }
 
     fn count(&self, sql: &SqlStorage) -> Result<u64, StoreError> {
-        let rows: Vec<CountRow> = sql
-            .exec("SELECT COUNT(*) AS n FROM outbox", None)
-            .and_then(|c| c.to_array())
+        let rows: Vec<(i64,)> = sql
+            .exec("SELECT COUNT(*) FROM outbox", None)
+            .and_then(rows)
             .or_unavailable()?;
-        Ok(rows.first().map_or(0, |r| r.n.max(0) as u64))
+        Ok(rows.first().map_or(0, |&(n,)| n.max(0) as u64))
     }
 
     /// Appends an operation (part of the caller's synchronous step).
@@ -218,23 +200,23 @@ impl Outbox {
             return Ok("waiting");
         }
         loop {
-            let rows: Vec<OutboxRow> = sql
+            let rows: Vec<(i64, String, Option<i64>)> = sql
                 .exec(
                     "SELECT seq, body, at FROM outbox ORDER BY seq LIMIT ?",
                     vec![DRAIN_ROWS.into()],
                 )
-                .and_then(|c| c.to_array())
+                .and_then(rows)
                 .or_unavailable()?;
-            let Some(head) = rows.first() else {
+            let Some((_, _, at)) = rows.first() else {
                 if kept.listed {
                     self.unlist(state, env, sql, &mut kept).await;
                 }
                 return Ok("empty");
             };
-            let oldest = head.at.filter(|at| *at > 0).unwrap_or(now);
+            let oldest = at.filter(|at| *at > 0).unwrap_or(now);
             let parsed: Vec<(i64, Value)> = rows
                 .iter()
-                .map(|r| (r.seq, serde_json::from_str(&r.body).unwrap_or(Value::Null)))
+                .map(|(seq, body, _)| (*seq, serde_json::from_str(body).unwrap_or(Value::Null)))
                 .collect();
             let n = fit_message(&parsed, kept.state.attempt, Some(&self.source));
             if n == 0 {
@@ -508,30 +490,6 @@ pub struct Forwarding {
     sql: SqlStorage,
 }
 
-#[derive(Deserialize)]
-struct Counter {
-    k: String,
-    n: i64,
-}
-
-#[derive(Deserialize)]
-struct LastError {
-    message: String,
-    at: i64,
-}
-
-#[derive(Deserialize)]
-struct DeadRow {
-    seq: i64,
-    body: String,
-}
-
-#[derive(Deserialize)]
-struct Outstanding {
-    oldest: Option<i64>,
-    pending: Option<i64>,
-}
-
 impl Forwarding {
     fn add(&self, k: &str, n: i64) -> worker::Result<()> {
         self.sql.exec(
@@ -558,21 +516,18 @@ impl Forwarding {
     }
 
     fn count(&self, query: &str) -> worker::Result<i64> {
-        let rows: Vec<Counter> = self.sql.exec(query, None)?.to_array()?;
-        Ok(rows.first().map_or(0, |c| c.n))
+        let rows: Vec<(i64,)> = rows(self.sql.exec(query, None)?)?;
+        Ok(rows.first().map_or(0, |&(n,)| n))
     }
 
     fn dead_rows(&self, limit: u32, after: i64) -> worker::Result<Vec<(i64, DeadLetter)>> {
-        let rows: Vec<DeadRow> = self
-            .sql
-            .exec(
-                "SELECT seq, body FROM dead WHERE seq > ? ORDER BY seq LIMIT ?",
-                vec![after.into(), i64::from(limit).into()],
-            )?
-            .to_array()?;
+        let rows: Vec<(i64, String)> = rows(self.sql.exec(
+            "SELECT seq, body FROM dead WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![after.into(), i64::from(limit).into()],
+        )?)?;
         Ok(rows
             .into_iter()
-            .filter_map(|r| Some((r.seq, serde_json::from_str(&r.body).ok()?)))
+            .filter_map(|(seq, body)| Some((seq, serde_json::from_str(&body).ok()?)))
             .collect())
     }
 
@@ -630,7 +585,7 @@ impl Forwarding {
                     self.last_error(&letter.reason, letter.at)?;
                 }
                 // The table has a cap: the oldest letters go, and are counted.
-                let held = self.count("SELECT 'dead' AS k, COUNT(*) AS n FROM dead")?;
+                let held = self.count("SELECT COUNT(*) FROM dead")?;
                 let drop = dead_overflow(held.max(0) as u64);
                 if drop > 0 {
                     self.sql.exec(
@@ -642,27 +597,23 @@ impl Forwarding {
                 json!({})
             }
             StatsCall::Status { limit } => {
-                let counters: Vec<Counter> = self
-                    .sql
-                    .exec("SELECT k, n FROM counters", None)?
-                    .to_array()?;
-                let get = |k: &str| counters.iter().find(|c| c.k == k).map_or(0, |c| c.n);
-                let last: Vec<LastError> = self
-                    .sql
-                    .exec("SELECT message, at FROM last_error WHERE k = 1", None)?
-                    .to_array()?;
-                let outstanding: Vec<Outstanding> = self
-                    .sql
-                    .exec(
-                        "SELECT MIN(oldest) AS oldest, SUM(pending) AS pending FROM sources",
-                        None,
-                    )?
-                    .to_array()?;
-                let (oldest, in_outboxes) = outstanding
-                    .first()
-                    .map_or((None, 0), |o| (o.oldest, o.pending.unwrap_or(0)));
+                let counters: Vec<(String, i64)> =
+                    rows(self.sql.exec("SELECT k, n FROM counters", None)?)?;
+                let get = |k: &str| counters.iter().find(|c| c.0 == k).map_or(0, |c| c.1);
+                let last: Vec<(String, i64)> = rows(
+                    self.sql
+                        .exec("SELECT message, at FROM last_error WHERE k = 1", None)?,
+                )?;
+                let outstanding: Vec<(Option<i64>, Option<i64>)> = rows(
+                    self.sql
+                        .exec("SELECT MIN(oldest), SUM(pending) FROM sources", None)?,
+                )?;
+                let (oldest, in_outboxes) =
+                    outstanding.first().map_or((None, 0), |&(oldest, pending)| {
+                        (oldest, pending.unwrap_or(0))
+                    });
                 let (stuck, age) = jam(oldest, super::now_secs());
-                let held = self.count("SELECT 'dead' AS k, COUNT(*) AS n FROM dead")?;
+                let held = self.count("SELECT COUNT(*) FROM dead")?;
                 let dead: Vec<DeadLetter> = self
                     .dead_rows(limit, 0)?
                     .into_iter()
@@ -677,7 +628,7 @@ impl Forwarding {
                     "pending": in_outboxes.max(0) + get("replay_pending").max(0),
                     "stuck": stuck,
                     "oldest_pending_age": age,
-                    "last_error": last.first().map(|l| json!({"message": l.message, "at": l.at})),
+                    "last_error": last.first().map(|(message, at)| json!({"message": message, "at": at})),
                     "dead_letter_count": held,
                     "dead_letters_dropped": get("dead_letters_dropped"),
                     "dead_letters": dead,

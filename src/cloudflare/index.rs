@@ -3,11 +3,10 @@
 //! interleaving, so one value belongs to at most one person under any
 //! concurrency (docs/ARCHITECTURE.md, invariant 1).
 
-use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::rpc::{read_call, reply, SqlResult};
-use super::sql::LazyTables;
+use super::sql::{rows, LazyTables};
 use crate::identity::objects::{index_call, IndexTables};
 use crate::identity::StoreError;
 
@@ -24,22 +23,17 @@ const SCHEMA: &[(&str, &str)] = &[(
     "CREATE TABLE IF NOT EXISTS owner (k INTEGER PRIMARY KEY CHECK (k = 1), cio_id TEXT NOT NULL)",
 )];
 
-#[derive(Deserialize)]
-struct OwnerRow {
-    cio_id: String,
-}
-
 impl IndexTables for IdentityIndex {
     fn owner(&self) -> Result<Option<String>, StoreError> {
         if !self.tables.has("owner")? {
             return Ok(None);
         }
-        let rows: Vec<OwnerRow> = self
+        let rows: Vec<(String,)> = self
             .sql
             .exec("SELECT cio_id FROM owner WHERE k = 1", None)
-            .and_then(|c| c.to_array())
+            .and_then(rows)
             .or_unavailable()?;
-        Ok(rows.into_iter().next().map(|r| r.cio_id))
+        Ok(rows.into_iter().next().map(|(cio_id,)| cio_id))
     }
 
     fn set_owner(&self, cio_id: Option<&str>) -> Result<(), StoreError> {

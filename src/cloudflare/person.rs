@@ -4,13 +4,12 @@
 //! `identity::objects::person_call`; this is the SQLite side, and the one
 //! place its after-the-answer work is handed to `wait_until`.
 
-use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::cio::Outbox;
 use super::objects::DoObjects;
 use super::rpc::{read_call, reply, SqlResult};
-use super::sql::{self, bodies, LazyTables, SqlEvents};
+use super::sql::{self, bodies, rows, LazyTables, SqlEvents};
 use crate::core::profile::{Profile, Relationship};
 use crate::identity::objects::{person_call, FollowUp, PersonTables, Tombstone};
 use crate::identity::retention::{self, PersonClock, Retention};
@@ -42,11 +41,6 @@ pub struct Person {
     /// nothing on disk.
     tables: LazyTables,
     outbox: Outbox,
-}
-
-#[derive(Deserialize)]
-struct IdRow {
-    id: String,
 }
 
 impl Person {
@@ -128,25 +122,25 @@ impl PersonTables for Person {
         if !self.tables.has("anonymous_ids")? {
             return Ok(Vec::new());
         }
-        let rows: Vec<IdRow> = self
+        let rows: Vec<(String,)> = self
             .sql
             .exec("SELECT id FROM anonymous_ids ORDER BY id", None)
-            .and_then(|c| c.to_array())
+            .and_then(rows)
             .or_unavailable()?;
-        Ok(rows.into_iter().map(|r| r.id).collect())
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     fn has_anonymous_id(&self, anon_id: &str) -> Result<bool, StoreError> {
         if !self.tables.has("anonymous_ids")? {
             return Ok(false);
         }
-        let rows: Vec<IdRow> = self
+        let rows: Vec<(String,)> = self
             .sql
             .exec(
                 "SELECT id FROM anonymous_ids WHERE id = ?",
                 vec![anon_id.into()],
             )
-            .and_then(|c| c.to_array())
+            .and_then(rows)
             .or_unavailable()?;
         Ok(!rows.is_empty())
     }
@@ -165,13 +159,13 @@ impl PersonTables for Person {
         }
         // Stored order (seq) is the primary key: the scan stops at the
         // first browser event, and it never sorts the table.
-        let rows: Vec<IdRow> = self
+        let rows: Vec<(String,)> = self
             .sql
             .exec(
                 "DELETE FROM events WHERE seq = (SELECT seq FROM events WHERE substr(id, 1, 8) = 'browser:' ORDER BY seq LIMIT 1) RETURNING id",
                 None,
             )
-            .and_then(|c| c.to_array())
+            .and_then(rows)
             .or_unavailable()?;
         Ok(!rows.is_empty())
     }
@@ -231,7 +225,7 @@ impl PersonClock for Person {
         if !self.tables.has("events")? {
             return Ok(None);
         }
-        sql::first_n(&self.sql, "SELECT ts AS n FROM events ORDER BY ts LIMIT 1")
+        sql::first_n(&self.sql, "SELECT ts FROM events ORDER BY ts LIMIT 1")
     }
 }
 

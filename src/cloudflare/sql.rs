@@ -1,7 +1,6 @@
 //! Small SQLite helpers shared by the objects.
 
-use serde::Deserialize;
-use worker::SqlStorage;
+use worker::{SqlCursor, SqlStorage, SqlStorageValue};
 
 use super::rpc::SqlResult;
 use crate::core::event::Event;
@@ -9,23 +8,93 @@ use crate::identity::objects::EventTable;
 use crate::identity::wire::Position;
 use crate::identity::StoreError;
 
-#[derive(Deserialize)]
-struct NameRow {
-    name: String,
+/// One column of a row read by [`rows`], taken out of it: `None` for a
+/// value of another type.
+pub trait Column: Sized {
+    fn column(value: &mut SqlStorageValue) -> Option<Self>;
 }
 
-#[derive(Deserialize)]
-pub struct BodyRow {
-    pub body: String,
+impl Column for i64 {
+    fn column(value: &mut SqlStorageValue) -> Option<Self> {
+        match *value {
+            SqlStorageValue::Integer(n) => Some(n),
+            // A whole number beyond JavaScript's safe integers comes as a float.
+            SqlStorageValue::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Some(f as i64),
+            _ => None,
+        }
+    }
+}
+
+impl Column for String {
+    fn column(value: &mut SqlStorageValue) -> Option<Self> {
+        match value {
+            SqlStorageValue::String(s) => Some(std::mem::take(s)),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Column> Column for Option<T> {
+    fn column(value: &mut SqlStorageValue) -> Option<Self> {
+        match value {
+            SqlStorageValue::Null => Some(None),
+            value => T::column(value).map(Some),
+        }
+    }
+}
+
+/// A row read by [`rows`]: a tuple, one [`Column`] per selected column.
+pub trait Row: Sized {
+    fn row(values: &mut [SqlStorageValue]) -> Option<Self>;
+}
+
+macro_rules! row {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: Column),+> Row for ($($t,)+) {
+            fn row(values: &mut [SqlStorageValue]) -> Option<Self> {
+                match values {
+                    [$($i),+] => Some(($($t::column($i)?,)+)),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+row!(A a);
+row!(A a, B b);
+row!(A a, B b, C c);
+row!(A a, B b, C c, D d);
+
+/// A cursor's rows, their columns in the order the query selects them. One
+/// reader for every row: `to_array` compiled a serde deserializer per row
+/// struct into the wasm, and the loop here is not generic either.
+pub fn rows<R: Row>(cursor: SqlCursor) -> worker::Result<Vec<R>> {
+    let mut out = Vec::new();
+    each_row(cursor, &mut |values| {
+        out.push(R::row(values)?);
+        Some(())
+    })?;
+    Ok(out)
+}
+
+fn each_row(
+    cursor: SqlCursor,
+    row: &mut dyn FnMut(&mut [SqlStorageValue]) -> Option<()>,
+) -> worker::Result<()> {
+    for values in cursor.raw() {
+        row(&mut values?).ok_or_else(|| worker::Error::from("a SQL row of other columns"))?;
+    }
+    Ok(())
 }
 
 pub fn table_exists(sql: &SqlStorage, table: &str) -> Result<bool, StoreError> {
-    let rows: Vec<NameRow> = sql
+    let rows: Vec<(String,)> = sql
         .exec(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
             vec![table.into()],
         )
-        .and_then(|c| c.to_array())
+        .and_then(rows)
         .or_unavailable()?;
     Ok(!rows.is_empty())
 }
@@ -36,12 +105,12 @@ pub fn bodies<T: serde::de::DeserializeOwned>(
     query: &str,
     params: Vec<worker::SqlStorageValue>,
 ) -> Result<Vec<T>, StoreError> {
-    let rows: Vec<BodyRow> = sql
+    let rows: Vec<(String,)> = sql
         .exec(query, Some(params).filter(|p| !p.is_empty()))
-        .and_then(|c| c.to_array())
+        .and_then(rows)
         .or_unavailable()?;
     rows.iter()
-        .map(|r| serde_json::from_str(&r.body).map_err(StoreError::from))
+        .map(|(body,)| serde_json::from_str(body).map_err(StoreError::from))
         .collect()
 }
 
@@ -56,29 +125,14 @@ pub fn insert_event(sql: &SqlStorage, event: &Event) -> Result<(), StoreError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct EventRow {
-    seq: i64,
-    ts: i64,
-    body: String,
-}
-
-#[derive(Deserialize)]
-struct CountRow {
-    n: i64,
-}
-
 fn event_rows(
     sql: &SqlStorage,
     query: &str,
     params: Vec<worker::SqlStorageValue>,
 ) -> Result<Vec<(Event, i64, i64)>, StoreError> {
-    let rows: Vec<EventRow> = sql
-        .exec(query, params)
-        .and_then(|c| c.to_array())
-        .or_unavailable()?;
+    let rows: Vec<(i64, i64, String)> = sql.exec(query, params).and_then(rows).or_unavailable()?;
     rows.into_iter()
-        .map(|r| Ok((serde_json::from_str(&r.body)?, r.ts, r.seq)))
+        .map(|(seq, ts, body)| Ok((serde_json::from_str(&body)?, ts, seq)))
         .collect()
 }
 
@@ -121,31 +175,25 @@ pub fn events_asc(
 }
 
 pub fn has_event(sql: &SqlStorage, id: &str) -> Result<bool, StoreError> {
-    let rows: Vec<CountRow> = sql
-        .exec(
-            "SELECT count(*) AS n FROM events WHERE id = ?",
-            vec![id.into()],
-        )
-        .and_then(|c| c.to_array())
+    let rows: Vec<(i64,)> = sql
+        .exec("SELECT count(*) FROM events WHERE id = ?", vec![id.into()])
+        .and_then(rows)
         .or_unavailable()?;
-    Ok(rows.first().is_some_and(|r| r.n > 0))
+    Ok(rows.first().is_some_and(|&(n,)| n > 0))
 }
 
-/// The first row's `n` of a query that selects one integer `AS n`.
+/// The first row's integer of a query that selects one.
 pub fn first_n(sql: &SqlStorage, query: &str) -> Result<Option<i64>, StoreError> {
-    let rows: Vec<CountRow> = sql
-        .exec(query, None)
-        .and_then(|c| c.to_array())
-        .or_unavailable()?;
-    Ok(rows.first().map(|r| r.n))
+    let rows: Vec<(i64,)> = sql.exec(query, None).and_then(rows).or_unavailable()?;
+    Ok(rows.first().map(|&(n,)| n))
 }
 
 pub fn event_count(sql: &SqlStorage) -> Result<u64, StoreError> {
-    let rows: Vec<CountRow> = sql
-        .exec("SELECT count(*) AS n FROM events", None)
-        .and_then(|c| c.to_array())
+    let rows: Vec<(i64,)> = sql
+        .exec("SELECT count(*) FROM events", None)
+        .and_then(rows)
         .or_unavailable()?;
-    Ok(rows.first().map_or(0, |r| r.n.max(0) as u64))
+    Ok(rows.first().map_or(0, |&(n,)| n.max(0) as u64))
 }
 
 /// An object's tables, each created by the first write to it, so that asking
@@ -174,16 +222,16 @@ impl LazyTables {
     fn present(&self) -> Result<std::cell::RefMut<'_, Vec<&'static str>>, StoreError> {
         let mut present = self.present.borrow_mut();
         if present.is_none() {
-            let rows: Vec<NameRow> = self
+            let rows: Vec<(String,)> = self
                 .sql
                 .exec("SELECT name FROM sqlite_master WHERE type = 'table'", None)
-                .and_then(|c| c.to_array())
+                .and_then(rows)
                 .or_unavailable()?;
             let names = self
                 .schema
                 .iter()
                 .map(|(name, _)| *name)
-                .filter(|name| rows.iter().any(|r| r.name == *name))
+                .filter(|name| rows.iter().any(|(r,)| r == name))
                 .collect();
             *present = Some(names);
         }
@@ -251,7 +299,7 @@ impl EventTable for LazyTables {
         }
         let span = first_n(
             &self.sql,
-            "SELECT coalesce((SELECT seq FROM events ORDER BY seq DESC LIMIT 1) - (SELECT seq FROM events ORDER BY seq LIMIT 1) + 1, 0) AS n",
+            "SELECT coalesce((SELECT seq FROM events ORDER BY seq DESC LIMIT 1) - (SELECT seq FROM events ORDER BY seq LIMIT 1) + 1, 0)",
         )?
         .unwrap_or(0);
         if span.max(0).unsigned_abs() < n {

@@ -3,12 +3,11 @@
 //! person instead of being stranded. Its rules live in
 //! `identity::objects::visitor_call`; this is the SQLite side.
 
-use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::cio::Outbox;
 use super::rpc::{read_call, reply, SqlResult};
-use super::sql::{self, LazyTables, SqlEvents};
+use super::sql::{self, rows, LazyTables, SqlEvents};
 use crate::identity::objects::{visitor_call, VisitorTables};
 use crate::identity::retention::{self, Retention, VisitorClock};
 use crate::identity::StoreError;
@@ -31,11 +30,6 @@ pub struct Visitor {
     tables: LazyTables,
 }
 
-#[derive(Deserialize)]
-struct MarkerRow {
-    merged_into: String,
-}
-
 impl SqlEvents for Visitor {
     fn tables(&self) -> &LazyTables {
         &self.tables
@@ -47,12 +41,12 @@ impl VisitorTables for Visitor {
         if !self.tables.has("marker")? {
             return Ok(None);
         }
-        let rows: Vec<MarkerRow> = self
+        let rows: Vec<(String,)> = self
             .sql
             .exec("SELECT merged_into FROM marker WHERE k = 1", None)
-            .and_then(|c| c.to_array())
+            .and_then(rows)
             .or_unavailable()?;
-        Ok(rows.into_iter().next().map(|r| r.merged_into))
+        Ok(rows.into_iter().next().map(|(cio_id,)| cio_id))
     }
 
     fn set_merged_into(&self, cio_id: Option<&str>) -> Result<(), StoreError> {
@@ -84,7 +78,7 @@ impl VisitorTables for Visitor {
         if !sql::table_exists(&self.sql, "expired")? {
             return Ok(None);
         }
-        sql::first_n(&self.sql, "SELECT last AS n FROM expired WHERE k = 1")
+        sql::first_n(&self.sql, "SELECT last FROM expired WHERE k = 1")
     }
 
     fn forwarding(&self) -> bool {
@@ -101,7 +95,7 @@ impl VisitorClock for Visitor {
         if !self.tables.has("touched")? {
             return Ok(None);
         }
-        sql::first_n(&self.sql, "SELECT at AS n FROM touched WHERE k = 1")
+        sql::first_n(&self.sql, "SELECT at FROM touched WHERE k = 1")
     }
 
     fn touch(&self, now: i64) -> Result<(), StoreError> {
