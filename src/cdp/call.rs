@@ -352,7 +352,7 @@ fn event(
         use_array_params: ctx.use_array_params,
         from_browser: true,
     };
-    let mut event = parse_event(&classic, &ectx, || new_id()).map_err(|e| {
+    let mut event = parse_event(&classic, &ectx, new_id).map_err(|e| {
         rename(e, &|field| match field {
             "name" => "event".into(),
             "data" => "properties".into(),

@@ -299,6 +299,12 @@ pub struct VisitorActivity {
     pub next: Option<Position>,
 }
 
+/// An answer of the wrong kind: a bug between client and object, never the
+/// client's fault.
+pub fn unexpected(what: &str) -> StoreError {
+    StoreError::unavailable(format!("unexpected reply to {what}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,10 +321,4 @@ mod tests {
             assert_eq!(err.field(), Some("cursor"), "{bad:?}");
         }
     }
-}
-
-/// An answer of the wrong kind: a bug between client and object, never the
-/// client's fault.
-pub fn unexpected(what: &str) -> StoreError {
-    StoreError::unavailable(format!("unexpected reply to {what}"))
 }
