@@ -237,7 +237,8 @@ async function until(test, ms = 30000) {
   }
 }
 
-/// The identify of a new person, one object call at a time, each straight to
+/// The identify of a new person, one object call at a time (the calls in
+/// their wire form, src/identity/wire.rs: externally tagged JSON), each straight to
 /// its object through bench/counting.mjs: CPU and counts per step. The
 /// steps are what `Store::identify` sends (docs/ARCHITECTURE.md): the index
 /// claim, the person's identify (creating it), inside it the visitor's
@@ -247,24 +248,24 @@ async function identifySplit(w, n = 40) {
   const call = async (binding, name, body) => {
     const res = await fetch(`${w.url}/__bench/object`, { method: "POST", body: JSON.stringify({ binding, name, call: body }) });
     const text = await res.text();
-    if (res.status !== 200 || !text.startsWith('{"Ok"')) throw new Error(`${binding} ${body.op}: ${res.status} ${text.slice(0, 200)}`);
+    if (res.status !== 200 || !text.startsWith('{"Ok"')) throw new Error(`${binding} ${JSON.stringify(body).slice(0, 40)}: ${res.status} ${text.slice(0, 200)}`);
   };
   const now = Math.floor(Date.now() / 1000);
   const cio = (i) => `split${tag}${String(i).padStart(6, "0")}`;
   const anon = (i) => `00000000-0000-4000-9${tag.slice(-3)}-${String(i).padStart(12, "0")}`;
   const update = (i) => ({ id: `split-${tag}-${i}`, email: null, created_at: null, attributes: { plan: "bench" }, relationships: null });
   const steps = [
-    ["index: look up an unknown value (a new object, nothing written)", (i) => call("IDENTITY_INDEX", `id:nobody-${tag}-${i}`, { op: "get" })],
-    ["index: claim a new value (a new object, its table created)", (i) => call("IDENTITY_INDEX", `id:split-${tag}-${i}`, { op: "claim", cio_id: cio(i) })],
-    ["visitor: merge a new visitor (a new object, its tables created)", (i) => call("VISITOR", anon(i), { op: "merge", cio_id: cio(i), after: null })],
+    ["index: look up an unknown value (a new object, nothing written)", (i) => call("IDENTITY_INDEX", `id:nobody-${tag}-${i}`, "get")],
+    ["index: claim a new value (a new object, its table created)", (i) => call("IDENTITY_INDEX", `id:split-${tag}-${i}`, { claim: { cio_id: cio(i) } })],
+    ["visitor: merge a new visitor (a new object, its tables created)", (i) => call("VISITOR", anon(i), { merge: { cio_id: cio(i), after: null } })],
     [
       "person: identify, creating it (a new object, its tables created; no visitor)",
-      (i) => call("PERSON", cio(i), { op: "identify", cio_id: cio(i), update: update(i), create: true, email_claimed: false, anonymous_id: null, now }),
+      (i) => call("PERSON", cio(i), { identify: { cio_id: cio(i), update: update(i), create: true, email_claimed: false, anonymous_id: null, now } }),
     ],
-    ["visitor: acknowledge the merge (after the answer)", (i) => call("VISITOR", anon(i), { op: "ack", cio_id: cio(i) })],
+    ["visitor: acknowledge the merge (after the answer)", (i) => call("VISITOR", anon(i), { ack: { cio_id: cio(i) } })],
     [
       "person: identify again, changing an attribute (existing object)",
-      (i) => call("PERSON", cio(i), { op: "identify", cio_id: cio(i), update: { ...update(i), attributes: { plan: "again" } }, create: false, email_claimed: false, anonymous_id: null, now }),
+      (i) => call("PERSON", cio(i), { identify: { cio_id: cio(i), update: { ...update(i), attributes: { plan: "again" } }, create: false, email_claimed: false, anonymous_id: null, now } }),
     ],
   ];
   const out = [];
@@ -283,33 +284,46 @@ async function identifySplit(w, n = 40) {
 /// plain JS that answer at once, under the same Miniflare. A call to a warm
 /// object, to a new one, and to a new one that creates a table and writes a
 /// row (what any first write to a SQLite object does).
-async function runtimeFloor(n = 40) {
+async function runtimeFloor(n = 200) {
   const script = `
 export class Obj {
   constructor(state) { this.sql = state.storage.sql; }
   async fetch(req) {
-    if ((await req.text()) === "write") {
+    const body = await req.text();
+    if (body === "write" || body === "rw") {
       this.sql.exec("CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
       this.sql.exec("INSERT OR REPLACE INTO t (k, v) VALUES (1, 'x')");
     }
+    if (body === "rw") for (let i = 0; i < 5; i++) this.sql.exec("SELECT v FROM t WHERE k = 1").toArray();
     return new Response('{"Ok":{}}');
   }
 }
 export default {
   async fetch(req, env) {
     const u = new URL(req.url);
+    const kv = u.searchParams.get("kv");
+    if (kv === "none") return new Response("{}");
+    if (kv === "get") return new Response((await env.KV.get("k")) ?? "{}");
+    if (kv === "put") {
+      await env.KV.put("k", JSON.stringify({ id: u.searchParams.get("name"), at: Date.now() }));
+      return new Response("{}");
+    }
     const stub = env.OBJ.get(env.OBJ.idFromName(u.searchParams.get("name")));
     return stub.fetch("https://do/call", { method: "POST", body: u.searchParams.get("body") ?? "" });
   },
 };`;
   const known = workerdPids();
-  const mf = new Miniflare({ modules: true, script, compatibilityDate: "2026-04-01", durableObjects: { OBJ: { className: "Obj", useSQLite: true } }, host: "127.0.0.1", port: 0 });
+  const mf = new Miniflare({ modules: true, script, compatibilityDate: "2026-04-01", durableObjects: { OBJ: { className: "Obj", useSQLite: true } }, kvNamespaces: ["KV"], host: "127.0.0.1", port: 0 });
   try {
     const url = (await mf.ready).toString().replace(/\/$/, "");
     const pid = [...workerdPids()].find((p) => !known.has(p));
     const tag = Date.now();
     const cases = [
+      ["runtime floor: a JS worker that answers at once", () => "kv=none"],
+      ["runtime floor: a JS worker reading one KV key", () => "kv=get"],
+      ["runtime floor: a JS worker writing one KV key", (i) => `kv=put&name=${i}`],
       ["runtime floor: a JS worker calling a warm JS object", () => "name=warm"],
+      ["runtime floor: ... a warm JS object reading 5 rows and writing 1", () => "name=warm&body=rw"],
       ["runtime floor: a JS worker calling a new JS object", (i) => `name=new-${tag}-${i}`],
       ["runtime floor: ... a new JS object creating a table and writing a row", (i) => `name=write-${tag}-${i}&body=write`],
     ];
@@ -391,7 +405,7 @@ export async function cost({ log = console.log } = {}) {
     await origin.close();
   }
   print(results, split, log);
-  return { scenarios: results, identify_split: split, visitors: visitors(results), prices: PRICES };
+  return { scenarios: results, identify_split: split, runtime_floors: runtimeFloors(results, split), visitors: visitors(results), prices: PRICES };
 }
 
 const f = (n, d = 2) => (Number.isFinite(n) ? (Math.abs(n) < 0.005 && n !== 0 ? n.toExponential(1) : n.toFixed(d)) : "-");
@@ -414,8 +428,37 @@ function print(results, split, log) {
   log("| step | CPU ms | rows read | rows written |");
   log("|---|---|---|---|");
   for (const s of split) log(`| ${s.name} | ${f(s.cpu_ms, 2)} | ${s.rows_read === undefined ? "-" : f(s.rows_read)} | ${s.rows_written === undefined ? "-" : f(s.rows_written)} |`);
+  const floors = runtimeFloors(results, split);
+  if (floors.length) {
+    log("\nThe runtime floor for the same I/O (the floor rows above: a JS worker and JS objects doing the same number of KV reads and writes, object calls and new objects), against cio-edge's CPU\n");
+    log("| scenario | floor CPU ms | cio-edge CPU ms |");
+    log("|---|---|---|");
+    for (const x of floors) log(`| ${x.name} | ${f(x.floor, 2)} | ${f(x.cpu, 2)} |`);
+  }
   const v = visitors(results);
   log(`\nOne million visitors, ten page views (one first visit, nine returning) and two anonymous events each: $${f(v.off)}; with forwarding on: $${f(v.on)} (marginal list prices, before the plan's included usage)`);
+}
+
+/// What a JS worker with JS objects would spend on a scenario's counted I/O:
+/// the request, each KV read and write, each object call (new objects: one
+/// per identifier, person and visitor a new person brings).
+export function runtimeFloors(results, split) {
+  const at = (name) => split.find((s) => s.name === `runtime floor: ${name}`)?.cpu_ms;
+  const answer = at("a JS worker that answers at once");
+  const kvRead = at("a JS worker reading one KV key") - answer;
+  const kvWrite = at("a JS worker writing one KV key") - answer;
+  const warm = at("a JS worker calling a warm JS object") - answer;
+  const fresh = at("... a new JS object creating a table and writing a row") - answer;
+  if (![answer, kvRead, kvWrite, warm, fresh].every(Number.isFinite)) return [];
+  const newObjects = { "identify, new person": 3 };
+  return ["identify, new person", "identify, existing person", "browser track, identified"]
+    .filter((name) => results[name])
+    .map((name) => {
+      const c = results[name];
+      const fresh_n = newObjects[name] ?? 0;
+      const floor = answer + c.kv_reads * kvRead + (c.kv_writes + c.kv_deletes) * kvWrite + fresh_n * fresh + (c.do_requests - fresh_n) * warm;
+      return { name, floor, cpu: c.cpu_ms };
+    });
 }
 
 /// One million visitors with ten page views and two events each.

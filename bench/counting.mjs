@@ -157,7 +157,7 @@ export default {
     }
     if (new URL(request.url).pathname === "/__bench/object") {
       // One call straight to one object, as the worker's client sends it
-      // (src/store/rpc.rs), for the identify split per object.
+      // (src/cloudflare/rpc.rs), for the identify split per object.
       const { binding, name, call } = await request.json();
       const ns = env[binding];
       return ns.get(ns.idFromName(name)).fetch("https://do/call", {
