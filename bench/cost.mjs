@@ -164,16 +164,16 @@ const post = (w, p, body, cookie, headers = {}) =>
 const SCENARIOS = [
   { name: "page view, returning visitor", n: 200, req: (w) => send(w, "/", { headers: { cookie: `_cioanonid=${anonOf(1)}` } }) },
   { name: "page view, first visit", n: 200, req: (w) => send(w, "/") },
-  { name: "browser track, anonymous", n: 100, req: (w, i, run) => post(w, "/_cio/track", { name: "bench", data: { i } }, `_cioanonid=${anonOf(1000 + (i % 10))}`) },
+  { name: "browser track, anonymous", n: 400, req: (w, i, run) => post(w, "/_cio/track", { name: "bench", data: { i } }, `_cioanonid=${anonOf(1000 + (i % 10))}`) },
   {
     name: "browser track, identified",
-    n: 100,
+    n: 400,
     req: (w, i) => post(w, "/_cio/track", { name: "bench", data: { i } }, `_cioanonid=${anonOf(i % POOL)}; _cioid=bench-user-${i % POOL}`),
   },
   { name: "identify, new person", n: 40, req: (w, i, run) => post(w, "/_cio/identify", { id: `new-${run}-${i}`, plan: "bench" }, `_cioanonid=${freshAnon()}`) },
   {
     name: "identify, existing person",
-    n: 100,
+    n: 400,
     req: (w, i) => post(w, "/_cio/identify", { id: `bench-user-${i % POOL}`, plan: "bench" }, `_cioanonid=${anonOf(i % POOL)}`),
   },
   { name: "link click (_cio_id), person cached", n: 100, req: (w, i) => send(w, `/?_cio_id=${w.cioIds[i % POOL]}`) },

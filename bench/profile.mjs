@@ -1,4 +1,4 @@
-// `node bench/profile.mjs [returning|first|identified|inject] [edge|js]`: a
+// `node bench/profile.mjs [returning|first|identified|inject|track] [edge|js]`: a
 // V8 CPU profile of one worker under wrk load, through workerd's inspector;
 // prints the functions with the most self time. Where a page request's CPU
 // goes, for the bench's figures.
@@ -64,9 +64,16 @@ try {
   await send("Profiler.enable");
   await send("Profiler.setSamplingInterval", { interval: 50 });
   await send("Profiler.start");
-  const cookie = { returning: `_cioanonid=${ANON}`, inject: `_cioanonid=${ANON}`, identified: `_cioanonid=${ANON}; _cioid=bench-user-1` }[scenario];
+  const cookie = { returning: `_cioanonid=${ANON}`, inject: `_cioanonid=${ANON}`, identified: `_cioanonid=${ANON}; _cioid=bench-user-1`, track: `_cioanonid=${ANON}; _cioid=bench-user-1` }[scenario];
   const dir = mkdtempSync(path.join(tmpdir(), "prof-"));
-  writeFileSync(path.join(dir, "s.lua"), cookie ? `wrk.headers["cookie"] = ${JSON.stringify(cookie)}` : "");
+  let lua = cookie ? `wrk.headers["cookie"] = ${JSON.stringify(cookie)}\n` : "";
+  if (scenario === "track") {
+    // An identified browser's event: the person exists (made here first).
+    const made = await fetch(`${url}/_cio/identify`, { method: "POST", headers: { cookie: `_cioanonid=${ANON}` }, body: '{"id":"bench-user-1"}' });
+    if (made.status !== 200) throw new Error(`identify answered ${made.status}`);
+    lua += `wrk.method = "POST"\nwrk.path = "/_cio/track"\nwrk.body = '{"name":"bench","data":{"n":1}}'\nwrk.headers["content-type"] = "application/json"\n`;
+  }
+  writeFileSync(path.join(dir, "s.lua"), lua);
   const out = execFileSync("wrk", ["-t2", "-c16", `-d${SECONDS}s`, "-s", path.join(dir, "s.lua"), url], { encoding: "utf8" });
   const requests = Number(out.match(/(\d+) requests in/)[1]);
   const { profile } = await send("Profiler.stop");

@@ -353,11 +353,7 @@ pub async fn answer_object(env: &Env, source: &Source, ack: &Ack) -> Result<(), 
             source.ns
         )));
     }
-    let namespace = env.durable_object(&source.ns).map_err(unavailable)?;
-    let stub = namespace
-        .id_from_string(&source.id)
-        .and_then(|id| id.get_stub())
-        .map_err(unavailable)?;
+    let stub = super::rpc::stub(env, &source.ns, super::rpc::ObjectName::Id(&source.id))?;
     super::rpc::post(&stub, ANSWER_PATH, &source.ns, ack).await
 }
 

@@ -5,12 +5,59 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use worker::{Env, Request, Response};
 
 use crate::identity::StoreError;
 
 pub fn unavailable(e: worker::Error) -> StoreError {
     StoreError::unavailable(e.to_string())
+}
+
+fn js_unavailable(e: JsValue) -> StoreError {
+    unavailable(worker::Error::from(e))
+}
+
+// The runtime's Durable Object namespace and stub, bound directly: a call is
+// one `stub.fetch(url, init)` and one `response.text()`, without the `worker`
+// crate's Request and Response wrappers (each reads `cf` and the headers, and
+// its body is read through a stream reader), which cost more CPU per call
+// than the object's own work on a track.
+#[wasm_bindgen]
+extern "C" {
+    type Namespace;
+    #[wasm_bindgen(method, catch, js_name = idFromName)]
+    fn id_from_name(this: &Namespace, name: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = idFromString)]
+    fn id_from_string(this: &Namespace, id: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn get(this: &Namespace, id: &JsValue) -> Result<ObjectStub, JsValue>;
+
+    pub type ObjectStub;
+    #[wasm_bindgen(method, catch)]
+    fn fetch(this: &ObjectStub, url: &str, init: &web_sys::RequestInit) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// Which object of a namespace: by name, or by the id string the runtime gave.
+pub enum ObjectName<'a> {
+    Named(&'a str),
+    Id(&'a str),
+}
+
+/// The stub of one object in the namespace bound as `binding`.
+pub fn stub(env: &Env, binding: &str, name: ObjectName<'_>) -> Result<ObjectStub, StoreError> {
+    let namespace: Namespace = js_sys::Reflect::get(env, &JsValue::from_str(binding))
+        .ok()
+        .filter(|ns| ns.is_object())
+        .ok_or_else(|| StoreError::unavailable(format!("no binding {binding}")))?
+        .unchecked_into();
+    let id = match name {
+        ObjectName::Named(name) => namespace.id_from_name(name),
+        ObjectName::Id(id) => namespace.id_from_string(id),
+    }
+    .map_err(js_unavailable)?;
+    namespace.get(&id).map_err(js_unavailable)
 }
 
 /// Sends `call` to the object named `name` in the namespace bound as `binding`.
@@ -20,38 +67,41 @@ pub async fn call<Call: Serialize, Reply: DeserializeOwned>(
     name: &str,
     call: &Call,
 ) -> Result<Reply, StoreError> {
-    let namespace = env.durable_object(binding).map_err(unavailable)?;
-    let stub = namespace
-        .id_from_name(name)
-        .and_then(|id| id.get_stub())
-        .map_err(unavailable)?;
+    let stub = stub(env, binding, ObjectName::Named(name))?;
     post(&stub, "/call", binding, call).await
 }
 
 /// POSTs `body` as JSON to `path` of an object's `stub` and reads its
 /// `Result` back; `what` names the object in errors.
 pub async fn post<Body: Serialize, Reply: DeserializeOwned>(
-    stub: &Stub,
+    stub: &ObjectStub,
     path: &str,
     what: &str,
     body: &Body,
 ) -> Result<Reply, StoreError> {
     let body = serde_json::to_string(body)?;
-    let headers = Headers::new();
+    let headers = web_sys::Headers::new().map_err(js_unavailable)?;
     headers
         .set("content-type", "application/json")
-        .map_err(unavailable)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(body.into()));
-    let req = Request::new_with_init(&format!("https://do{path}"), &init).map_err(unavailable)?;
-    let mut resp = stub.fetch_with_request(req).await.map_err(unavailable)?;
-    let text = resp.text().await.map_err(unavailable)?;
-    if resp.status_code() != 200 {
+        .map_err(js_unavailable)?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(&body));
+    let promise = stub.fetch(&format!("https://do{path}"), &init).map_err(js_unavailable)?;
+    let resp: web_sys::Response = JsFuture::from(promise)
+        .await
+        .map_err(js_unavailable)?
+        .unchecked_into();
+    let text = JsFuture::from(resp.text().map_err(js_unavailable)?)
+        .await
+        .map_err(js_unavailable)?
+        .as_string()
+        .unwrap_or_default();
+    if resp.status() != 200 {
         return Err(StoreError::unavailable(format!(
             "{what} answered {}: {text}",
-            resp.status_code()
+            resp.status()
         )));
     }
     serde_json::from_str::<Result<Reply, StoreError>>(&text)?

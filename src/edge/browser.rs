@@ -44,6 +44,15 @@ pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
         return Err(too_large().into());
     }
     let unreadable = || ClientError::bad_body("could not read the request body");
+    if declared.is_some() {
+        // The runtime holds a body to its declared length: read it in one
+        // call, without a stream reader's per-chunk round trips.
+        let bytes = req.bytes().await.map_err(|_| unreadable())?;
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(too_large().into());
+        }
+        return Ok(bytes);
+    }
     let Ok(mut stream) = req.stream() else {
         // No body at all.
         return Ok(Vec::new());
