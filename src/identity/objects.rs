@@ -511,6 +511,9 @@ enum Applied {
     Done {
         released_email: Option<String>,
         identifiers_changed: bool,
+        /// False when the update left the profile and relationships as they
+        /// were: nothing was written, and `updated_at` stays.
+        profile_changed: bool,
     },
     NeedsEmailClaim,
     Missing,
@@ -539,6 +542,7 @@ fn apply_update(t: &impl PersonTables, call: &IdentifyCall) -> Result<Applied, S
             return Ok(Applied::Done {
                 released_email: None,
                 identifiers_changed: false,
+                profile_changed: false,
             })
         }
         Some(profile) => (profile, false),
@@ -569,29 +573,47 @@ fn apply_update(t: &impl PersonTables, call: &IdentifyCall) -> Result<Applied, S
             }
         }
     }
+    let mut relationships_changed = false;
     if let Some(change) = &call.update.relationships {
-        let mut relationships = t.relationships()?;
+        let before = t.relationships()?;
+        let mut relationships = before.clone();
         change.apply_to(&mut relationships);
-        t.save_relationships(&relationships)?;
+        if relationships != before {
+            t.save_relationships(&relationships)?;
+            relationships_changed = true;
+        }
     }
     let identifiers_changed =
         created || (profile.id.clone(), profile.email.clone()) != identifiers_before;
-    t.save_profile(&profile)?;
+    // An identify that repeats what the person holds (a site identifying on
+    // every page) writes nothing: `updated_at` is when the profile changed.
+    let profile_changed = created
+        || relationships_changed
+        || before.as_ref().is_none_or(|b| {
+            let mut same_clock = profile.clone();
+            same_clock.updated_at = b.updated_at;
+            same_clock != *b
+        });
+    if profile_changed {
+        t.save_profile(&profile)?;
+    }
     for op in &outbound {
         t.outbox_push(op)?;
     }
     Ok(Applied::Done {
         released_email: applied.released_email,
         identifiers_changed,
+        profile_changed,
     })
 }
 
 async fn identify(t: &impl PersonTables, objects: &impl Objects, call: IdentifyCall) -> Answered {
-    let (released_email, identifiers_changed) = match apply_update(t, &call) {
+    let (released_email, identifiers_changed, profile_changed) = match apply_update(t, &call) {
         Ok(Applied::Done {
             released_email,
             identifiers_changed,
-        }) => (released_email, identifiers_changed),
+            profile_changed,
+        }) => (released_email, identifiers_changed, profile_changed),
         Ok(Applied::NeedsEmailClaim) => {
             return Ok(PersonReply::Identified(IdentifyReply::NeedsEmailClaim)).into()
         }
@@ -620,6 +642,7 @@ async fn identify(t: &impl PersonTables, objects: &impl Objects, call: IdentifyC
                 released_email,
                 rotate_anon,
                 identifiers_changed,
+                profile_changed,
             })
         }),
         Ok(None) => Ok(PersonReply::Missing),

@@ -63,11 +63,19 @@ fn not_found() -> StoreError {
 }
 
 enum Attempt {
-    Done(Box<Identified>, bool),
+    /// With what the cache needs: the identifier keys, the snapshot.
+    Done(Box<Identified>, CacheUpkeep),
     /// The person reached was deleted or merged while we worked on it.
     Gone(String),
     /// The cached owner no longer holds the identifier: ask the index.
     Stale(IndexKey),
+}
+
+/// What an identify's answer asks of the cache.
+#[derive(Debug, Clone, Copy)]
+struct CacheUpkeep {
+    identifiers: bool,
+    snapshot: bool,
 }
 
 /// Forwarding: anonymous events of `anonymous_id` were delivered late (past
@@ -270,8 +278,10 @@ where
                 .identify_once(&mut claims, identify, options, use_cache)
                 .await
             {
-                Ok(Attempt::Done(done, identifiers_changed)) => {
-                    self.cache_person(&done.person, identifiers_changed);
+                Ok(Attempt::Done(done, upkeep)) => {
+                    if upkeep.snapshot || upkeep.identifiers {
+                        self.cache_person(&done.person, upkeep.identifiers);
+                    }
                     return Ok(*done);
                 }
                 Ok(Attempt::Stale(key)) => {
@@ -479,6 +489,7 @@ where
                         released_email,
                         rotate_anon,
                         identifiers_changed,
+                        profile_changed,
                     }) => {
                         if let Some(old) = released_email {
                             let key = IndexKey::Email(old);
@@ -489,7 +500,11 @@ where
                             person: *person,
                             rotate_anon,
                         };
-                        return Ok(Attempt::Done(Box::new(done), identifiers_changed));
+                        let upkeep = CacheUpkeep {
+                            identifiers: identifiers_changed,
+                            snapshot: profile_changed,
+                        };
+                        return Ok(Attempt::Done(Box::new(done), upkeep));
                     }
                     _ => return Err(unexpected("identify")),
                 },

@@ -421,6 +421,44 @@ fn round_trips_per_identify() {
 }
 
 #[test]
+fn an_identify_that_changes_nothing_writes_nothing() {
+    let mem = Mem::new(0);
+    let first = identify(&mem, json!({"id": "same", "plan": "a", "tags": ["x"]}), None).unwrap();
+    let cio_id = first.person.cio_id.clone();
+    let key = format!("person:{cio_id}");
+    let snapshot = || mem.0.kv.borrow().get(&key).cloned();
+    let forget = || mem.0.kv.borrow_mut().remove(&key);
+    assert!(snapshot().is_some());
+    // A minute later: the same attributes write no snapshot, keep updated_at.
+    let store = mem.store();
+    let later = |body: serde_json::Value| {
+        let options = IdentifyOptions {
+            now: NOW + 60,
+            ..opts(None)
+        };
+        run(&mem, store.identify(&identify_body(body), options)).unwrap()
+    };
+    forget();
+    let again = later(json!({"id": "same", "plan": "a", "tags": ["x"]}));
+    assert_eq!(again.person.updated_at, first.person.updated_at);
+    assert_eq!(again.person.attributes, first.person.attributes);
+    assert!(snapshot().is_none(), "nothing changed: nothing written");
+    // A change writes the profile and the snapshot, on the new clock.
+    let changed = later(json!({"id": "same", "plan": "b", "tags": ["x"]}));
+    assert_eq!(changed.person.updated_at, NOW + 60);
+    assert!(snapshot().is_some_and(|s| s.contains(r#""plan":"b""#)));
+    // A relationship the person did not have is a change; the same again is not.
+    let rel = json!({"id": "same", "cio_relationships": {"action": "add_relationships",
+        "relationships": [{"identifiers": {"object_type_id": "1", "object_id": "acme"}}]}});
+    forget();
+    assert_eq!(later(rel.clone()).person.relationships.len(), 1);
+    assert!(snapshot().is_some(), "a new relationship is a change");
+    forget();
+    later(rel);
+    assert!(snapshot().is_none(), "the same relationship again is not");
+}
+
+#[test]
 fn a_stale_cached_owner_never_misdirects_an_identify() {
     let mem = Mem::new(0);
     let a = identify(&mem, json!({"id": "a", "email": "old@x.io"}), None).unwrap();

@@ -156,6 +156,10 @@ pub enum PersonReply {
     },
 }
 
+fn changed() -> bool {
+    true
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentifyReply {
@@ -168,6 +172,10 @@ pub enum IdentifyReply {
         /// The person was created or got a new id or email: the cached
         /// identifier keys need writing, not only the snapshot.
         identifiers_changed: bool,
+        /// The profile or relationships changed: the cached snapshot needs
+        /// writing (an object that does not say is taken to have changed).
+        #[serde(default = "changed")]
+        profile_changed: bool,
     },
     /// The update gives the person a new email: claim it in the index first.
     NeedsEmailClaim,
