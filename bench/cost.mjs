@@ -174,6 +174,12 @@ const SCENARIOS = [
   {
     name: "identify, existing person",
     n: 400,
+    req: (w, i, run) => post(w, "/_cio/identify", { id: `bench-user-${i % POOL}`, plan: `bench-${run}-${i}` }, `_cioanonid=${anonOf(i % POOL)}`),
+  },
+  {
+    // A site identifying on every page: the attributes the person holds.
+    name: "identify, existing person, nothing new",
+    n: 400,
     req: (w, i) => post(w, "/_cio/identify", { id: `bench-user-${i % POOL}`, plan: "bench" }, `_cioanonid=${anonOf(i % POOL)}`),
   },
   { name: "link click (_cio_id), person cached", n: 100, req: (w, i) => send(w, `/?_cio_id=${w.cioIds[i % POOL]}`) },
@@ -451,7 +457,7 @@ export function runtimeFloors(results, split) {
   const fresh = at("... a new JS object creating a table and writing a row") - answer;
   if (![answer, kvRead, kvWrite, warm, fresh].every(Number.isFinite)) return [];
   const newObjects = { "identify, new person": 3 };
-  return ["identify, new person", "identify, existing person", "browser track, identified"]
+  return ["identify, new person", "identify, existing person", "identify, existing person, nothing new", "browser track, identified"]
     .filter((name) => results[name])
     .map((name) => {
       const c = results[name];
