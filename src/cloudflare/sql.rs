@@ -16,10 +16,10 @@ pub trait Column: Sized {
 
 impl Column for i64 {
     fn column(value: &mut SqlStorageValue) -> Option<Self> {
+        // A number beyond JavaScript's safe integers comes as a float: not
+        // an integer this code wrote, so the row is refused.
         match *value {
             SqlStorageValue::Integer(n) => Some(n),
-            // A whole number beyond JavaScript's safe integers comes as a float.
-            SqlStorageValue::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Some(f as i64),
             _ => None,
         }
     }

@@ -575,10 +575,10 @@ fn apply_update(t: &impl PersonTables, call: &IdentifyCall) -> Result<Applied, S
     }
     let mut relationships_changed = false;
     if let Some(change) = &call.update.relationships {
-        let before = t.relationships()?;
-        let mut relationships = before.clone();
+        let held = t.relationships()?;
+        let mut relationships = held.clone();
         change.apply_to(&mut relationships);
-        if relationships != before {
+        if relationships != held {
             t.save_relationships(&relationships)?;
             relationships_changed = true;
         }
