@@ -94,7 +94,10 @@ try {
   console.log(`${who} ${scenario}: ${requests} requests; JS-visible busy ${(busy / requests).toFixed(1)} us/request (of ${(total / requests).toFixed(1)} sampled)`);
   const sum = (test) => [...self.entries()].filter(([k]) => test(k)).reduce((a, [, v]) => a + v, 0) / requests;
   console.log(`inside the wasm: ${sum((k) => /wasm/.test(k)).toFixed(1)} us/request; the bundled JS (driver and glue): ${sum((k) => /index\.js:/.test(k)).toFixed(1)} us/request`);
-  for (const [k, v] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30)) {
+  // PROFILE_MATCH=wasm lists only the functions whose name matches; PROFILE_TOP how many.
+  const match = new RegExp(process.env.PROFILE_MATCH || "");
+  const rows = [...self.entries()].filter(([k]) => match.test(k)).sort((a, b) => b[1] - a[1]);
+  for (const [k, v] of rows.slice(0, Number(process.env.PROFILE_TOP || 30))) {
     console.log(`${(v / requests).toFixed(2).padStart(8)} us/req  ${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
   }
 } finally {

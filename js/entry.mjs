@@ -9,13 +9,11 @@ import * as rust from "cio-edge-wasm";
 import { decodePlan, encodeInputs } from "./plan.mjs";
 
 export default {
-  async fetch(request, env, ctx) {
+  // Not async: a forward returns the origin's promise as it is, without
+  // another promise around it (this runs on every page view).
+  fetch(request, env, ctx) {
     const text = rust.plan(env, encodeInputs(request.method, request.url, request.headers));
-    if (text.startsWith("rust ")) {
-      const out = await rust.handle(request, env, ctx);
-      if (out instanceof Response) return out;
-      return forward(request, env, ctx, out[0], out[1]);
-    }
+    if (text.startsWith("rust ")) return viaRust(request, env, ctx);
     return forward(request, env, ctx, text, undefined);
   },
   // Forwarding to Customer.io: the CIO_OUTBOX and CIO_DEADLETTER consumers
@@ -24,6 +22,13 @@ export default {
     return rust.queue(batch, env, ctx);
   },
 };
+
+// The async handler answers, or hands back a forward plan and the body it read.
+async function viaRust(request, env, ctx) {
+  const out = await rust.handle(request, env, ctx);
+  if (out instanceof Response) return out;
+  return forward(request, env, ctx, out[0], out[1]);
+}
 
 // Executes a forward plan (`text`, as Rust wrote it).
 async function forward(request, env, ctx, text, body) {
@@ -49,15 +54,22 @@ async function forward(request, env, ctx, text, body) {
     return rust.bad_gateway(text, e?.name === "TimeoutError", String(e));
   }
   // Response headers the plan names are the origin's word to the edge (an
-  // identify, a reset): stripped, and handed to Rust when present.
-  const values = watch.map((name) => fetched.headers.get(name) ?? undefined);
-  const seen = values.some((value) => value !== undefined);
+  // identify, a reset): stripped, and handed to Rust when present. The
+  // runtime's `headers` getter is read once.
+  const origin = fetched.headers;
+  let values;
+  for (let i = 0; i < watch.length; i++) {
+    const value = origin.get(watch[i]);
+    if (value === null) continue;
+    values ??= watch.map(() => undefined);
+    values[i] = value;
+  }
   const snippet = plan.snippet;
   // Nothing to change: the origin's answer goes out as it came, without a
   // copy of its headers (most page views of a returning visitor).
-  if (!seen && cookies.length === 0 && snippet === null) return fetched;
+  if (values === undefined && cookies.length === 0 && snippet === null) return fetched;
   const response = new Response(fetched.body, fetched);
-  if (seen) {
+  if (values !== undefined) {
     for (const name of watch) response.headers.delete(name);
     try {
       cookies = await rust.handle(request, env, ctx, [text, ...values]);
@@ -66,7 +78,7 @@ async function forward(request, env, ctx, text, body) {
     }
   }
   for (const cookie of cookies) response.headers.append("set-cookie", cookie);
-  if (snippet !== null && rust.injects(fetched.status, fetched.headers.get("content-type"))) {
+  if (snippet !== null && rust.injects(fetched.status, origin.get("content-type"))) {
     response.headers.delete("content-length");
     return inject(response, snippet);
   }

@@ -4,9 +4,11 @@
 // both, so the two sides cannot drift apart.
 
 // The request's inputs, one per line, in the order of `Inputs` in Rust; an
-// absent header is an empty line.
+// absent header is an empty line. A GET or HEAD carries no body, so its body
+// headers are not read (each `get` crosses into the runtime).
 export function encodeInputs(method, url, headers) {
-  return `${method}\n${url}\n${headers.get("cookie") ?? ""}\n${headers.get("accept") ?? ""}\n${headers.get("sec-fetch-mode") ?? ""}\n${headers.get("content-type") ?? ""}\n${headers.get("content-length") ?? ""}\n${headers.get("sec-gpc") ?? ""}`;
+  const body = method !== "GET" && method !== "HEAD";
+  return `${method}\n${url}\n${headers.get("cookie") ?? ""}\n${headers.get("accept") ?? ""}\n${headers.get("sec-fetch-mode") ?? ""}\n${(body && headers.get("content-type")) || ""}\n${(body && headers.get("content-length")) || ""}\n${headers.get("sec-gpc") ?? ""}`;
 }
 
 const REASONS = new Set(["reserved", "track-api-host", "link", "form", "page-view", "bad-setting", "bad-url"]);
@@ -21,40 +23,46 @@ export function decodePlan(text) {
     if (!REASONS.has(reason)) throw new Error(`plan hands to Rust for an unknown reason ${JSON.stringify(reason)}`);
     return { kind: "rust", reason };
   }
-  const lines = text.split("\n");
-  if (lines[0] !== "forward") throw new Error("plan text is empty or of an unknown type");
-  if (lines.length < 4) throw new Error("forward plan misses a line");
-  if (!/^[0-9]+$/.test(lines[2])) throw new Error(`forward plan has a timeout that is not a number: ${JSON.stringify(lines[2])}`);
-  const plan = {
-    kind: "forward",
-    target: lines[1],
-    timeoutMs: Number(lines[2]),
-    snippet: lines[3] === "" ? null : lines[3],
-    headers: [],
-    setCookies: [],
-    watch: [],
+  // One pass over the text, a line at a time (no array of lines): this runs
+  // on every page view.
+  let at = 0;
+  const line = () => {
+    if (at > text.length) throw new Error("forward plan misses a line");
+    let end = text.indexOf("\n", at);
+    if (end < 0) end = text.length;
+    const out = text.slice(at, end);
+    at = end + 1;
+    return out;
   };
-  for (let i = 4; i < lines.length; i++) {
-    const line = lines[i];
-    const rest = line.slice(1);
-    switch (line.charCodeAt(0)) {
+  if (line() !== "forward") throw new Error("plan text is empty or of an unknown type");
+  const target = line();
+  const timeout = line();
+  let digits = timeout.length > 0;
+  for (let i = 0; i < timeout.length; i++) digits &&= timeout.charCodeAt(i) >= 48 && timeout.charCodeAt(i) <= 57;
+  if (!digits) throw new Error(`forward plan has a timeout that is not a number: ${JSON.stringify(timeout)}`);
+  const timeoutMs = Number(timeout);
+  const snippet = line();
+  const plan = { kind: "forward", target, timeoutMs, snippet: snippet === "" ? null : snippet, headers: [], setCookies: [], watch: [] };
+  for (let i = 5; at <= text.length; i++) {
+    const rest = line();
+    switch (rest.charCodeAt(0)) {
       case 104 /* h */: {
         const colon = rest.indexOf(":");
-        if (colon < 0) throw new Error(`forward plan line ${i + 1} sets a header without a colon`);
-        plan.headers.push([rest.slice(0, colon), rest.slice(colon + 1)]);
+        if (colon < 0) throw new Error(`forward plan line ${i} sets a header without a colon`);
+        plan.headers.push([rest.slice(1, colon), rest.slice(colon + 1)]);
         break;
       }
       case 100 /* d */:
-        plan.headers.push([rest, null]);
+        plan.headers.push([rest.slice(1), null]);
         break;
       case 99 /* c */:
-        plan.setCookies.push(rest);
+        plan.setCookies.push(rest.slice(1));
         break;
       case 114 /* r */:
-        plan.watch.push(rest);
+        plan.watch.push(rest.slice(1));
         break;
       default:
-        throw new Error(`forward plan line ${i + 1} is of an unknown kind`);
+        throw new Error(`forward plan line ${i} is of an unknown kind`);
     }
   }
   return plan;

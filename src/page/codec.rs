@@ -5,7 +5,9 @@
 //! sides cannot drift apart.
 //!
 //! Inputs: the fields of [`Inputs`] in order, one per line (none can hold a
-//! line break); an empty line is an absent header.
+//! line break); an empty line is an absent header. A GET or HEAD carries no
+//! body: its `Content-Type` and `Content-Length` lines are empty, and read as
+//! absent (the driver does not read them).
 //!
 //! A plan, one item per line (header values and URLs never hold a line break):
 //!
@@ -85,28 +87,41 @@ pub enum CodecError {
 pub fn decode_inputs(text: &str) -> Inputs<'_> {
     let mut fields = text.split('\n');
     let mut next = || fields.next().filter(|f| !f.is_empty());
+    let method = next().unwrap_or("GET");
+    let url = next().unwrap_or("");
+    let (cookie, accept, sec_fetch_mode) = (next(), next(), next());
+    let body = has_body(method);
+    let content_type = next().filter(|_| body);
+    let content_length = next().filter(|_| body);
     Inputs {
-        method: next().unwrap_or("GET"),
-        url: next().unwrap_or(""),
-        cookie: next(),
-        accept: next(),
-        sec_fetch_mode: next(),
-        content_type: next(),
-        content_length: next(),
+        method,
+        url,
+        cookie,
+        accept,
+        sec_fetch_mode,
+        content_type,
+        content_length,
         sec_gpc: next(),
     }
 }
 
+/// Whether a request of this method can carry a body (its body headers are
+/// part of the inputs).
+fn has_body(method: &str) -> bool {
+    !matches!(method, "GET" | "HEAD")
+}
+
 /// The inputs as the driver writes them (the tests' side of the layout).
 pub fn encode_inputs(inputs: &Inputs) -> String {
+    let body = has_body(inputs.method);
     [
         Some(inputs.method),
         Some(inputs.url),
         inputs.cookie,
         inputs.accept,
         inputs.sec_fetch_mode,
-        inputs.content_type,
-        inputs.content_length,
+        inputs.content_type.filter(|_| body),
+        inputs.content_length.filter(|_| body),
         inputs.sec_gpc,
     ]
     .map(Option::unwrap_or_default)
@@ -269,7 +284,14 @@ mod tests {
                 content_length: opt(&f["contentLength"]),
                 sec_gpc: opt(&f["secGpc"]),
             };
-            assert_eq!(decode_inputs(text), want, "{text:?}");
+            // A GET or HEAD's body headers are neither written nor read.
+            let body = has_body(want.method);
+            let read = Inputs {
+                content_type: want.content_type.filter(|_| body),
+                content_length: want.content_length.filter(|_| body),
+                ..want.clone()
+            };
+            assert_eq!(decode_inputs(text), read, "{text:?}");
             assert_eq!(encode_inputs(&want), text);
         }
         assert_eq!(

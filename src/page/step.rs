@@ -261,14 +261,15 @@ mod tests {
         let new_anon = format!("_cioanonid={NEW}");
         // settings, Cookie header, the lookup's person,
         // then the identifier told to the origin, the cookies, the history join.
-        let cases: Vec<(
-            Vec<(&str, &str)>,
+        type Case<'a> = (
+            Vec<(&'a str, &'a str)>,
             String,
-            Option<&PersonView>,
-            Option<&str>,
-            Vec<&str>,
-            Option<&str>,
-        )> = vec![
+            Option<&'a PersonView>,
+            Option<&'a str>,
+            Vec<&'a str>,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
             // A new visitor is the linked person.
             (
                 vec![],
