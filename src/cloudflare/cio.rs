@@ -8,10 +8,9 @@ use std::cell::Cell;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use worker::{
-    durable_object, DurableObject, Env, QueueContentType, Request, Response, SqlStorage, State,
-};
+use worker::{Env, QueueContentType, SqlStorage, State};
 
+use super::class::{Incoming, Object};
 use super::rpc::{call, read_call, reply, unavailable, SqlResult};
 use super::sql::{rows, table_exists};
 use crate::cio::{
@@ -172,18 +171,15 @@ impl Outbox {
         state: &State,
         env: &Env,
         sql: &SqlStorage,
-    ) -> worker::Result<Response> {
+    ) -> worker::Result<()> {
         if !table_exists(sql, "outbox").unwrap_or(false) {
-            return Response::ok("empty");
+            return Ok(());
         }
-        match self.drain_step(state, env, sql).await {
-            Ok(done) => Response::ok(done),
-            Err(e) => {
-                worker::console_error!("outbox drain: {e}");
-                let _ = state.storage().set_alarm(DRAIN_RETRY_MS).await;
-                Response::ok("retrying")
-            }
+        if let Err(e) = self.drain_step(state, env, sql).await {
+            worker::console_error!("outbox drain: {e}");
+            let _ = state.storage().set_alarm(DRAIN_RETRY_MS).await;
         }
+        Ok(())
     }
 
     async fn drain_step(
@@ -313,13 +309,12 @@ impl Outbox {
     /// deleted; the rest waits for its retry, or the next message goes now.
     pub async fn answer(
         &self,
-        mut req: Request,
+        call: &Incoming,
         state: &State,
         env: &Env,
         sql: &SqlStorage,
-    ) -> worker::Result<Response> {
-        let body = req.text().await?;
-        let ack: Ack = serde_json::from_str(&body)
+    ) -> worker::Result<String> {
+        let ack: Ack = serde_json::from_str(&call.body)
             .map_err(|e| worker::Error::RustError(format!("bad answer: {e}")))?;
         let done: Result<(), StoreError> = async {
             self.ensure(sql)?;
@@ -481,7 +476,8 @@ const STATS_SCHEMA: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS sources (id TEXT PRIMARY KEY, oldest INTEGER NOT NULL, pending INTEGER NOT NULL)",
 ];
 
-#[durable_object]
+crate::export_object!(ForwardingClass as Forwarding, Forwarding);
+
 pub struct Forwarding {
     sql: SqlStorage,
 }
@@ -644,15 +640,15 @@ impl Forwarding {
     }
 }
 
-impl DurableObject for Forwarding {
+impl Object for Forwarding {
     fn new(state: State, _env: Env) -> Self {
         Forwarding {
             sql: state.storage().sql(),
         }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let c: StatsCall = read_call(req).await?;
+    async fn fetch(&self, call: Incoming) -> worker::Result<String> {
+        let c: StatsCall = read_call(&call)?;
         reply(self.answer(c).map_err(unavailable))
     }
 }

@@ -3,14 +3,17 @@
 //! interleaving, so one value belongs to at most one person under any
 //! concurrency (docs/ARCHITECTURE.md, invariant 1).
 
-use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
+use worker::{Env, SqlStorage, State};
+
+use super::class::{Incoming, Object};
 
 use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{rows, LazyTables};
 use crate::identity::objects::{index_call, IndexTables};
 use crate::identity::StoreError;
 
-#[durable_object]
+crate::export_object!(IdentityIndexClass as IdentityIndex, IdentityIndex);
+
 pub struct IdentityIndex {
     sql: SqlStorage,
     /// Created by the first write: asking about a value nobody owns leaves
@@ -55,7 +58,7 @@ impl IndexTables for IdentityIndex {
     }
 }
 
-impl DurableObject for IdentityIndex {
+impl Object for IdentityIndex {
     fn new(state: State, _env: Env) -> Self {
         let sql = state.storage().sql();
         Self {
@@ -64,8 +67,8 @@ impl DurableObject for IdentityIndex {
         }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let call = read_call(req).await?;
+    async fn fetch(&self, call: Incoming) -> worker::Result<String> {
+        let call = read_call(&call)?;
         reply(index_call(self, call))
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod cio;
+pub mod class;
 pub mod index;
 pub mod objects;
 pub mod person;
@@ -66,6 +67,12 @@ pub async fn wake_by(storage: &worker::Storage, at: i64) {
 pub fn alarm_failed(e: crate::identity::StoreError) -> worker::Error {
     worker::console_error!("retention alarm failed: {e}");
     worker::Error::RustError("retention alarm failed".into())
+}
+
+/// Work for `wait_until`, boxed: every call site hands over the one `Task`
+/// type, so the runtime glue for it is compiled once, not once per site.
+pub fn task(work: impl std::future::Future<Output = ()> + 'static) -> Task {
+    Box::pin(work)
 }
 
 /// Where the store's background work goes: handed to the runtime

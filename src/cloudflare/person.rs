@@ -4,9 +4,12 @@
 //! `identity::objects::person_call`; this is the SQLite side, and the one
 //! place its after-the-answer work is handed to `wait_until`.
 
-use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
+use worker::{Env, SqlStorage, State};
+
+use super::class::{Incoming, Object};
 
 use super::cio::Outbox;
+use super::task;
 use super::objects::DoObjects;
 use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{self, bodies, rows, LazyTables, SqlEvents};
@@ -31,7 +34,8 @@ const SCHEMA: &[(&str, &str)] = &[
     ("tombstone", "CREATE TABLE IF NOT EXISTS tombstone (k INTEGER PRIMARY KEY CHECK (k = 1), body TEXT NOT NULL)"),
 ];
 
-#[durable_object]
+crate::export_object!(PersonClass as Person, Person, alarm);
+
 pub struct Person {
     state: State,
     retention: Retention,
@@ -229,7 +233,7 @@ impl PersonClock for Person {
     }
 }
 
-impl DurableObject for Person {
+impl Object for Person {
     fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
         Self {
@@ -242,14 +246,14 @@ impl DurableObject for Person {
         }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        if req.path() == super::cio::ANSWER_PATH {
+    async fn fetch(&self, call: Incoming) -> worker::Result<String> {
+        if call.path == super::cio::ANSWER_PATH {
             return self
                 .outbox
-                .answer(req, &self.state, &self.env, &self.sql)
+                .answer(&call, &self.state, &self.env, &self.sql)
                 .await;
         }
-        let call = read_call(req).await?;
+        let call = read_call(&call)?;
         let objects = DoObjects::new(self.env.clone());
         let wake = retention::person_after(&call, super::now_secs(), self.retention);
         let answered = person_call(self, &objects, call).await;
@@ -264,17 +268,18 @@ impl DurableObject for Person {
                 cio_id,
             } = follow_up;
             let objects = objects.clone();
-            self.state.wait_until(async move {
+            // Boxed: every `wait_until` in the wasm takes the one `Task` type.
+            self.state.wait_until(task(async move {
                 let _ = objects
                     .visitor(&anonymous_id, VisitorCall::Ack { cio_id })
                     .await;
-            });
+            }));
         }
         self.outbox.arm(&self.state).await;
         reply(answered.reply)
     }
 
-    async fn alarm(&self) -> worker::Result<Response> {
+    async fn alarm(&self) -> worker::Result<()> {
         // One alarm serves both: the outbox drains, then retention deletes
         // what expired and asks again (the earliest wish wins, `wake_by`).
         let drained = self.outbox.drain(&self.state, &self.env, &self.sql).await;

@@ -7,7 +7,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use worker::{Env, Request, Response};
+use worker::Env;
+
+use super::class::Incoming;
 
 use crate::identity::StoreError;
 
@@ -108,14 +110,14 @@ pub async fn post<Body: Serialize, Reply: DeserializeOwned>(
 }
 
 /// Inside an object: the parsed call.
-pub async fn read_call<T: DeserializeOwned>(mut req: Request) -> worker::Result<T> {
-    let body = req.text().await?;
-    serde_json::from_str(&body).map_err(|e| worker::Error::RustError(format!("bad call: {e}")))
+pub fn read_call<T: DeserializeOwned>(call: &Incoming) -> worker::Result<T> {
+    serde_json::from_str(&call.body)
+        .map_err(|e| worker::Error::RustError(format!("bad call: {e}")))
 }
 
 /// Inside an object: the answer to a call, success or error, as data.
-pub fn reply<T: Serialize>(result: Result<T, StoreError>) -> worker::Result<Response> {
-    Response::from_json(&result)
+pub fn reply<T: Serialize>(result: Result<T, StoreError>) -> worker::Result<String> {
+    Ok(serde_json::to_string(&result)?)
 }
 
 /// SQLite errors inside an object, as the seam's error.

@@ -3,7 +3,9 @@
 //! person instead of being stranded. Its rules live in
 //! `identity::objects::visitor_call`; this is the SQLite side.
 
-use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
+use worker::{Env, SqlStorage, State};
+
+use super::class::{Incoming, Object};
 
 use super::cio::Outbox;
 use super::rpc::{read_call, reply, SqlResult};
@@ -19,7 +21,8 @@ const SCHEMA: &[(&str, &str)] = &[
     ("touched", "CREATE TABLE IF NOT EXISTS touched (k INTEGER PRIMARY KEY CHECK (k = 1), at INTEGER NOT NULL)"),
 ];
 
-#[durable_object]
+crate::export_object!(VisitorClass as Visitor, Visitor, alarm);
+
 pub struct Visitor {
     state: State,
     retention: Retention,
@@ -136,7 +139,7 @@ impl VisitorClock for Visitor {
     }
 }
 
-impl DurableObject for Visitor {
+impl Object for Visitor {
     fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
         Self {
@@ -149,14 +152,14 @@ impl DurableObject for Visitor {
         }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        if req.path() == super::cio::ANSWER_PATH {
+    async fn fetch(&self, call: Incoming) -> worker::Result<String> {
+        if call.path == super::cio::ANSWER_PATH {
             return self
                 .outbox
-                .answer(req, &self.state, &self.env, &self.sql)
+                .answer(&call, &self.state, &self.env, &self.sql)
                 .await;
         }
-        let call = read_call(req).await?;
+        let call = read_call(&call)?;
         let activity = retention::visitor_activity(&call);
         let answer = visitor_call(self, call);
         if activity && answer.is_ok() {
@@ -170,7 +173,7 @@ impl DurableObject for Visitor {
         reply(answer)
     }
 
-    async fn alarm(&self) -> worker::Result<Response> {
+    async fn alarm(&self) -> worker::Result<()> {
         // One alarm serves both: the outbox drains, then retention deletes an
         // idle visitor or asks again (the earliest wish wins, `wake_by`).
         let drained = self.outbox.drain(&self.state, &self.env, &self.sql).await;

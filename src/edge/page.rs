@@ -8,7 +8,7 @@ use worker::{console_warn, Request, Response};
 
 use super::visit::{new_anon_id, new_event_id, now_secs};
 use super::{limits, Edge};
-use crate::cloudflare::{detached_store, finish};
+use crate::cloudflare::{detached_store, finish, task};
 use crate::core::event::{Event, EventType};
 use crate::core::identifier::Identifier;
 use crate::core::profile::Identify;
@@ -121,7 +121,7 @@ async fn identify_now(
 
 fn identify_in_background(edge: &Edge, identify: Identify, anon_id: String) {
     let env = edge.env.clone();
-    edge.ctx.wait_until(async move {
+    edge.ctx.wait_until(task(async move {
         let options = IdentifyOptions {
             create: true,
             anonymous_id: Some(&anon_id),
@@ -132,20 +132,20 @@ fn identify_in_background(edge: &Edge, identify: Identify, anon_id: String) {
             console_warn!("form identify not applied: {e}");
         }
         finish(store).await;
-    });
+    }));
 }
 
 /// `LINK_MERGES_HISTORY`: the visitor's earlier activity joins the linked
 /// person, off the response path (the page never waits on it).
 fn link_merge_in_background(edge: &Edge, cio_id: String, anon_id: String) {
     let env = edge.env.clone();
-    edge.ctx.wait_until(async move {
+    edge.ctx.wait_until(task(async move {
         let store = detached_store(&env);
         if let Err(e) = store.link_merge(&cio_id, &anon_id, now_secs()).await {
             console_warn!("link history not merged: {e}");
         }
         finish(store).await;
-    });
+    }));
 }
 
 /// `EDGE_PAGE_VIEWS`: record the navigation off the response path.
@@ -159,13 +159,13 @@ fn record_page_view(edge: &Edge, name: &str, identifier: Option<Identifier>, ano
         anonymous_id: None,
         id: new_event_id(),
     };
-    edge.ctx.wait_until(async move {
+    edge.ctx.wait_until(task(async move {
         let store = detached_store(&env);
         if let Err(e) = store.record(identifier.as_ref(), &anon_id, event).await {
             console_warn!("edge page view not recorded: {e}");
         }
         finish(store).await;
-    });
+    }));
 }
 
 pub enum Failure {
