@@ -166,12 +166,7 @@ impl Outbox {
     /// The alarm: the next message into the queue, unless one is in flight
     /// or waiting for its retry. A queue that refuses it is reported (the
     /// admin status shows the jam) and tried again in 5 s.
-    pub async fn drain(
-        &self,
-        state: &State,
-        env: &Env,
-        sql: &SqlStorage,
-    ) -> worker::Result<()> {
+    pub async fn drain(&self, state: &State, env: &Env, sql: &SqlStorage) -> worker::Result<()> {
         if !table_exists(sql, "outbox").unwrap_or(false) {
             return Ok(());
         }

@@ -30,7 +30,10 @@ impl Incoming {
             .find('/')
             .map_or("/", |i| &url[after_scheme + i..])
             .to_owned();
-        let body = JsFuture::from(req.text()?).await?.as_string().unwrap_or_default();
+        let body = JsFuture::from(req.text()?)
+            .await?
+            .as_string()
+            .unwrap_or_default();
         Ok(Incoming { path, body })
     }
 }

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod cio;
 pub mod class;
+pub mod http;
 pub mod index;
 pub mod objects;
 pub mod person;

@@ -9,10 +9,10 @@ use worker::{Env, SqlStorage, State};
 use super::class::{Incoming, Object};
 
 use super::cio::Outbox;
-use super::task;
 use super::objects::DoObjects;
 use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{self, bodies, rows, LazyTables, SqlEvents};
+use super::task;
 use crate::core::profile::{Profile, Relationship};
 use crate::identity::objects::{person_call, FollowUp, PersonTables, Tombstone};
 use crate::identity::retention::{self, PersonClock, Retention};

@@ -38,7 +38,11 @@ extern "C" {
 
     pub type ObjectStub;
     #[wasm_bindgen(method, catch)]
-    fn fetch(this: &ObjectStub, url: &str, init: &web_sys::RequestInit) -> Result<js_sys::Promise, JsValue>;
+    fn fetch(
+        this: &ObjectStub,
+        url: &str,
+        init: &web_sys::RequestInit,
+    ) -> Result<js_sys::Promise, JsValue>;
 }
 
 /// Which object of a namespace: by name, or by the id string the runtime gave.
@@ -90,7 +94,9 @@ pub async fn post<Body: Serialize, Reply: DeserializeOwned>(
     init.set_method("POST");
     init.set_headers(&headers);
     init.set_body(&JsValue::from_str(&body));
-    let promise = stub.fetch(&format!("https://do{path}"), &init).map_err(js_unavailable)?;
+    let promise = stub
+        .fetch(&format!("https://do{path}"), &init)
+        .map_err(js_unavailable)?;
     let resp: web_sys::Response = JsFuture::from(promise)
         .await
         .map_err(js_unavailable)?
@@ -111,8 +117,7 @@ pub async fn post<Body: Serialize, Reply: DeserializeOwned>(
 
 /// Inside an object: the parsed call.
 pub fn read_call<T: DeserializeOwned>(call: &Incoming) -> worker::Result<T> {
-    serde_json::from_str(&call.body)
-        .map_err(|e| worker::Error::RustError(format!("bad call: {e}")))
+    serde_json::from_str(&call.body).map_err(|e| worker::Error::RustError(format!("bad call: {e}")))
 }
 
 /// Inside an object: the answer to a call, success or error, as data.

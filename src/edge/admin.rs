@@ -2,9 +2,10 @@
 //! people and activity read back from the Durable Objects, the truth
 //! (docs/API.md section 5).
 
+use super::request::Request;
 use serde_json::{json, Value};
 use url::Url;
-use worker::{Method, Request, Response};
+use worker::{Method, Response};
 
 use super::error::{json_response, EdgeError};
 use super::visit::{authorize, invalid};

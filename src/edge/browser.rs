@@ -1,9 +1,10 @@
 //! Browser endpoints (`/_cio/identify`, `track`, `page`, `reset`): identity
 //! from the cookies, no key, and never any profile data in the answer.
 
+use super::request::Request;
 use futures_util::StreamExt;
 use serde_json::json;
-use worker::{Request, Response};
+use worker::Response;
 
 use super::error::{json_response, EdgeError};
 use super::visit::{new_anon_id, new_event_id, now_secs};
@@ -73,7 +74,7 @@ pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
 /// so a client still sending gets the 413 rather than a reset, but for at
 /// most `DRAIN_LIMIT_BYTES` and `DRAIN_MILLIS`: a body that never ends, or
 /// trickles, is answered anyway.
-async fn drain_briefly(stream: &mut worker::ByteStream) {
+async fn drain_briefly(stream: &mut super::request::ByteStream) {
     let drain = async {
         let mut seen = 0usize;
         while let Some(Ok(chunk)) = stream.next().await {

@@ -4,10 +4,11 @@
 //! the same identity `Store` as the classic ones. The decisions are
 //! `crate::cdp`; this file only does I/O.
 
+use super::request::Request;
 use serde_json::json;
 use url::Url;
 use wasm_bindgen::prelude::*;
-use worker::{Request, Response};
+use worker::Response;
 
 use super::browser::read_body;
 use super::error::{json_response, EdgeError};
@@ -357,29 +358,27 @@ async fn send_pipelines(
     key: &str,
     body: &str,
 ) -> Result<(u16, Option<String>, String), String> {
+    use crate::cloudflare::http::{post, Failure, Post};
     use base64::Engine;
-    use futures_util::future::{select, Either};
-    use worker::{Delay, Fetch, Headers, Method, RequestInit};
     let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    let _ = headers.set("authorization", &format!("Basic {credentials}"));
-    let _ = headers.set("x-strict-mode", "1");
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(body.into()));
-    let req =
-        Request::new_with_init(url, &init).map_err(|e| format!("bad request to {url}: {e}"))?;
-    let send = Box::pin(async move { Fetch::Request(req).send().await });
-    let deadline = Box::pin(Delay::from(std::time::Duration::from_secs(15)));
-    match select(send, deadline).await {
-        Either::Left((Ok(mut resp), _)) => {
-            let status = resp.status_code();
-            let retry_after = resp.headers().get("retry-after").ok().flatten();
-            Ok((status, retry_after, resp.text().await.unwrap_or_default()))
-        }
-        Either::Left((Err(e), _)) => Err(format!("unreachable: {e}")),
-        Either::Right(_) => Err("no answer within 15 s".into()),
+    let authorization = format!("Basic {credentials}");
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", authorization.as_str()),
+        ("x-strict-mode", "1"),
+    ];
+    let answer = post(Post {
+        url,
+        headers: &headers,
+        body,
+        manual_redirect: false,
+        deadline: std::time::Duration::from_secs(15),
+    })
+    .await;
+    match answer {
+        Ok(answer) => Ok((answer.status, answer.retry_after, answer.text)),
+        Err(Failure::BadRequest(e)) => Err(format!("bad request to {url}: {e}")),
+        Err(Failure::Unreachable(e)) => Err(format!("unreachable: {e}")),
+        Err(Failure::TimedOut) => Err("no answer within 15 s".into()),
     }
 }

@@ -5,13 +5,11 @@
 
 use std::time::Duration;
 
+use super::request::Request;
 use base64::Engine;
-use futures_util::future::{join_all, select, Either};
+use futures_util::future::join_all;
 use serde_json::{json, Value};
-use worker::{
-    event, Context, Delay, Env, Fetch, Headers, MessageBatch, Method, Request, RequestInit,
-    RequestRedirect, Response,
-};
+use worker::{event, Context, Env, MessageBatch, Method, Response};
 
 use super::error::{json_response, EdgeError};
 use super::visit::now_secs;
@@ -21,6 +19,7 @@ use crate::cloudflare::cio::{
     answer_object, record, replay, settings, text_message, StatsCall, DEADLETTER_QUEUE,
     OUTBOX_QUEUE,
 };
+use crate::cloudflare::http;
 use crate::config::CioWorkspace as Settings;
 
 /// The dead-letter queue's name in `wrangler.toml`.
@@ -183,55 +182,52 @@ async fn post(settings: &Settings, ops: &[Value]) -> Outcome {
         return super::cdp::post_pipelines(&settings.base_url, key, ops).await;
     }
     let retry = |error: String| Outcome::Retry { after: None, error };
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
     // An in-app metric (`pack` keeps it alone) goes to `/api/v1/metrics`,
     // which takes no credentials.
-    let (url, body) = match ops {
-        [op] if crate::inapp::metrics_body(op).is_some() => (
+    let metrics = match ops {
+        [op] => crate::inapp::metrics_body(op),
+        _ => None,
+    };
+    let authorization;
+    let mut headers = vec![("content-type", "application/json")];
+    let (url, body) = match metrics {
+        Some(body) => (
             format!("{}{}", settings.base_url, crate::inapp::METRICS_PATH),
-            crate::inapp::metrics_body(op)
-                .map(Value::to_string)
-                .unwrap_or_default(),
+            body.to_string(),
         ),
-        _ => {
+        None => {
             let credentials = base64::engine::general_purpose::STANDARD
                 .encode(format!("{}:{}", settings.site_id, settings.api_key));
-            let _ = headers.set("authorization", &format!("Basic {credentials}"));
+            authorization = format!("Basic {credentials}");
+            headers.push(("authorization", &authorization));
             (
                 format!("{}/api/v2/batch", settings.base_url),
                 batch_body(ops),
             )
         }
     };
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual)
-        .with_body(Some(body.into()));
-    let req = match Request::new_with_init(&url, &init) {
-        Ok(req) => req,
-        Err(e) => return retry(format!("bad request to {url}: {e}")),
-    };
-    let exchange = Box::pin(async move {
-        let mut resp = Fetch::Request(req).send().await?;
-        let status = resp.status_code();
-        let header = |name: &str| resp.headers().get(name).ok().flatten();
-        let retry_after = header("retry-after");
+    let answer = http::post(http::Post {
+        url: &url,
+        headers: &headers,
+        body: &body,
+        manual_redirect: true,
+        deadline: POST_TIMEOUT,
+    })
+    .await;
+    match answer {
         // A redirect's answer is where it points.
-        let text = match header("location") {
-            Some(location) if (300..400).contains(&status) => location,
-            _ => resp.text().await?,
-        };
-        Ok::<_, worker::Error>((status, retry_after, text))
-    });
-    let deadline = Box::pin(Delay::from(POST_TIMEOUT));
-    match select(exchange, deadline).await {
-        Either::Left((Ok((status, retry_after, text)), _)) => {
-            classify(status, retry_after.as_deref(), &text, ops.len())
+        Ok(answer) => {
+            let text = answer.location.as_deref().unwrap_or(&answer.text);
+            classify(
+                answer.status,
+                answer.retry_after.as_deref(),
+                text,
+                ops.len(),
+            )
         }
-        Either::Left((Err(e), _)) => retry(format!("unreachable: {e}")),
-        Either::Right(_) => retry(format!(
+        Err(http::Failure::BadRequest(e)) => retry(format!("bad request to {url}: {e}")),
+        Err(http::Failure::Unreachable(e)) => retry(format!("unreachable: {e}")),
+        Err(http::Failure::TimedOut) => retry(format!(
             "no complete answer within {} s",
             POST_TIMEOUT.as_secs()
         )),

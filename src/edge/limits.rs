@@ -4,7 +4,8 @@
 //! client address. A limiter that is not bound, or fails,
 //! lets the request through: limits protect storage, they never break a page.
 
-use worker::Request;
+use super::request::Request;
+use wasm_bindgen::{JsCast, JsValue};
 
 use super::error::EdgeError;
 use super::Edge;
@@ -26,14 +27,45 @@ pub fn client_address(req: &Request) -> String {
     address_key(raw.as_deref().unwrap_or("unknown"))
 }
 
+// The runtime's rate limiting binding, bound directly: one `limit({key})`,
+// its `success` read back. The `worker` crate's limiter serializes the
+// options and reads the outcome through serde on each call, and a browser
+// write asks up to three limiters.
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    type Limiter;
+    #[wasm_bindgen(method, catch)]
+    fn limit(this: &Limiter, options: &js_sys::Object) -> Result<js_sys::Promise, JsValue>;
+}
+
 async fn allowed(edge: &Edge, binding: &str, key: String) -> bool {
-    let Ok(limiter) = edge.env.rate_limiter(binding) else {
+    let Some(limiter) = js_sys::Reflect::get(&edge.env, &JsValue::from_str(binding))
+        .ok()
+        .filter(JsValue::is_object)
+        .map(JsCast::unchecked_into::<Limiter>)
+    else {
         return true;
     };
-    match limiter.limit(key).await {
-        Ok(outcome) => outcome.success,
+    let options = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(
+        &options,
+        &JsValue::from_str("key"),
+        &JsValue::from_str(&key),
+    );
+    let outcome = match limiter.limit(&options) {
+        Ok(promise) => wasm_bindgen_futures::JsFuture::from(promise).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(outcome) => js_sys::Reflect::get(&outcome, &JsValue::from_str("success"))
+            .ok()
+            .and_then(|success| success.as_bool())
+            .unwrap_or(true),
         Err(e) => {
-            worker::console_warn!("rate limiter {binding} failed, allowing: {e}");
+            worker::console_warn!(
+                "rate limiter {binding} failed, allowing: {}",
+                worker::Error::from(e)
+            );
             true
         }
     }

@@ -16,6 +16,7 @@ mod error;
 mod inapp;
 mod limits;
 mod page;
+mod request;
 mod router;
 mod track_api;
 mod visit;
@@ -24,8 +25,9 @@ mod wasm_tests;
 
 use std::rc::Rc;
 
+use request::Request;
 use wasm_bindgen::prelude::*;
-use worker::{event, Context, Env, Request};
+use worker::{event, Context, Env};
 
 use crate::cloudflare::{edge_store, EdgeStore};
 use crate::config::{Config, ConfigError};

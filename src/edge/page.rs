@@ -3,8 +3,9 @@
 //! rule is `page::step`'s; the answer is a forward plan the JS driver
 //! executes like any other.
 
+use super::request::Request;
 use url::Url;
-use worker::{console_warn, Request, Response};
+use worker::{console_warn, Response};
 
 use super::visit::{new_anon_id, new_event_id, now_secs};
 use super::{limits, Edge};

@@ -1,8 +1,9 @@
 //! Each route of `core::routes` and the handler that answers it; errors are
 //! rendered once, in the shape of the API they belong to.
 
+use super::request::Request;
 use url::Url;
-use worker::{Request, Response};
+use worker::Response;
 
 use super::error::{render, EdgeError, ErrorShape};
 use super::visit::{self, consented};

@@ -3,8 +3,9 @@
 //! base-URL setting works unchanged. HTTP Basic `SITE_ID:API_KEY`
 //! (docs/API.md section 4).
 
+use super::request::Request;
 use serde_json::{json, Value};
-use worker::{Method, Request, Response};
+use worker::{Method, Response};
 
 use super::browser::read_body;
 use super::error::{json_response, EdgeError, ErrorShape};

@@ -1,7 +1,7 @@
 //! What the edge reads of a request before it acts (the visitor, consent,
 //! authorization), and the one source of new ids and of the clock.
 
-use worker::Request;
+use super::request::Request;
 
 use crate::core::secure::{Consent, Trust};
 use crate::core::Error as ClientError;

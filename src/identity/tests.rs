@@ -423,7 +423,12 @@ fn round_trips_per_identify() {
 #[test]
 fn an_identify_that_changes_nothing_writes_nothing() {
     let mem = Mem::new(0);
-    let first = identify(&mem, json!({"id": "same", "plan": "a", "tags": ["x"]}), None).unwrap();
+    let first = identify(
+        &mem,
+        json!({"id": "same", "plan": "a", "tags": ["x"]}),
+        None,
+    )
+    .unwrap();
     let cio_id = first.person.cio_id.clone();
     let key = format!("person:{cio_id}");
     let snapshot = || mem.0.kv.borrow().get(&key).cloned();

@@ -4,7 +4,9 @@
 //! wasm.
 
 use wasm_bindgen::prelude::*;
-use worker::{Request, Response};
+use worker::Response;
+
+use super::request::Request;
 
 use super::browser::{etag_matches, read_body, record_event};
 use super::error::{json_response, EdgeError};
