@@ -18,6 +18,7 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { EDGE_STORAGE, MODULE_RULES } from "./edge.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -55,16 +56,8 @@ const ORIGIN_URL = `http://127.0.0.1:${originPort}`;
 const bound = {
   rootPath: dir,
   modulesRoot: dir,
-  modulesRules: [
-    { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-    { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
-  ],
-  kvNamespaces: ["CIO_KV"],
-  durableObjects: {
-    PERSON: { className: "Person", useSQLite: true },
-    VISITOR: { className: "Visitor", useSQLite: true },
-    IDENTITY_INDEX: { className: "IdentityIndex", useSQLite: true },
-  },
+  modulesRules: MODULE_RULES,
+  ...EDGE_STORAGE,
   bindings: { ORIGIN_URL },
 };
 const workers = {

@@ -13,6 +13,7 @@
 //   node bench/cost.mjs            (npm run bench prints it too)
 //   COST_REPEAT=2 node bench/cost.mjs   more requests per scenario for CPU
 import { Miniflare } from "miniflare";
+import { EDGE_STORAGE, MODULE_RULES } from "./edge.mjs";
 import { readFileSync, readdirSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import http from "node:http";
@@ -94,17 +95,8 @@ export async function start({ counting, forwarding, originUrl, receiverUrl }) {
     modules: true,
     rootPath: root,
     scriptPath: counting ? path.join(here, "counting.mjs") : path.join(root, "build/index.js"),
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
-    ],
-    kvNamespaces: ["CIO_KV"],
-    durableObjects: {
-      PERSON: { className: "Person", useSQLite: true },
-      VISITOR: { className: "Visitor", useSQLite: true },
-      IDENTITY_INDEX: { className: "IdentityIndex", useSQLite: true },
-      FORWARDING: { className: "Forwarding", useSQLite: true },
-    },
+    modulesRules: MODULE_RULES,
+    ...EDGE_STORAGE,
     bindings: {
       ORIGIN_URL: originUrl,
       SITE_ID,

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
+import { EDGE_STORAGE, MODULE_RULES } from "./edge.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -34,13 +35,8 @@ const mf = new Miniflare({
     : {
         rootPath: root,
         scriptPath: path.join(root, "build/index.js"),
-        modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
-        kvNamespaces: ["CIO_KV"],
-        durableObjects: {
-          PERSON: { className: "Person", useSQLite: true },
-          VISITOR: { className: "Visitor", useSQLite: true },
-          IDENTITY_INDEX: { className: "IdentityIndex", useSQLite: true },
-        },
+        modulesRules: MODULE_RULES,
+        ...EDGE_STORAGE,
         bindings: { ORIGIN_URL: originUrl, ...vars },
       }),
 });

@@ -10,6 +10,7 @@
 //
 //   BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_CONNECTIONS=16 npm run bench
 import { Miniflare } from "miniflare";
+import { EDGE_STORAGE, MODULE_RULES } from "./edge.mjs";
 import { fork, execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, mkdtempSync, readdirSync } from "node:fs";
 import { gzipSync } from "node:zlib";
@@ -163,13 +164,8 @@ const startEdge = (originUrl, vars = {}) =>
   start({
     rootPath: root,
     scriptPath: path.join(root, "build/index.js"),
-    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
-    kvNamespaces: ["CIO_KV"],
-    durableObjects: {
-      PERSON: { className: "Person", useSQLite: true },
-      VISITOR: { className: "Visitor", useSQLite: true },
-      IDENTITY_INDEX: { className: "IdentityIndex", useSQLite: true },
-    },
+    modulesRules: MODULE_RULES,
+    ...EDGE_STORAGE,
     bindings: { ORIGIN_URL: originUrl, ADMIN_TOKEN, ...vars },
   });
 
@@ -184,15 +180,10 @@ const startJsBound = (originUrl) =>
       {
         type: "ESModule",
         path: path.join(here, "js-worker.js"),
-        contents: `${readFileSync(path.join(here, "js-worker.js"), "utf8")}\nexport class Person {}\nexport class Visitor {}\nexport class IdentityIndex {}\n`,
+        contents: `${readFileSync(path.join(here, "js-worker.js"), "utf8")}\nexport class Person {}\nexport class Visitor {}\nexport class IdentityIndex {}\nexport class Forwarding {}\n`,
       },
     ],
-    kvNamespaces: ["CIO_KV"],
-    durableObjects: {
-      PERSON: { className: "Person", useSQLite: true },
-      VISITOR: { className: "Visitor", useSQLite: true },
-      IDENTITY_INDEX: { className: "IdentityIndex", useSQLite: true },
-    },
+    ...EDGE_STORAGE,
     bindings: { ORIGIN_URL: originUrl },
   });
 

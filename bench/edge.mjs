@@ -1,0 +1,18 @@
+// The edge's storage bindings and module rules as wrangler.toml declares
+// them, for every bench harness that starts the built worker (or the JS
+// reference beside the same bindings) under Miniflare.
+export const EDGE_STORAGE = {
+  kvNamespaces: ["CIO_KV"],
+  durableObjects: {
+    PERSON: { className: "Person", useSQLite: true },
+    VISITOR: { className: "Visitor", useSQLite: true },
+    IDENTITY_INDEX: { className: "IdentityIndex", useSQLite: true },
+    FORWARDING: { className: "Forwarding", useSQLite: true },
+  },
+};
+
+// The bundle and its helpers as ES modules, the wasm as a compiled module.
+export const MODULE_RULES = [
+  { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+  { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
+];
