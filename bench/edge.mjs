@@ -11,8 +11,10 @@ export const EDGE_STORAGE = {
   },
 };
 
-// The bundle and its helpers as ES modules, the wasm as a compiled module.
+// The bundle and its helpers as ES modules, the wasm as a compiled module,
+// the SDK texts beside the bundle as Text modules (scripts/build.sh).
 export const MODULE_RULES = [
   { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
   { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
+  { type: "Text", include: ["**/*.txt"] },
 ];

@@ -1,10 +1,15 @@
 // The pinned Data Pipelines browser SDK (@customerio/cdp-analytics-browser,
 // its UMD build), served first-party at /_cio/cdp/v1/analytics-js/. The
-// files are text in the JS bundle, never in the wasm; Rust decides who gets
-// them (src/edge/cdp.rs) and calls `globalThis.cioCdpAsset` for the bytes.
-// scripts/build.sh injects this module into the bundle.
-// build/cdp-sdk.mjs, written by scripts/cdp-sdk.mjs at build time.
-import { version as VERSION, files as FILES } from "cio-cdp-sdk";
+// files are a Text module beside the bundle (build/cdp-sdk.txt, written by
+// scripts/cdp-sdk.mjs), imported on first use: neither the wasm nor the
+// bundle carries them, so a cold start does not parse them. Rust decides who
+// gets them (src/edge/cdp.rs) and awaits `globalThis.cioCdpAsset` for the
+// bytes. scripts/build.sh injects this module into the bundle.
+let sdk;
+async function load() {
+  sdk ??= JSON.parse((await import("./cdp-sdk.txt")).default);
+  return sdk;
+}
 
 // FNV-1a of a short string, for the ETag of a bundle made for one key and host.
 function fnv(text) {
@@ -17,7 +22,8 @@ function fnv(text) {
 // (as Customer.io's CDN does), and `cdn` (this edge's /_cio/cdp) is given to
 // the page's analytics object as `_cdn` unless the page set one: the SDK then
 // loads its settings and parts from the edge, not from cdp.customer.io.
-function cdpAsset(name, key, cdn, ifNoneMatch) {
+async function cdpAsset(name, key, cdn, ifNoneMatch) {
+  const { version: VERSION, files: FILES } = await load();
   const file = Object.hasOwn(FILES, name) ? FILES[name] : undefined;
   if (file === undefined) return undefined;
   const etag = `"cdp-${VERSION}-${name}${key === undefined ? "" : `-${fnv(`${key}\n${cdn}`)}`}"`;

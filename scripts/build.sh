@@ -24,7 +24,7 @@ wasm="target/wasm32-unknown-unknown/$profile/cio_edge.wasm"
 
 # Skip the rest when nothing changed since the last build of this profile.
 stamp="build/.stamp"
-want="$profile${CIO_KEEP_NAMES:+ names} $(stat -c %Y "$wasm") $(stat -c %Y js/*.mjs | tr "\n" " ")"
+want="$profile${CIO_KEEP_NAMES:+ names} $(stat -c %Y "$wasm") $(stat -c %Y js/*.mjs scripts/build.sh scripts/cdp-sdk.mjs | tr "\n" " ")"
 if [ -f build/index.js ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -54,18 +54,23 @@ fi
 sed -i 's/import source /import /' "$out/index.js"
 minify=--minify
 [ "$profile" = release ] && [ -z "${CIO_KEEP_NAMES:-}" ] || minify=
-# The Data Pipelines SDK's files, as strings for js/cdp.mjs; the in-app SDK
-# (js/gist.mjs) as text: both beside the wasm, not in it.
-node scripts/cdp-sdk.mjs build/cdp-sdk.mjs
+# The two SDKs the edge serves, each a Text module beside the bundle (the
+# `Text` rule for *.txt: wrangler's default, and every test harness's),
+# imported on first use, so a cold start parses neither: the Data Pipelines
+# SDK's files as JSON (js/cdp.mjs), the in-app SDK with its licence in its
+# first comment (js/gist.mjs).
+node scripts/cdp-sdk.mjs build/cdp-sdk.txt
 gist=node_modules/customerio-gist-web
-cp "$gist/LICENSE" "$out/gist-license.txt"
+{
+  printf '/*! customerio-gist-web, https://github.com/customerio/gist-web\n'
+  sed 's#\*/#* /#g' "$gist/LICENSE"
+  printf '*/\n'
+  cat "$gist/dist/gist.min.js"
+} > build/gist.txt
 "$ESBUILD_BIN" js/entry.mjs --bundle --format=esm $minify --log-level=warning \
-  --alias:cio-edge-wasm="./$out/index.js" \
-  --alias:cio-cdp-sdk=./build/cdp-sdk.mjs --inject:./js/cdp.mjs \
-  --alias:cio-gist-bundle="./$gist/dist/gist.min.js" --alias:cio-gist-license="./$out/gist-license.txt" \
-  --loader:.min.js=text --loader:.txt=text \
-  --external:./index_bg.wasm --external:'cloudflare:*' \
+  --alias:cio-edge-wasm="./$out/index.js" --inject:./js/cdp.mjs \
+  --external:./index_bg.wasm --external:./cdp-sdk.txt --external:./gist.txt --external:'cloudflare:*' \
   --outfile=build/index.js
 mv "$out/index_bg.wasm" build/index_bg.wasm
-rm -rf "$out" build/worker
+rm -rf "$out" build/worker build/cdp-sdk.mjs
 echo "$want" > "$stamp"

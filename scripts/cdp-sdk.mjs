@@ -1,6 +1,8 @@
-// Writes build/cdp-sdk.mjs: the pinned Data Pipelines browser SDK's UMD
-// files (@customerio/cdp-analytics-browser) as strings, for js/cdp.mjs,
-// which serves them at /_cio/cdp/v1/analytics-js/ (the wasm carries none).
+// Writes build/cdp-sdk.txt: the pinned Data Pipelines browser SDK's UMD
+// files (@customerio/cdp-analytics-browser) and its version as JSON, a Text
+// module beside the bundle that js/cdp.mjs imports on first use and serves
+// at /_cio/cdp/v1/analytics-js/ (neither the wasm nor the bundle carries
+// them, so a cold start does not parse them).
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -14,7 +16,4 @@ const files = {};
 for (const name of readdirSync(dir).sort()) {
   if (name.endsWith(".js") && name !== "index.js") files[name] = readFileSync(join(dir, name), "utf8");
 }
-writeFileSync(
-  process.argv[2] ?? "build/cdp-sdk.mjs",
-  `export const version = ${JSON.stringify(version)};\nexport const files = ${JSON.stringify(files)};\n`,
-);
+writeFileSync(process.argv[2] ?? "build/cdp-sdk.txt", JSON.stringify({ version, files }));

@@ -24,18 +24,19 @@ use crate::page::visit::Visit;
 
 #[wasm_bindgen]
 extern "C" {
-    /// The pinned SDK's file `name` as a response (`key`: the write key to
-    /// embed, for the bundle; `cdn`: this edge's `/_cio/cdp` URL), or
-    /// undefined for a file it does not have. `js/cdp.mjs` defines it (the
-    /// build injects it into the bundle); looked up when called, so the
-    /// wasm loads without it (the wasm tests).
+    /// A promise of the pinned SDK's file `name` as a response (`key`: the
+    /// write key to embed, for the bundle; `cdn`: this edge's `/_cio/cdp`
+    /// URL), or of undefined for a file it does not have. `js/cdp.mjs`
+    /// defines it (the build injects it into the bundle) and reads the files
+    /// on first use; looked up when called, so the wasm loads without it
+    /// (the wasm tests).
     #[wasm_bindgen(js_namespace = globalThis, js_name = cioCdpAsset)]
     fn cdp_asset(
         name: &str,
         key: Option<String>,
         cdn: &str,
         if_none_match: Option<String>,
-    ) -> Option<web_sys::Response>;
+    ) -> js_sys::Promise;
 }
 
 pub async fn serve(
@@ -62,9 +63,9 @@ pub async fn serve(
         }
         Path::Bundle(key) => {
             check_write_key(Some(&key), write_key)?;
-            asset(&req, url, "standalone.js", Some(key))
+            asset(&req, url, "standalone.js", Some(key)).await
         }
-        Path::Chunk(name) => asset(&req, url, &name, None),
+        Path::Chunk(name) => asset(&req, url, &name, None).await,
         Path::Call(kind) => calls(req, edge, url, Some(kind), write_key).await,
         Path::Batch => calls(req, edge, url, None, write_key).await,
         Path::WrongMethod => Err(EdgeError::MethodNotAllowed),
@@ -72,12 +73,24 @@ pub async fn serve(
     }
 }
 
-fn asset(req: &Request, url: &Url, name: &str, key: Option<String>) -> Result<Response, EdgeError> {
+async fn asset(
+    req: &Request,
+    url: &Url,
+    name: &str,
+    key: Option<String>,
+) -> Result<Response, EdgeError> {
     let cdn = format!("{}/_cio/cdp", url.origin().ascii_serialization());
     let tag = req.headers().get("if-none-match").ok().flatten();
-    cdp_asset(name, key, &cdn, tag)
+    let answer = wasm_bindgen_futures::JsFuture::from(cdp_asset(name, key, &cdn, tag))
+        .await
+        .map_err(|e| {
+            worker::console_error!("the Pipelines SDK: {}", worker::Error::from(e));
+            EdgeError::Internal
+        })?;
+    answer
+        .dyn_into::<web_sys::Response>()
         .map(Response::from)
-        .ok_or(EdgeError::NoRoute)
+        .map_err(|_| EdgeError::NoRoute)
 }
 
 /// One call or a batch: every call is validated before any is applied

@@ -34,7 +34,12 @@ export async function startWorker({ originUrl, vars = {}, secrets = {}, durableO
     rootPath: root,
     scriptPath: script,
     modules: true,
-    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+    // The SDK texts beside the bundle are Text modules, as wrangler's default
+    // rule makes them (scripts/build.sh).
+    modulesRules: [
+      { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
+      { type: "Text", include: ["**/*.txt"] },
+    ],
     compatibilityDate: "2026-04-01",
     kvNamespaces: ["CIO_KV"],
     durableObjects: durableObjects
