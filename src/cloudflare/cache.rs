@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
+use super::field;
 use crate::identity::wire::PersonView;
 use crate::identity::{Cache, IndexKey, StoreError};
 
@@ -48,17 +49,11 @@ async fn settle(promise: Result<js_sys::Promise, JsValue>) -> Result<JsValue, Js
     JsFuture::from(promise?).await
 }
 
-fn field(object: &JsValue, name: &str) -> JsValue {
-    js_sys::Reflect::get(object, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
-}
-
 impl KvCache {
     pub fn new(env: &Env) -> Self {
-        let kv = js_sys::Reflect::get(env, &JsValue::from_str(crate::bindings::CIO_KV))
-            .ok()
-            .filter(JsValue::is_object)
-            .map(|ns| std::rc::Rc::new(ns.unchecked_into()));
-        KvCache { kv }
+        KvCache {
+            kv: super::binding(env, crate::bindings::CIO_KV).map(std::rc::Rc::new),
+        }
     }
 
     /// The text under `key`; `None` when absent or unreadable (a miss).

@@ -135,11 +135,8 @@ impl Outbox {
     }
 
     fn count(&self, sql: &SqlStorage) -> Result<u64, StoreError> {
-        let rows: Vec<(i64,)> = sql
-            .exec("SELECT COUNT(*) FROM outbox", None)
-            .and_then(rows)
-            .or_unavailable()?;
-        Ok(rows.first().map_or(0, |&(n,)| n.max(0) as u64))
+        let n = super::sql::first_n(sql, "SELECT COUNT(*) FROM outbox")?;
+        Ok(n.map_or(0, |n| n.max(0) as u64))
     }
 
     /// Appends an operation (part of the caller's synchronous step).
@@ -182,13 +179,13 @@ impl Outbox {
         state: &State,
         env: &Env,
         sql: &SqlStorage,
-    ) -> Result<&'static str, StoreError> {
+    ) -> Result<(), StoreError> {
         self.ensure(sql)?;
         let now = super::now_secs();
         let mut kept = self.load(sql)?;
         if let Step::Wait(at) = kept.state.step(now) {
             super::wake_by(&state.storage(), at).await;
-            return Ok("waiting");
+            return Ok(());
         }
         loop {
             let rows: Vec<(i64, String, Option<i64>)> = sql
@@ -202,7 +199,7 @@ impl Outbox {
                 if kept.listed {
                     self.unlist(state, env, sql, &mut kept).await;
                 }
-                return Ok("empty");
+                return Ok(());
             };
             let oldest = at.filter(|at| *at > 0).unwrap_or(now);
             let parsed: Vec<(i64, Value)> = rows
@@ -282,7 +279,7 @@ impl Outbox {
                 },
             )
             .await;
-            return Ok("sent");
+            return Ok(());
         }
     }
 

@@ -53,12 +53,12 @@ pub trait Object: Sized + 'static {
 type Answer = Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>>;
 
 /// Every method's promise, through one instantiation of the glue.
-pub fn settle(answer: Answer) -> js_sys::Promise {
+fn promise(answer: Answer) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(answer)
 }
 
 pub fn fetch<O: Object>(object: std::rc::Rc<O>, req: web_sys::Request) -> js_sys::Promise {
-    settle(Box::pin(async move {
+    promise(Box::pin(async move {
         let call = Incoming::read(req).await?;
         let text = object.fetch(call).await?;
         Ok(web_sys::Response::new_with_opt_str(Some(&text))?.into())
@@ -66,7 +66,7 @@ pub fn fetch<O: Object>(object: std::rc::Rc<O>, req: web_sys::Request) -> js_sys
 }
 
 pub fn alarm<O: Object>(object: std::rc::Rc<O>) -> js_sys::Promise {
-    settle(Box::pin(async move {
+    promise(Box::pin(async move {
         object.alarm().await?;
         Ok(JsValue::UNDEFINED)
     }))

@@ -6,7 +6,6 @@
 use worker::{Env, SqlStorage, State};
 
 use super::class::{Incoming, Object};
-
 use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{rows, LazyTables};
 use crate::identity::objects::{index_call, IndexTables};

@@ -70,6 +70,22 @@ pub fn alarm_failed(e: crate::identity::StoreError) -> worker::Error {
     worker::Error::RustError("retention alarm failed".into())
 }
 
+/// The binding `name` of the environment as the runtime's own object (a
+/// namespace, a limiter), for the adapters that call it directly; `None`
+/// when it is not bound.
+pub fn binding<T: wasm_bindgen::JsCast>(env: &Env, name: &str) -> Option<T> {
+    js_sys::Reflect::get(env, &wasm_bindgen::JsValue::from_str(name))
+        .ok()
+        .filter(wasm_bindgen::JsValue::is_object)
+        .map(wasm_bindgen::JsCast::unchecked_into)
+}
+
+/// A property of an object the runtime answered; undefined when missing.
+pub fn field(object: &wasm_bindgen::JsValue, name: &str) -> wasm_bindgen::JsValue {
+    js_sys::Reflect::get(object, &wasm_bindgen::JsValue::from_str(name))
+        .unwrap_or(wasm_bindgen::JsValue::UNDEFINED)
+}
+
 /// Work for `wait_until`, boxed: every call site hands over the one `Task`
 /// type, so the runtime glue for it is compiled once, not once per site.
 pub fn task(work: impl std::future::Future<Output = ()> + 'static) -> Task {

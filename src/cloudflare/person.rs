@@ -6,9 +6,8 @@
 
 use worker::{Env, SqlStorage, State};
 
-use super::class::{Incoming, Object};
-
 use super::cio::Outbox;
+use super::class::{Incoming, Object};
 use super::objects::DoObjects;
 use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{self, bodies, rows, LazyTables, SqlEvents};

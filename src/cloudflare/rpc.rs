@@ -10,7 +10,6 @@ use wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
 use super::class::Incoming;
-
 use crate::identity::StoreError;
 
 pub fn unavailable(e: worker::Error) -> StoreError {
@@ -53,11 +52,8 @@ pub enum ObjectName<'a> {
 
 /// The stub of one object in the namespace bound as `binding`.
 pub fn stub(env: &Env, binding: &str, name: ObjectName<'_>) -> Result<ObjectStub, StoreError> {
-    let namespace: Namespace = js_sys::Reflect::get(env, &JsValue::from_str(binding))
-        .ok()
-        .filter(|ns| ns.is_object())
-        .ok_or_else(|| StoreError::unavailable(format!("no binding {binding}")))?
-        .unchecked_into();
+    let namespace: Namespace = super::binding(env, binding)
+        .ok_or_else(|| StoreError::unavailable(format!("no binding {binding}")))?;
     let id = match name {
         ObjectName::Named(name) => namespace.id_from_name(name),
         ObjectName::Id(id) => namespace.id_from_string(id),

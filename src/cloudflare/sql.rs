@@ -189,11 +189,8 @@ pub fn first_n(sql: &SqlStorage, query: &str) -> Result<Option<i64>, StoreError>
 }
 
 pub fn event_count(sql: &SqlStorage) -> Result<u64, StoreError> {
-    let rows: Vec<(i64,)> = sql
-        .exec("SELECT count(*) FROM events", None)
-        .and_then(rows)
-        .or_unavailable()?;
-    Ok(rows.first().map_or(0, |&(n,)| n.max(0) as u64))
+    let n = first_n(sql, "SELECT count(*) FROM events")?;
+    Ok(n.map_or(0, |n| n.max(0) as u64))
 }
 
 /// An object's tables, each created by the first write to it, so that asking

@@ -5,9 +5,8 @@
 
 use worker::{Env, SqlStorage, State};
 
-use super::class::{Incoming, Object};
-
 use super::cio::Outbox;
+use super::class::{Incoming, Object};
 use super::rpc::{read_call, reply, SqlResult};
 use super::sql::{self, rows, LazyTables, SqlEvents};
 use crate::identity::objects::{visitor_call, VisitorTables};

@@ -2,12 +2,12 @@
 //! people and activity read back from the Durable Objects, the truth
 //! (docs/API.md section 5).
 
-use super::request::Request;
 use serde_json::{json, Value};
 use url::Url;
 use worker::{Method, Response};
 
 use super::error::{json_response, EdgeError};
+use super::request::Request;
 use super::visit::{authorize, invalid};
 use super::Edge;
 use crate::core::auth::bearer_matches;

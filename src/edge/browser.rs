@@ -1,12 +1,12 @@
 //! Browser endpoints (`/_cio/identify`, `track`, `page`, `reset`): identity
 //! from the cookies, no key, and never any profile data in the answer.
 
-use super::request::Request;
 use futures_util::StreamExt;
 use serde_json::json;
 use worker::Response;
 
 use super::error::{json_response, EdgeError};
+use super::request::Request;
 use super::visit::{new_anon_id, new_event_id, now_secs};
 use super::Edge;
 use crate::core::body::{parse_object, LimitedBody, MAX_BODY_BYTES};

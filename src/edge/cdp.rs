@@ -4,7 +4,6 @@
 //! the same identity `Store` as the classic ones. The decisions are
 //! `crate::cdp`; this file only does I/O.
 
-use super::request::Request;
 use serde_json::json;
 use url::Url;
 use wasm_bindgen::prelude::*;
@@ -12,6 +11,7 @@ use worker::Response;
 
 use super::browser::read_body;
 use super::error::{json_response, EdgeError};
+use super::request::Request;
 use super::visit::{self, consented, new_event_id, now_secs};
 use super::{limits, Edge};
 use crate::cdp::call::{parse_batch, parse_call, Call, Context, Kind};

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use super::request::Request;
 use base64::Engine;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use worker::{event, Context, Env, MessageBatch, Method, Response};
 
 use super::error::{json_response, EdgeError};
+use super::request::Request;
 use super::visit::now_secs;
 use super::Edge;
 use crate::cio::{batch_body, classify, envelopes, Ack, DeadLetter, Envelope, Outcome, Run};

@@ -4,10 +4,10 @@
 //! client address. A limiter that is not bound, or fails,
 //! lets the request through: limits protect storage, they never break a page.
 
-use super::request::Request;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 
 use super::error::EdgeError;
+use super::request::Request;
 use super::Edge;
 use crate::core::abuse::{address_key, person_key};
 use crate::core::identifier::Identifier;
@@ -39,11 +39,7 @@ extern "C" {
 }
 
 async fn allowed(edge: &Edge, binding: &str, key: String) -> bool {
-    let Some(limiter) = js_sys::Reflect::get(&edge.env, &JsValue::from_str(binding))
-        .ok()
-        .filter(JsValue::is_object)
-        .map(JsCast::unchecked_into::<Limiter>)
-    else {
+    let Some(limiter) = crate::cloudflare::binding::<Limiter>(&edge.env, binding) else {
         return true;
     };
     let options = js_sys::Object::new();
@@ -57,9 +53,8 @@ async fn allowed(edge: &Edge, binding: &str, key: String) -> bool {
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(outcome) => js_sys::Reflect::get(&outcome, &JsValue::from_str("success"))
-            .ok()
-            .and_then(|success| success.as_bool())
+        Ok(outcome) => crate::cloudflare::field(&outcome, "success")
+            .as_bool()
             .unwrap_or(true),
         Err(e) => {
             worker::console_warn!(

@@ -3,10 +3,10 @@
 //! rule is `page::step`'s; the answer is a forward plan the JS driver
 //! executes like any other.
 
-use super::request::Request;
 use url::Url;
 use worker::{console_warn, Response};
 
+use super::request::Request;
 use super::visit::{new_anon_id, new_event_id, now_secs};
 use super::{limits, Edge};
 use crate::cloudflare::{detached_store, finish, task};

@@ -30,10 +30,6 @@ impl From<web_sys::Request> for Request {
     }
 }
 
-fn body_used() -> worker::Error {
-    worker::Error::BodyUsed
-}
-
 impl Request {
     pub fn headers(&self) -> &Headers {
         &self.headers
@@ -51,7 +47,7 @@ impl Request {
 
     fn take_body(&mut self) -> worker::Result<()> {
         if std::mem::replace(&mut self.body_used, true) {
-            return Err(body_used());
+            return Err(worker::Error::BodyUsed);
         }
         Ok(())
     }

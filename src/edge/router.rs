@@ -1,11 +1,11 @@
 //! Each route of `core::routes` and the handler that answers it; errors are
 //! rendered once, in the shape of the API they belong to.
 
-use super::request::Request;
 use url::Url;
 use worker::Response;
 
 use super::error::{render, EdgeError, ErrorShape};
+use super::request::Request;
 use super::visit::{self, consented};
 use super::{admin, browser, cdp, inapp, limits, page, track_api, Edge};
 use crate::core::routes::{route, Route};

@@ -3,12 +3,12 @@
 //! base-URL setting works unchanged. HTTP Basic `SITE_ID:API_KEY`
 //! (docs/API.md section 4).
 
-use super::request::Request;
 use serde_json::{json, Value};
 use worker::{Method, Response};
 
 use super::browser::read_body;
 use super::error::{json_response, EdgeError, ErrorShape};
+use super::request::Request;
 use super::visit::{authorize, invalid, new_event_id, now_secs};
 use super::Edge;
 use crate::core::auth::basic_matches;

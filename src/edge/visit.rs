@@ -1,13 +1,12 @@
 //! What the edge reads of a request before it acts (the visitor, consent,
 //! authorization), and the one source of new ids and of the clock.
 
-use super::request::Request;
-
 use crate::core::secure::{Consent, Trust};
 use crate::core::Error as ClientError;
 use crate::page::visit::Visit;
 
 use super::error::EdgeError;
+use super::request::Request;
 
 /// The visitor of an endpoint request: its cookies (`page::visit::Visit`).
 pub fn read(req: &Request, url: &url::Url, trust: &Trust) -> Visit {

@@ -6,10 +6,9 @@
 use wasm_bindgen::prelude::*;
 use worker::Response;
 
-use super::request::Request;
-
 use super::browser::{etag_matches, read_body, record_event};
 use super::error::{json_response, EdgeError};
+use super::request::Request;
 use super::visit::{self, now_secs};
 use super::{limits, Edge};
 use crate::core::body::parse_object;
