@@ -18,7 +18,7 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { EDGE_STORAGE, MODULE_RULES } from "./edge.mjs";
+import { EDGE_STORAGE, EMPTY_CLASSES, MODULE_RULES } from "./edge.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -29,7 +29,7 @@ process.env.WRANGLER_SEND_METRICS = "false";
 const dir = mkdtempSync(path.join(tmpdir(), "cio-cold-"));
 cpSync(path.join(root, "build"), dir, { recursive: true });
 const reference = readFileSync(path.join(here, "js-worker.js"), "utf8");
-const classes = "export class Person {}\nexport class Visitor {}\nexport class IdentityIndex {}\nexport class Forwarding {}\n";
+const classes = `\n${EMPTY_CLASSES}`;
 writeFileSync(path.join(dir, "probe-js.mjs"), reference + classes);
 writeFileSync(path.join(dir, "probe-wasm.mjs"), `import wasm from "./index_bg.wasm";\nglobalThis.__probe = wasm;\n${reference}${classes}`);
 // The wasm instantiated with inert imports, its start function not run.

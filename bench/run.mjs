@@ -10,7 +10,7 @@
 //
 //   BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_CONNECTIONS=16 npm run bench
 import { Miniflare } from "miniflare";
-import { EDGE_STORAGE, MODULE_RULES } from "./edge.mjs";
+import { EDGE_STORAGE, EMPTY_CLASSES, MODULE_RULES } from "./edge.mjs";
 import { fork, execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, mkdtempSync, readdirSync } from "node:fs";
 import { gzipSync } from "node:zlib";
@@ -180,7 +180,7 @@ const startJsBound = (originUrl) =>
       {
         type: "ESModule",
         path: path.join(here, "js-worker.js"),
-        contents: `${readFileSync(path.join(here, "js-worker.js"), "utf8")}\nexport class Person {}\nexport class Visitor {}\nexport class IdentityIndex {}\nexport class Forwarding {}\n`,
+        contents: `${readFileSync(path.join(here, "js-worker.js"), "utf8")}\n${EMPTY_CLASSES}`,
       },
     ],
     ...EDGE_STORAGE,

@@ -6,7 +6,7 @@
 // path: it moves bytes and headers as the plan says. The plan's text is read
 // by js/plan.mjs alone.
 import * as rust from "cio-edge-wasm";
-import { decodePlan, encodeInputs } from "./plan.mjs";
+import { decodePlan, encodeInputs, hasBody } from "./plan.mjs";
 
 export default {
   // Not async: a forward returns the origin's promise as it is, without
@@ -46,7 +46,7 @@ async function forward(request, env, ctx, text, body) {
   // not cut (tests/proxy.test.mjs). One call; a cleared setTimeout costs more.
   const init = { method, headers, redirect: "manual", signal: AbortSignal.timeout(plan.timeoutMs) };
   if (body !== undefined) init.body = body;
-  else if (method !== "GET" && method !== "HEAD") init.body = request.body;
+  else if (hasBody(method)) init.body = request.body;
   let fetched;
   try {
     fetched = await fetch(plan.target, init);

@@ -3,11 +3,15 @@
 // described there); tests/fixtures/plan-codec.json is read by the tests of
 // both, so the two sides cannot drift apart.
 
+// Whether a request of this method carries a body (fetch gives a GET or
+// HEAD none).
+export const hasBody = (method) => method !== "GET" && method !== "HEAD";
+
 // The request's inputs, one per line, in the order of `Inputs` in Rust; an
-// absent header is an empty line. A GET or HEAD carries no body, so its body
-// headers are not read (each `get` crosses into the runtime).
+// absent header is an empty line. A GET or HEAD's body headers are not read
+// (each `get` crosses into the runtime).
 export function encodeInputs(method, url, headers) {
-  const body = method !== "GET" && method !== "HEAD";
+  const body = hasBody(method);
   return `${method}\n${url}\n${headers.get("cookie") ?? ""}\n${headers.get("accept") ?? ""}\n${headers.get("sec-fetch-mode") ?? ""}\n${(body && headers.get("content-type")) || ""}\n${(body && headers.get("content-length")) || ""}\n${headers.get("sec-gpc") ?? ""}`;
 }
 
@@ -37,9 +41,7 @@ export function decodePlan(text) {
   if (line() !== "forward") throw new Error("plan text is empty or of an unknown type");
   const target = line();
   const timeout = line();
-  let digits = timeout.length > 0;
-  for (let i = 0; i < timeout.length; i++) digits &&= timeout.charCodeAt(i) >= 48 && timeout.charCodeAt(i) <= 57;
-  if (!digits) throw new Error(`forward plan has a timeout that is not a number: ${JSON.stringify(timeout)}`);
+  if (!/^[0-9]+$/.test(timeout)) throw new Error(`forward plan has a timeout that is not a number: ${JSON.stringify(timeout)}`);
   const timeoutMs = Number(timeout);
   const snippet = line();
   const plan = { kind: "forward", target, timeoutMs, snippet: snippet === "" ? null : snippet, headers: [], setCookies: [], watch: [] };
