@@ -35,14 +35,7 @@ pub const ANSWER_PATH: &str = "/outbox";
 /// The forwarding settings, or `None` when off (or misconfigured: the
 /// fetch handler reports that on every request).
 pub fn settings(env: &Env) -> Option<Settings> {
-    Settings::from_lookup(|name| {
-        env.var(name)
-            .map(|v| v.to_string())
-            .or_else(|_| env.secret(name).map(|s| s.to_string()))
-            .ok()
-    })
-    .ok()
-    .flatten()
+    Settings::from_lookup(|name| super::setting(env, name)).ok().flatten()
 }
 
 /// A message body as text: the queue measures (and the consumer reads) the
