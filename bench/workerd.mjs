@@ -94,8 +94,9 @@ export async function coldStart(worker) {
         }
       });
       exited.then((code) => reject(new Error(`workerd exited (${code}): ${stderr}`)));
+      setTimeout(() => reject(new Error(`workerd did not listen within 30 s: ${stderr}`)), 30_000).unref();
     });
-    const res = await fetch(`http://127.0.0.1:${port}/`);
+    const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(30_000) });
     await res.arrayBuffer();
     const ms = performance.now() - started;
     if (res.status !== 200) throw new Error(`first answer ${res.status}: ${stderr}`);
