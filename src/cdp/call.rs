@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use serde_json::{json, Value};
 
-use crate::core::body::{json_kind, Object};
+use crate::core::body::{json_kind, object_from, Object};
 use crate::core::error::Error;
 use crate::core::event::{event_timestamp, parse_event, Event, EventContext, EventType};
 use crate::core::identifier::Identifier;
@@ -172,11 +172,12 @@ fn identify(
     };
     let user_hash = hash("user_hash", "traits.user_hash")?;
     let email_hash = hash("email_hash", "traits.email_hash")?;
-    let mut classic: Object = traits
-        .iter()
-        .filter(|(k, _)| !NOT_ATTRIBUTES.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut classic = object_from(
+        traits
+            .iter()
+            .filter(|(k, _)| !NOT_ATTRIBUTES.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     // `createdAt` (ISO 8601, as the SDKs send dates) or `created_at`.
     let created = traits.get("createdAt").or_else(|| traits.get("created_at"));
     classic.remove("created_at");
@@ -267,9 +268,7 @@ fn alias(body: &Object, user: Option<Identifier>, ctx: &Context) -> Result<Call,
     let user = user.ok_or_else(|| Error::invalid("userId", "is required"))?;
     let previous = parse_anonymous_id(body.get("previousId"), "previousId")?
         .ok_or_else(|| Error::invalid("previousId", "is required"))?;
-    let classic: Object = [("id".to_owned(), Value::String(user.as_written()))]
-        .into_iter()
-        .collect();
+    let classic = object_from([("id".to_owned(), Value::String(user.as_written()))]);
     let user = parse_identify(&classic, ctx.use_array_params)
         .map_err(|e| rename(e, &|_| "userId".into()))?;
     Ok(Call::Alias { user, previous })

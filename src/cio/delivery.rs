@@ -63,7 +63,7 @@ impl Envelope {
     /// A queue message body as `to_message` wrote it; `None` for anything else.
     pub fn from_message(body: &Value) -> Option<Self> {
         match body {
-            Value::String(text) => serde_json::from_str(text).ok(),
+            Value::String(text) => crate::core::json::from_str(text).ok(),
             other => serde_json::from_value(other.clone()).ok(),
         }
     }

@@ -90,7 +90,7 @@ impl Cache for KvCache {
 
     async fn person(&self, cio_id: &str) -> Option<PersonView> {
         let text = self.text(&person_key(cio_id)).await?;
-        serde_json::from_str(&text).ok()
+        crate::core::json::from_str(&text).ok()
     }
 
     async fn remember_person(&self, person: &PersonView) {

@@ -35,7 +35,9 @@ pub const ANSWER_PATH: &str = "/outbox";
 /// The forwarding settings, or `None` when off (or misconfigured: the
 /// fetch handler reports that on every request).
 pub fn settings(env: &Env) -> Option<Settings> {
-    Settings::from_lookup(|name| super::setting(env, name)).ok().flatten()
+    Settings::from_lookup(|name| super::setting(env, name))
+        .ok()
+        .flatten()
 }
 
 /// A message body as text: the queue measures (and the consumer reads) the
@@ -114,7 +116,7 @@ impl Outbox {
             .or_unavailable()?;
         Ok(rows
             .first()
-            .and_then(|(body,)| serde_json::from_str(body).ok())
+            .and_then(|(body,)| crate::core::json::from_str(body).ok())
             .unwrap_or_default())
     }
 
@@ -299,7 +301,7 @@ impl Outbox {
         env: &Env,
         sql: &SqlStorage,
     ) -> worker::Result<String> {
-        let ack: Ack = serde_json::from_str(&call.body)
+        let ack: Ack = crate::core::json::from_str(&call.body)
             .map_err(|e| worker::Error::RustError(format!("bad answer: {e}")))?;
         let done: Result<(), StoreError> = async {
             self.ensure(sql)?;
@@ -504,7 +506,7 @@ impl Forwarding {
         )?)?;
         Ok(rows
             .into_iter()
-            .filter_map(|(seq, body)| Some((seq, serde_json::from_str(&body).ok()?)))
+            .filter_map(|(seq, body)| Some((seq, crate::core::json::from_str(&body).ok()?)))
             .collect())
     }
 

@@ -108,12 +108,13 @@ pub async fn post<Body: Serialize, Reply: DeserializeOwned>(
             resp.status()
         )));
     }
-    serde_json::from_str::<Result<Reply, StoreError>>(&text)?
+    crate::core::json::from_str::<Result<Reply, StoreError>>(&text)?
 }
 
 /// Inside an object: the parsed call.
 pub fn read_call<T: DeserializeOwned>(call: &Incoming) -> worker::Result<T> {
-    serde_json::from_str(&call.body).map_err(|e| worker::Error::RustError(format!("bad call: {e}")))
+    crate::core::json::from_str(&call.body)
+        .map_err(|e| worker::Error::RustError(format!("bad call: {e}")))
 }
 
 /// Inside an object: the answer to a call, success or error, as data.

@@ -110,7 +110,7 @@ pub fn bodies<T: serde::de::DeserializeOwned>(
         .and_then(rows)
         .or_unavailable()?;
     rows.iter()
-        .map(|(body,)| serde_json::from_str(body).map_err(StoreError::from))
+        .map(|(body,)| crate::core::json::from_str(body).map_err(StoreError::from))
         .collect()
 }
 
@@ -132,7 +132,7 @@ fn event_rows(
 ) -> Result<Vec<(Event, i64, i64)>, StoreError> {
     let rows: Vec<(i64, i64, String)> = sql.exec(query, params).and_then(rows).or_unavailable()?;
     rows.into_iter()
-        .map(|(seq, ts, body)| Ok((serde_json::from_str(&body)?, ts, seq)))
+        .map(|(seq, ts, body)| Ok((crate::core::json::from_str(&body)?, ts, seq)))
         .collect()
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod form;
 pub mod identifier;
+pub mod json;
 pub mod profile;
 pub mod routes;
 pub mod secure;
