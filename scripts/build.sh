@@ -24,7 +24,7 @@ wasm="target/wasm32-unknown-unknown/$profile/cio_edge.wasm"
 
 # Skip the rest when nothing changed since the last build of this profile.
 stamp="build/.stamp"
-want="$profile${CIO_KEEP_NAMES:+ names} $(stat -c %Y "$wasm") $(stat -c %Y js/*.mjs scripts/build.sh scripts/cdp-sdk.mjs | tr "\n" " ")"
+want="$profile${CIO_KEEP_NAMES:+ names} $(stat -c %Y "$wasm") $(stat -c %Y js/*.mjs scripts/build.sh scripts/cdp-sdk.mjs assets/track.js | tr "\n" " ")"
 if [ -f build/index.js ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -54,12 +54,13 @@ fi
 sed -i 's/import source /import /' "$out/index.js"
 minify=--minify
 [ "$profile" = release ] && [ -z "${CIO_KEEP_NAMES:-}" ] || minify=
-# The two SDKs the edge serves, each a Text module beside the bundle (the
+# The scripts the edge serves, each a Text module beside the bundle (the
 # `Text` rule for *.txt: wrangler's default, and every test harness's),
-# imported on first use, so a cold start parses neither: the Data Pipelines
-# SDK's files as JSON (js/cdp.mjs), the in-app SDK with its licence in its
-# first comment (js/gist.mjs).
+# imported on first use, so a cold start parses none and the wasm carries
+# none: the Data Pipelines SDK's files as JSON (js/cdp.mjs), the browser SDK
+# and the in-app SDK with its licence in its first comment (js/texts.mjs).
 node scripts/cdp-sdk.mjs build/cdp-sdk.txt
+cp assets/track.js build/track.txt
 gist=node_modules/customerio-gist-web
 {
   printf '/*! customerio-gist-web, https://github.com/customerio/gist-web\n'
@@ -69,7 +70,7 @@ gist=node_modules/customerio-gist-web
 } > build/gist.txt
 "$ESBUILD_BIN" js/entry.mjs --bundle --format=esm $minify --log-level=warning \
   --alias:cio-edge-wasm="./$out/index.js" --inject:./js/cdp.mjs \
-  --external:./index_bg.wasm --external:./cdp-sdk.txt --external:./gist.txt --external:'cloudflare:*' \
+  --external:./index_bg.wasm --external:./cdp-sdk.txt --external:./gist.txt --external:./track.txt --external:'cloudflare:*' \
   --outfile=build/index.js
 mv "$out/index_bg.wasm" build/index_bg.wasm
 rm -rf "$out" build/worker build/cdp-sdk.mjs

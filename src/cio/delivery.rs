@@ -64,7 +64,9 @@ impl Envelope {
     pub fn from_message(body: &Value) -> Option<Self> {
         match body {
             Value::String(text) => crate::core::json::from_str(text).ok(),
-            other => serde_json::from_value(other.clone()).ok(),
+            // Read as text too: one reader of our types (`core::json`), not a
+            // second one over `Value` compiled for each.
+            other => crate::core::json::from_str(&other.to_string()).ok(),
         }
     }
 }

@@ -409,7 +409,8 @@ pub async fn replay(env: &Env) -> Result<u64, StoreError> {
     let (mut total, mut after) = (0, 0);
     loop {
         let page = record(env, &StatsCall::DeadLetters { limit: 200, after }).await?;
-        let rows: Vec<(i64, DeadLetter)> = serde_json::from_value(page)?;
+        // Through text: the one reader of our types (`core::json`).
+        let rows: Vec<(i64, DeadLetter)> = crate::core::json::from_str(&page.to_string())?;
         let Some(last) = rows.last().map(|(seq, _)| *seq) else {
             return Ok(total);
         };

@@ -7,6 +7,7 @@ use worker::Response;
 
 use super::error::{json_response, EdgeError};
 use super::request::Request;
+use super::texts::{self, Text};
 use super::visit::{new_anon_id, new_event_id, now_secs};
 use super::Edge;
 use crate::core::body::{parse_object, LimitedBody, MAX_BODY_BYTES};
@@ -225,9 +226,10 @@ pub async fn record_event(
     Ok(cookies)
 }
 
-/// The browser SDK, with a strong ETag (a hash of its bytes, fixed at build).
-const SDK: &str = include_str!("../../assets/track.js");
-const SDK_HASH: u64 = fnv1a(SDK.as_bytes());
+/// The browser SDK's strong ETag: a hash of its bytes, fixed at build. The
+/// bytes are read here only to hash them; they are served from JS
+/// (`edge::texts`), so the wasm does not carry them.
+const SDK_HASH: u64 = fnv1a(include_str!("../../assets/track.js").as_bytes());
 
 const fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
@@ -249,22 +251,14 @@ pub fn etag_matches(req: &Request, etag: &str) -> bool {
 }
 
 /// `GET /_cio/track.js`: cacheable for an hour, revalidated by ETag.
-pub fn sdk(req: &Request) -> Response {
+pub async fn sdk(req: &Request) -> Result<Response, EdgeError> {
     let etag = format!("\"{SDK_HASH:016x}\"");
     let headers = worker::Headers::new();
     let _ = headers.set("etag", &etag);
     let _ = headers.set("cache-control", "public, max-age=3600");
     let _ = headers.set("content-type", "application/javascript; charset=utf-8");
-    if etag_matches(req, &etag) {
-        return Response::builder()
-            .with_status(304)
-            .with_headers(headers)
-            .empty();
-    }
-    Response::builder()
-        .with_status(200)
-        .with_headers(headers)
-        .fixed(SDK.as_bytes().to_vec())
+    let status = if etag_matches(req, &etag) { 304 } else { 200 };
+    texts::respond(Text::Track, status, headers).await
 }
 
 pub fn reset(edge: &Edge, visit: &Visit) -> Response {

@@ -245,7 +245,7 @@ async fn record_dead(env: &Env, envelopes: Vec<Envelope>) -> worker::Result<()> 
         .filter(|e| e.source.is_none())
         .flat_map(|e| e.ops)
         .map(|op| {
-            serde_json::from_value::<DeadLetter>(op.clone()).unwrap_or(DeadLetter {
+            crate::core::json::from_str::<DeadLetter>(&op.to_string()).unwrap_or(DeadLetter {
                 op,
                 reason: "the queue consumer failed on it max_retries times".into(),
                 at: now,

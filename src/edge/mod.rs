@@ -18,6 +18,7 @@ mod limits;
 mod page;
 mod request;
 mod router;
+mod texts;
 mod track_api;
 mod visit;
 #[cfg(test)]

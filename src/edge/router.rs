@@ -82,7 +82,7 @@ async fn answer(route: Route, req: Request, edge: &Edge, url: &Url) -> Result<Re
             edge,
             &visit::read(&req, url, &edge.config.trust),
         )),
-        Route::Sdk => Ok(browser::sdk(&req)),
+        Route::Sdk => browser::sdk(&req).await,
         Route::InApp(route) => inapp::serve(route, req, edge).await,
         Route::MethodNotAllowed => Err(EdgeError::MethodNotAllowed),
         Route::NotFound | Route::Proxy => Err(EdgeError::NoRoute),

@@ -1,26 +1,20 @@
 //! In-app messages, the worker's side (a module of `crate::edge`): the SDK
 //! bundle, the session endpoint and the metrics endpoint. Decisions are in
-//! `crate::inapp`; the bundle's bytes stay in JS (`js/gist.mjs`), out of the
+//! `crate::inapp`; the bundle's bytes stay in JS (`edge::texts`), out of the
 //! wasm.
 
-use wasm_bindgen::prelude::*;
 use worker::Response;
 
 use super::browser::{etag_matches, read_body, record_event};
 use super::error::{json_response, EdgeError};
 use super::request::Request;
+use super::texts::{self, Text};
 use super::visit::{self, now_secs};
 use super::{limits, Edge};
 use crate::core::body::parse_object;
 use crate::inapp::{
     parse_metric, session_body, token, token_of, InAppRoute, Sdk, Token, GIST_CDN_URL, GIST_VERSION,
 };
-
-#[wasm_bindgen(module = "/js/gist.mjs")]
-extern "C" {
-    /// A `Response` of `status` with `headers`, carrying the bundle on 200.
-    async fn gist_response(status: u16, headers: web_sys::Headers) -> JsValue;
-}
 
 /// Every in-app route answers 404 unless `IN_APP=true`.
 pub async fn serve(route: InAppRoute, req: Request, edge: &Edge) -> Result<Response, EdgeError> {
@@ -50,11 +44,7 @@ async fn bundle(req: &Request, edge: &Edge) -> Result<Response, EdgeError> {
     let _ = headers.set("etag", &etag);
     let _ = headers.set("content-type", "application/javascript; charset=utf-8");
     let status = if etag_matches(req, &etag) { 304 } else { 200 };
-    let response: web_sys::Response = gist_response(status, headers.0)
-        .await
-        .dyn_into()
-        .map_err(|_| EdgeError::Storage("the in-app bundle is missing from the build".into()))?;
-    Ok(Response::from(response))
+    texts::respond(Text::Gist, status, headers).await
 }
 
 /// `GET /_cio/in-app/session`: this browser's token (the identifier its

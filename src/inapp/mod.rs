@@ -2,7 +2,7 @@
 //! web SDK, served first-party, fed the edge's identity. The pure half:
 //! settings, routes, which token a browser gets, metric bodies, and the
 //! forwarded metric. `edge.rs` (wasm only, a module of `crate::edge`) does
-//! the I/O; `js/gist.mjs` holds the bundle's bytes outside the wasm.
+//! the I/O; `js/texts.mjs` holds the bundle's bytes outside the wasm.
 
 use serde_json::{json, Value};
 
