@@ -281,9 +281,7 @@ impl Outbox {
     /// Tells the Forwarding object this outbox is empty; failing that, the
     /// alarm tries again (a stale listing would show a jam).
     async fn unlist(&self, state: &State, env: &Env, sql: &SqlStorage, kept: &mut Kept) {
-        let cleared = StatsCall::Cleared {
-            source: self.source.id.clone(),
-        };
+        let cleared = StatsCall::Cleared(self.source.id.clone());
         if record(env, &cleared).await.is_ok() {
             kept.listed = false;
             let _ = self.save(sql, kept);
@@ -363,10 +361,8 @@ pub enum StatsCall {
         error: String,
         at: i64,
     },
-    /// An object's outbox is empty again.
-    Cleared {
-        source: String,
-    },
+    /// An object's (this source's) outbox is empty again.
+    Cleared(String),
     /// Delivered, `replays` of them replayed dead letters.
     Delivered {
         n: u64,
@@ -382,9 +378,8 @@ pub enum StatsCall {
         #[serde(default)]
         replays: u64,
     },
-    Status {
-        limit: u32,
-    },
+    /// The status, with at most this many dead letters.
+    Status(u32),
     /// Dead letters after row `after`, oldest first, with their row numbers.
     DeadLetters {
         limit: u32,
@@ -392,9 +387,7 @@ pub enum StatsCall {
         after: i64,
     },
     /// Replayed: drop these rows.
-    Forget {
-        seqs: Vec<i64>,
-    },
+    Forget(Vec<i64>),
 }
 
 /// One call to the `Forwarding` object.
@@ -452,7 +445,7 @@ pub async fn replay(env: &Env) -> Result<u64, StoreError> {
                 .flat_map(|(_, s)| s.clone())
                 .collect();
             total += seqs.len() as u64;
-            record(env, &StatsCall::Forget { seqs }).await?;
+            record(env, &StatsCall::Forget(seqs)).await?;
         }
     }
 }
@@ -539,7 +532,7 @@ impl Forwarding {
                 self.last_error(&error, at)?;
                 json!({})
             }
-            StatsCall::Cleared { source } => {
+            StatsCall::Cleared(source) => {
                 self.sql
                     .exec("DELETE FROM sources WHERE id = ?", vec![source.into()])?;
                 json!({})
@@ -576,7 +569,7 @@ impl Forwarding {
                 }
                 json!({})
             }
-            StatsCall::Status { limit } => {
+            StatsCall::Status(limit) => {
                 let counters: Vec<(String, i64)> =
                     rows(self.sql.exec("SELECT k, n FROM counters", None)?)?;
                 let get = |k: &str| counters.iter().find(|c| c.0 == k).map_or(0, |c| c.1);
@@ -615,7 +608,7 @@ impl Forwarding {
                 })
             }
             StatsCall::DeadLetters { limit, after } => json!(self.dead_rows(limit, after)?),
-            StatsCall::Forget { seqs } => {
+            StatsCall::Forget(seqs) => {
                 for seq in &seqs {
                     self.sql
                         .exec("DELETE FROM dead WHERE seq = ?", vec![(*seq).into()])?;

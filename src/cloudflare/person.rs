@@ -270,7 +270,7 @@ impl Object for Person {
             // Boxed: every `wait_until` in the wasm takes the one `Task` type.
             self.state.wait_until(task(async move {
                 let _ = objects
-                    .visitor(&anonymous_id, VisitorCall::Ack { cio_id })
+                    .visitor(&anonymous_id, VisitorCall::Ack(cio_id))
                     .await;
             }));
         }

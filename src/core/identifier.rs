@@ -125,7 +125,31 @@ pub fn is_email(value: &str) -> bool {
 /// spelling of one address are one person (API rule 6.2). The second pass
 /// because lowercasing can make a pair composable ("J\u{30c}" -> "\u{1f0}").
 pub fn normalize_email(value: &str) -> String {
-    nfc(&nfc(value.trim()).to_lowercase())
+    nfc(&lowercase(&nfc(value.trim())))
+}
+
+/// Unicode lowercase (full mappings, final sigma). ASCII never leaves Rust.
+pub(crate) fn lowercase(value: &str) -> String {
+    if value.is_ascii() {
+        return value.to_ascii_lowercase();
+    }
+    lowercase_of_non_ascii(value)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn lowercase_of_non_ascii(value: &str) -> String {
+    value.to_lowercase()
+}
+
+/// The runtime's own case mapping (`toLowerCase`: the same Unicode default
+/// case conversion, with the runtime's tables), so the wasm carries no case
+/// tables (about 16 KB); `edge::wasm_tests` checks it against Rust's.
+#[cfg(target_arch = "wasm32")]
+fn lowercase_of_non_ascii(value: &str) -> String {
+    js_sys::JsString::from(value)
+        .to_lower_case()
+        .as_string()
+        .unwrap_or_else(|| value.to_owned())
 }
 
 /// Unicode NFC. ASCII is always in NFC, so most emails never leave Rust.

@@ -262,7 +262,7 @@ pub async fn admin(req: &Request, edge: &Edge, rest: &[&str]) -> Result<Response
     match (req.method(), rest) {
         (Method::Get, []) => {
             let mut status = match on {
-                Some(_) => record(&edge.env, &StatsCall::Status { limit: 100 }).await?,
+                Some(_) => record(&edge.env, &StatsCall::Status(100)).await?,
                 None => json!({}),
             };
             status["on"] = json!(on.is_some());

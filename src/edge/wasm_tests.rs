@@ -34,6 +34,20 @@ fn emails_are_normalised_by_the_runtime_as_natively() {
     assert_eq!(nfc, "\u{e5}ngstr\u{f6}m@x.co");
     assert_eq!(normalize_email("J\u{30c}@x.co"), "\u{1f0}@x.co");
     assert_eq!(normalize_email(" Plain@Example.COM "), "plain@example.com");
+    // Lowercase by the runtime as Rust's: final sigma, a mapping to two
+    // characters, a letter without a lowercase.
+    for text in [
+        "\u{3a3}\u{391}\u{3a3} \u{3a3}\u{391}\u{3a3}",
+        "\u{130}stanbul",
+        "\u{1e9e}\u{23a}X",
+        "\u{1f88}\u{10400}",
+    ] {
+        assert_eq!(
+            crate::core::identifier::lowercase(text),
+            text.to_lowercase(),
+            "{text}"
+        );
+    }
 }
 
 #[wasm_bindgen_test]

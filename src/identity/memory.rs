@@ -468,9 +468,7 @@ impl Objects for Mem {
             } = follow_up;
             let mem = self.clone();
             self.spawn(Box::pin(async move {
-                let _ = mem
-                    .visitor(&anonymous_id, VisitorCall::Ack { cio_id })
-                    .await;
+                let _ = mem.visitor(&anonymous_id, VisitorCall::Ack(cio_id)).await;
             }));
         }
         answered.reply

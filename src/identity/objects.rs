@@ -91,14 +91,14 @@ pub trait IndexTables {
 pub fn index_call(t: &impl IndexTables, call: IndexCall) -> Result<IndexReply, StoreError> {
     let owner = match call {
         IndexCall::Get => t.owner()?,
-        IndexCall::Claim { cio_id } => match t.owner()? {
+        IndexCall::Claim(cio_id) => match t.owner()? {
             Some(existing) => Some(existing),
             None => {
                 t.set_owner(Some(&cio_id))?;
                 Some(cio_id)
             }
         },
-        IndexCall::Release { cio_id } => match t.owner()? {
+        IndexCall::Release(cio_id) => match t.owner()? {
             Some(owner) if owner == cio_id => {
                 t.set_owner(None)?;
                 None
@@ -161,7 +161,7 @@ pub trait VisitorTables: EventTable {
 
 pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<VisitorReply, StoreError> {
     Ok(match call {
-        VisitorCall::Record { event } => {
+        VisitorCall::Record(event) => {
             let merged_into = t.merged_into()?;
             if merged_into.is_none() {
                 if t.holds_at_least(MAX_VISITOR_EVENTS)? && !t.has_event(&event.id)? {
@@ -176,7 +176,7 @@ pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<Visitor
                     _ => t.insert_event(&event)?,
                 }
             }
-            VisitorReply::Recorded { merged_into }
+            VisitorReply::Recorded(merged_into)
         }
         VisitorCall::Merge { cio_id, after } => {
             let owner = match t.merged_into()? {
@@ -198,10 +198,8 @@ pub fn visitor_call(t: &impl VisitorTables, call: VisitorCall) -> Result<Visitor
                 expired: t.expired()?,
             }
         }
-        VisitorCall::Owner => VisitorReply::Recorded {
-            merged_into: t.merged_into()?,
-        },
-        VisitorCall::Ack { cio_id } => {
+        VisitorCall::Owner => VisitorReply::Recorded(t.merged_into()?),
+        VisitorCall::Ack(cio_id) => {
             if t.merged_into()?.as_deref() == Some(cio_id.as_str()) {
                 t.clear_events()?;
             }
@@ -307,9 +305,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
     let gone =
         |t: &dyn Fn() -> Result<Option<Tombstone>, StoreError>| -> Result<PersonReply, StoreError> {
             Ok(match t()? {
-                Some(tombstone) => PersonReply::Gone {
-                    successor: tombstone.successor,
-                },
+                Some(tombstone) => PersonReply::Gone(tombstone.successor),
                 None => PersonReply::Missing,
             })
         };
@@ -318,7 +314,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
     let sealed = t.tombstone()?.is_some();
     match call {
         PersonCall::Identify(_) => unreachable_identify(),
-        PersonCall::Track { event } => match (sealed, t.profile()?) {
+        PersonCall::Track(event) => match (sealed, t.profile()?) {
             (false, Some(profile)) => {
                 if t.holds_at_least(MAX_PERSON_EVENTS)? && !t.has_event(&event.id)? {
                     // Fail soft for the person's own browsers: a browser's
@@ -342,7 +338,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
             }
             _ => gone(&tomb),
         },
-        PersonCall::Rejoin { anonymous_id } => match (sealed, t.profile()?) {
+        PersonCall::Rejoin(anonymous_id) => match (sealed, t.profile()?) {
             (false, Some(profile)) if t.has_anonymous_id(&anonymous_id)? => {
                 if t.forwarding() {
                     t.outbox_push(&cio::anonymous_merge_op(&profile, &anonymous_id))?;
@@ -352,7 +348,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
             (false, Some(_)) => Ok(PersonReply::Missing),
             _ => gone(&tomb),
         },
-        PersonCall::Forward { operation: op } => match (sealed, t.profile()?) {
+        PersonCall::Forward(op) => match (sealed, t.profile()?) {
             (false, Some(profile)) => {
                 if t.forwarding() {
                     t.outbox_push(&cio::checked(cio::addressed_op(&profile, op))?)?;
@@ -372,14 +368,14 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
             }
             _ => gone(&tomb),
         },
-        PersonCall::DumpEvents { after } => match t.tombstone()? {
+        PersonCall::DumpEvents(after) => match t.tombstone()? {
             Some(Tombstone { successor: Some(_) }) => {
                 let (events, next) = merge_page(t.events_asc(Some(after), MERGE_PAGE_EVENTS + 1)?);
                 Ok(PersonReply::Events { events, next })
             }
             _ => gone(&tomb),
         },
-        PersonCall::AbsorbEvents { events } => match (sealed, t.profile()?) {
+        PersonCall::AbsorbEvents(events) => match (sealed, t.profile()?) {
             (false, Some(_)) => {
                 for event in &events {
                     t.insert_event(event)?;
@@ -388,7 +384,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
             }
             _ => gone(&tomb),
         },
-        PersonCall::Seal { successor } => {
+        PersonCall::Seal(successor) => {
             match (t.tombstone()?, t.profile()?) {
                 // Sealed for this successor already: a retried merge.
                 (Some(Tombstone { successor: Some(s) }), Some(profile)) if s == successor => {
@@ -403,7 +399,7 @@ fn person_sync(t: &impl PersonTables, call: PersonCall) -> Result<PersonReply, S
                 _ => gone(&tomb),
             }
         }
-        PersonCall::Unseal { successor } => {
+        PersonCall::Unseal(successor) => {
             if t.tombstone()?
                 == Some(Tombstone {
                     successor: Some(successor),
@@ -617,7 +613,7 @@ async fn identify(t: &impl PersonTables, objects: &impl Objects, call: IdentifyC
         Ok(Applied::NeedsEmailClaim) => {
             return Ok(PersonReply::Identified(IdentifyReply::NeedsEmailClaim)).into()
         }
-        Ok(Applied::Gone(successor)) => return Ok(PersonReply::Gone { successor }).into(),
+        Ok(Applied::Gone(successor)) => return Ok(PersonReply::Gone(successor)).into(),
         Ok(Applied::Missing) => return Ok(PersonReply::Missing).into(),
         Err(e) => return Err(e).into(),
     };
@@ -631,7 +627,7 @@ async fn identify(t: &impl PersonTables, objects: &impl Objects, call: IdentifyC
             }),
             Ok(Merged::AlreadyHere) => {}
             Ok(Merged::Elsewhere) => rotate_anon = true,
-            Ok(Merged::PersonGone(successor)) => return Ok(PersonReply::Gone { successor }).into(),
+            Ok(Merged::PersonGone(successor)) => return Ok(PersonReply::Gone(successor)).into(),
             Err(e) => return Err(e).into(),
         }
     }

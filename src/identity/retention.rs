@@ -33,7 +33,7 @@ pub trait PersonClock: PersonTables {
 
 /// Whether a visitor call is activity (an event to record).
 pub fn visitor_activity(call: &VisitorCall) -> bool {
-    matches!(call, VisitorCall::Record { .. })
+    matches!(call, VisitorCall::Record(_))
 }
 
 /// After a visitor answered a call that was activity: notes it and answers
@@ -75,10 +75,10 @@ pub fn visitor_alarm(
 pub fn person_stores_events(call: &PersonCall) -> bool {
     matches!(
         call,
-        PersonCall::Track { .. }
+        PersonCall::Track(_)
             | PersonCall::Identify(_)
             | PersonCall::Absorb { .. }
-            | PersonCall::AbsorbEvents { .. }
+            | PersonCall::AbsorbEvents(_)
     )
 }
 

@@ -84,21 +84,16 @@ struct CacheUpkeep {
 /// associates them (docs.customer.io/journeys/anonymous-events). Answers
 /// whether it was sent.
 pub async fn rejoin(objects: &impl Objects, anonymous_id: &str) -> Result<bool, StoreError> {
-    let VisitorReply::Recorded {
-        merged_into: Some(mut cio_id),
-    } = objects.visitor(anonymous_id, VisitorCall::Owner).await?
+    let VisitorReply::Recorded(Some(mut cio_id)) =
+        objects.visitor(anonymous_id, VisitorCall::Owner).await?
     else {
         return Ok(false);
     };
     for _ in 0..MAX_HOPS {
-        let call = PersonCall::Rejoin {
-            anonymous_id: anonymous_id.to_owned(),
-        };
+        let call = PersonCall::Rejoin(anonymous_id.to_owned());
         match objects.person(&cio_id, call).await? {
             PersonReply::Done => return Ok(true),
-            PersonReply::Gone {
-                successor: Some(next),
-            } => cio_id = next,
+            PersonReply::Gone(Some(next)) => cio_id = next,
             _ => return Ok(false),
         }
     }
@@ -127,9 +122,7 @@ where
     }
 
     async fn claim(&self, key: &IndexKey, cio_id: &str) -> Result<String, StoreError> {
-        let call = IndexCall::Claim {
-            cio_id: cio_id.to_owned(),
-        };
+        let call = IndexCall::Claim(cio_id.to_owned());
         self.objects
             .index(key, call)
             .await?
@@ -138,9 +131,7 @@ where
     }
 
     async fn release(&self, key: &IndexKey, cio_id: &str) -> Result<(), StoreError> {
-        let call = IndexCall::Release {
-            cio_id: cio_id.to_owned(),
-        };
+        let call = IndexCall::Release(cio_id.to_owned());
         self.objects.index(key, call).await.map(|_| ())
     }
 
@@ -160,7 +151,7 @@ where
         let cio_id = self.find(identifier).await?.ok_or_else(not_found)?;
         match self.objects.person(&cio_id, PersonCall::Profile).await? {
             PersonReply::View(view) => Ok(*view),
-            PersonReply::Gone { .. } | PersonReply::Missing => Err(not_found()),
+            PersonReply::Gone(_) | PersonReply::Missing => Err(not_found()),
             _ => Err(unexpected("profile")),
         }
     }
@@ -179,7 +170,7 @@ where
             .await?
         {
             PersonReply::Activity(activity) => Ok(activity),
-            PersonReply::Gone { .. } | PersonReply::Missing => Err(not_found()),
+            PersonReply::Gone(_) | PersonReply::Missing => Err(not_found()),
             _ => Err(unexpected("activity")),
         }
     }
@@ -467,16 +458,16 @@ where
                 other => other?,
             };
             match (reply, &must_hold) {
-                (PersonReply::Missing | PersonReply::Gone { .. }, Some(key)) => {
+                (PersonReply::Missing | PersonReply::Gone(_), Some(key)) => {
                     return Ok(Attempt::Stale(key.clone()))
                 }
                 (reply, _) => match reply {
                     PersonReply::Missing if adopting_lead => return Err(conflict("email")),
                     PersonReply::Missing => return Err(not_found()),
-                    PersonReply::Gone { .. } if created => {
+                    PersonReply::Gone(_) if created => {
                         return Err(StoreError::unavailable("a new person was gone at once"))
                     }
-                    PersonReply::Gone { .. } => return Ok(Attempt::Gone(target)),
+                    PersonReply::Gone(_) => return Ok(Attempt::Gone(target)),
                     PersonReply::Identified(IdentifyReply::NeedsEmailClaim) if !email_claimed => {
                         let email = IndexKey::Email(update.email.clone().unwrap_or_default());
                         if self.claim_for(claims, &email, &target).await? != target {
@@ -592,15 +583,11 @@ where
     async fn track_cio(&self, cio_id: &str, event: &Event) -> Result<Option<String>, StoreError> {
         let mut target = cio_id.to_owned();
         for _ in 0..MAX_HOPS {
-            let call = PersonCall::Track {
-                event: event.clone(),
-            };
+            let call = PersonCall::Track(event.clone());
             match self.objects.person(&target, call).await? {
                 PersonReply::Tracked => return Ok(Some(target)),
-                PersonReply::Gone {
-                    successor: Some(next),
-                } => target = next,
-                PersonReply::Gone { successor: None } | PersonReply::Missing => return Ok(None),
+                PersonReply::Gone(Some(next)) => target = next,
+                PersonReply::Gone(None) | PersonReply::Missing => return Ok(None),
                 _ => return Err(unexpected("track")),
             }
         }
@@ -641,14 +628,10 @@ where
         }
         event.anonymous_id = Some(anonymous_id.to_owned());
         for _ in 0..ATTEMPTS {
-            let call = VisitorCall::Record {
-                event: event.clone(),
-            };
+            let call = VisitorCall::Record(event.clone());
             match self.objects.visitor(anonymous_id, call).await? {
-                VisitorReply::Recorded { merged_into: None } => return Ok(()),
-                VisitorReply::Recorded {
-                    merged_into: Some(cio_id),
-                } => {
+                VisitorReply::Recorded(None) => return Ok(()),
+                VisitorReply::Recorded(Some(cio_id)) => {
                     if self.track_cio(&cio_id, &event).await?.is_some() {
                         return Ok(());
                     }
@@ -729,14 +712,10 @@ where
             let cio_id = self.person_for(identifier, now).await?;
             let mut target = cio_id.clone();
             for _ in 0..MAX_HOPS {
-                let call = PersonCall::Forward {
-                    operation: op.clone(),
-                };
+                let call = PersonCall::Forward(op.clone());
                 match self.objects.person(&target, call).await? {
                     PersonReply::Done => return Ok(()),
-                    PersonReply::Gone {
-                        successor: Some(next),
-                    } => target = next,
+                    PersonReply::Gone(Some(next)) => target = next,
                     _ => break,
                 }
             }
@@ -761,7 +740,7 @@ where
     ) -> Result<bool, StoreError> {
         let person = match self.objects.person(cio_id, PersonCall::Delete).await? {
             PersonReply::View(person) => person,
-            PersonReply::Gone { .. } | PersonReply::Missing => return Ok(false),
+            PersonReply::Gone(_) | PersonReply::Missing => return Ok(false),
             _ => return Err(unexpected("delete")),
         };
         let keys = IndexKey::all_of(person.id.as_deref(), person.email.as_deref());
@@ -816,12 +795,10 @@ where
         if primary == secondary {
             return Ok(());
         }
-        let seal = PersonCall::Seal {
-            successor: primary.clone(),
-        };
+        let seal = PersonCall::Seal(primary.clone());
         let dump = match self.objects.person(&secondary, seal).await? {
             PersonReply::Dump(dump) => dump,
-            PersonReply::Gone { .. } | PersonReply::Missing => return Ok(()),
+            PersonReply::Gone(_) | PersonReply::Missing => return Ok(()),
             _ => return Err(unexpected("seal")),
         };
         let secondary_email = dump.profile.email.clone();
@@ -829,12 +806,12 @@ where
         let absorb = PersonCall::Absorb { dump, now };
         let view = match self.objects.person(&primary, absorb).await? {
             PersonReply::View(view) => view,
-            gone @ (PersonReply::Gone { .. } | PersonReply::Missing) => {
+            gone @ (PersonReply::Gone(_) | PersonReply::Missing) => {
                 let successor = match gone {
-                    PersonReply::Gone { successor } => successor,
+                    PersonReply::Gone(successor) => successor,
                     _ => None,
                 };
-                let unseal = PersonCall::Unseal { successor: primary };
+                let unseal = PersonCall::Unseal(primary);
                 self.objects.person(&secondary, unseal).await?;
                 return match successor {
                     None => Ok(()),
@@ -853,14 +830,14 @@ where
         while let Some(after) = next {
             let page = match self
                 .objects
-                .person(&secondary, PersonCall::DumpEvents { after })
+                .person(&secondary, PersonCall::DumpEvents(after))
                 .await?
             {
                 PersonReply::Events { events, next } => (events, next),
                 _ => break,
             };
             next = page.1;
-            let absorb = PersonCall::AbsorbEvents { events: page.0 };
+            let absorb = PersonCall::AbsorbEvents(page.0);
             if !matches!(
                 self.objects.person(&primary, absorb).await?,
                 PersonReply::Done

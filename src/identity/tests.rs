@@ -310,9 +310,9 @@ fn delete_frees_identifiers_and_the_cio_id_never_comes_back() {
     // Identifying again makes a new person; the old cio_id stays gone.
     let new = identify(&mem, json!({"id": "del"}), None).unwrap();
     assert_ne!(new.person.cio_id, old.person.cio_id);
-    let stale = crate::identity::wire::PersonCall::Track { event: event("x3") };
+    let stale = crate::identity::wire::PersonCall::Track(event("x3"));
     let reply = block_on(Objects::person(&mem, &old.person.cio_id, stale)).unwrap();
-    assert!(matches!(reply, wire::PersonReply::Gone { successor: None }));
+    assert!(matches!(reply, wire::PersonReply::Gone(None)));
     check_invariants(&mem);
 }
 

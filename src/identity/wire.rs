@@ -2,7 +2,9 @@
 //! one reply enum per kind of object, and the error, all plain serde data. The
 //! Durable Object clients send these as JSON; the in-memory store passes them
 //! directly. A client's mistake (`core::Error`) travels as itself, so every
-//! variant arrives intact.
+//! variant arrives intact. A call or reply of one value is a newtype variant,
+//! not a struct variant of one field: each struct variant costs the wasm a
+//! reader of its own.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,14 +44,10 @@ impl From<serde_json::Error> for StoreError {
 #[serde(rename_all = "snake_case")]
 pub enum IndexCall {
     Get,
-    /// Own the value for `cio_id` unless someone already does.
-    Claim {
-        cio_id: String,
-    },
-    /// Give the value up, only if `cio_id` owns it.
-    Release {
-        cio_id: String,
-    },
+    /// Own the value for this cio_id unless someone already does.
+    Claim(String),
+    /// Give the value up, only if this cio_id owns it.
+    Release(String),
     /// Hand the value from `from` to `to` in one step (a merge keeping the
     /// secondary's email), only if `from` owns it.
     Transfer {
@@ -70,32 +68,22 @@ pub struct IndexReply {
 #[serde(rename_all = "snake_case")]
 pub enum PersonCall {
     Identify(IdentifyCall),
-    Track {
-        event: Event,
-    },
+    Track(Event),
     Profile,
     Activity {
         limit: u32,
         before: Option<Position>,
     },
-    /// Start a merge into `successor`: from now on this person is gone (every
-    /// call is sent on to the successor) but keeps its data until deleted, and
-    /// answers it all.
-    Seal {
-        successor: String,
-    },
-    /// Undo a seal that found no live successor.
-    Unseal {
-        successor: String,
-    },
-    /// The next page of a sealed person's events, after `after` (a seq).
-    DumpEvents {
-        after: i64,
-    },
+    /// Start a merge into this successor: from now on this person is gone
+    /// (every call is sent on to the successor) but keeps its data until
+    /// deleted, and answers it all.
+    Seal(String),
+    /// Undo a seal (to this successor) that found no live successor.
+    Unseal(String),
+    /// The next page of a sealed person's events, after this seq.
+    DumpEvents(i64),
     /// Take in a further page of a sealed secondary's events.
-    AbsorbEvents {
-        events: Vec<Event>,
-    },
+    AbsorbEvents(Vec<Event>),
     /// Take in a sealed secondary person (its first page of events).
     Absorb {
         dump: Box<PersonDump>,
@@ -103,17 +91,14 @@ pub enum PersonCall {
     },
     /// Forget everything but a tombstone; answers the person as it was.
     Delete,
-    /// Forwarding: send the identify that joins the merged visitor
-    /// `anonymous_id`'s events to this person again (some were delivered
+    /// Forwarding: send the identify that joins the merged visitor's (this
+    /// anonymous id's) events to this person again (some were delivered
     /// late). `Done`, or `Missing` when the visitor is not this person's.
-    Rejoin {
-        anonymous_id: String,
-    },
-    /// Forwarding: send `op` (a v2 operation without `identifiers`) for this
-    /// person; nothing is stored. `Done` also with forwarding off.
-    Forward {
-        operation: crate::core::body::Object,
-    },
+    Rejoin(String),
+    /// Forwarding: send this operation (a v2 operation without
+    /// `identifiers`) for this person; nothing is stored. `Done` also with
+    /// forwarding off.
+    Forward(crate::core::body::Object),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,11 +134,9 @@ pub enum PersonReply {
     },
     /// No such person, and never was (nothing is created by asking).
     Missing,
-    /// The person was deleted (`successor` none) or merged into `successor`.
+    /// The person was deleted (no successor) or merged into the successor.
     /// A cio_id that is gone never comes back.
-    Gone {
-        successor: Option<String>,
-    },
+    Gone(Option<String>),
 }
 
 fn changed() -> bool {
@@ -247,19 +230,16 @@ pub struct PersonDump {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VisitorCall {
-    Record {
-        event: Event,
-    },
+    Record(Event),
     /// Mark the visitor merged into `cio_id` (unless it already is, into
     /// another person) and hand over a page of its events, after `after`.
     Merge {
         cio_id: String,
         after: Option<i64>,
     },
-    /// The person stored the handed-over events: drop them here.
-    Ack {
-        cio_id: String,
-    },
+    /// The person (this cio_id) stored the handed-over events: drop them
+    /// here.
+    Ack(String),
     Activity {
         limit: u32,
         before: Option<Position>,
@@ -278,11 +258,9 @@ pub enum VisitorCall {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VisitorReply {
-    /// `merged_into` set: the visitor was already merged, the event was not
+    /// A person (the visitor was already merged into it): the event was not
     /// stored here and belongs to that person.
-    Recorded {
-        merged_into: Option<String>,
-    },
+    Recorded(Option<String>),
     /// The person this visitor belongs to after the call, and the events not
     /// yet acknowledged by it (none when it belongs to another person).
     Merged {
