@@ -254,13 +254,13 @@ async function identifySplit(w, n = 40) {
   const update = (i) => ({ id: `split-${tag}-${i}`, email: null, created_at: null, attributes: { plan: "bench" }, relationships: null });
   const steps = [
     ["index: look up an unknown value (a new object, nothing written)", (i) => call("IDENTITY_INDEX", `id:nobody-${tag}-${i}`, "get")],
-    ["index: claim a new value (a new object, its table created)", (i) => call("IDENTITY_INDEX", `id:split-${tag}-${i}`, { claim: { cio_id: cio(i) } })],
+    ["index: claim a new value (a new object, its table created)", (i) => call("IDENTITY_INDEX", `id:split-${tag}-${i}`, { claim: cio(i) })],
     ["visitor: merge a new visitor (a new object, its tables created)", (i) => call("VISITOR", anon(i), { merge: { cio_id: cio(i), after: null } })],
     [
       "person: identify, creating it (a new object, its tables created; no visitor)",
       (i) => call("PERSON", cio(i), { identify: { cio_id: cio(i), update: update(i), create: true, email_claimed: false, anonymous_id: null, now } }),
     ],
-    ["visitor: acknowledge the merge (after the answer)", (i) => call("VISITOR", anon(i), { ack: { cio_id: cio(i) } })],
+    ["visitor: acknowledge the merge (after the answer)", (i) => call("VISITOR", anon(i), { ack: cio(i) })],
     [
       "person: identify again, changing an attribute (existing object)",
       (i) => call("PERSON", cio(i), { identify: { cio_id: cio(i), update: { ...update(i), attributes: { plan: "again" } }, create: false, email_claimed: false, anonymous_id: null, now } }),
