@@ -236,12 +236,13 @@ async function until(test, ms = 30000) {
 }
 
 /// The identify of a new person, one object call at a time (the calls in
-/// their wire form, src/identity/wire.rs: externally tagged JSON), each straight to
+/// their wire form, src/identity/wire.rs: externally tagged JSON; tests/cost.test.mjs
+/// runs them once, so the shape cannot drift from the objects'), each straight to
 /// its object through bench/counting.mjs: CPU and counts per step. The
 /// steps are what `Store::identify` sends (docs/ARCHITECTURE.md): the index
 /// claim, the person's identify (creating it), inside it the visitor's
 /// merge, and after the answer the visitor's acknowledgement.
-async function identifySplit(w, n = 40) {
+export async function identifySplit(w, n = 40) {
   const tag = `${Date.now()}`;
   const call = async (binding, name, body) => {
     const res = await fetch(`${w.url}/__bench/object`, { method: "POST", body: JSON.stringify({ binding, name, call: body }) });

@@ -4,7 +4,7 @@
 // cost the objects keep down.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { start, counters } from "../bench/cost.mjs";
+import { start, counters, identifySplit } from "../bench/cost.mjs";
 import { startOrigin } from "./support/origin.mjs";
 
 let origin, w;
@@ -75,4 +75,16 @@ test("an event stored on a new person is two rows written: the row and its id's 
   const c = await counters(w);
   assert.equal(c.objects.Person.rows_written, 2);
   assert.equal(c.rows_written, 2, "no other object writes");
+});
+
+test("the bench's identify split speaks the objects' wire: every step answers Ok and stores what it should", async () => {
+  // Each call goes straight to its object in the shape src/identity/wire.rs
+  // reads; a step in another shape answers an error and throws.
+  const steps = await identifySplit(w, 1);
+  assert.equal(steps.length, 6);
+  const byName = Object.fromEntries(steps.map((s) => [s.name.split(" (")[0], s]));
+  assert.equal(byName["index: look up an unknown value"].rows_written, 0);
+  assert.ok(byName["index: claim a new value"].rows_written >= 1, JSON.stringify(byName["index: claim a new value"]));
+  assert.ok(byName["person: identify, creating it"].rows_written >= 1);
+  assert.ok(byName["person: identify again, changing an attribute"].rows_written >= 1);
 });
