@@ -3,9 +3,10 @@
 
 use std::borrow::Cow;
 
-/// Serializable, so it crosses the Durable Object boundary as itself.
+/// Serializable, so it crosses the Durable Object boundary as itself (as one
+/// flat record, [`Wire`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "Wire", from = "Wire")]
 pub enum Error {
     /// 400: the input is malformed or breaks a rule.
     #[error("{message}")]
@@ -45,6 +46,79 @@ pub enum Error {
     /// 415: a content type only a form sends, on a JSON endpoint.
     #[error("{message}")]
     MediaType { message: String },
+}
+
+/// An [`Error`] on the wire: one record of its kind, field and message, so
+/// the wasm carries one reader for it rather than one per variant.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Wire {
+    kind: Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    field: Option<Cow<'static, str>>,
+    message: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Invalid,
+    TooLarge,
+    Conflict,
+    NotFound,
+    AtCapacity,
+    Unverified,
+    CrossSite,
+    MediaType,
+}
+
+impl From<Error> for Wire {
+    fn from(e: Error) -> Wire {
+        let (kind, field, message) = match e {
+            Error::Invalid { field, message } => (Kind::Invalid, field, message),
+            Error::TooLarge { message } => (Kind::TooLarge, None, message),
+            Error::Conflict { field, message } => (Kind::Conflict, Some(field), message),
+            Error::NotFound { message } => (Kind::NotFound, None, message),
+            Error::AtCapacity { message } => (Kind::AtCapacity, None, message),
+            Error::Unverified { field, message } => (Kind::Unverified, Some(field), message),
+            Error::CrossSite { field, message } => (Kind::CrossSite, Some(field), message),
+            Error::MediaType { message } => (Kind::MediaType, None, message),
+        };
+        Wire {
+            kind,
+            field,
+            message,
+        }
+    }
+}
+
+impl From<Wire> for Error {
+    fn from(
+        Wire {
+            kind,
+            field,
+            message,
+        }: Wire,
+    ) -> Error {
+        match kind {
+            Kind::Invalid => Error::Invalid { field, message },
+            Kind::TooLarge => Error::TooLarge { message },
+            Kind::Conflict => Error::Conflict {
+                field: field.unwrap_or_default(),
+                message,
+            },
+            Kind::NotFound => Error::NotFound { message },
+            Kind::AtCapacity => Error::AtCapacity { message },
+            Kind::Unverified => Error::Unverified {
+                field: field.unwrap_or_default(),
+                message,
+            },
+            Kind::CrossSite => Error::CrossSite {
+                field: field.unwrap_or_default(),
+                message,
+            },
+            Kind::MediaType => Error::MediaType { message },
+        }
+    }
 }
 
 impl Error {
