@@ -10,22 +10,24 @@ import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "n
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { MODULE_RULES } from "./edge.mjs";
 
 const require = createRequire(import.meta.url);
 const WORKERD = process.env.MINIFLARE_WORKERD_PATH ?? require("workerd").default;
 const COMPATIBILITY_DATE = "2026-04-01";
 
-// File name endings to workerd module kinds, as MODULE_RULES (bench/edge.mjs).
-const KINDS = [
-  [/\.m?js$/, "esModule"],
-  [/\.wasm$/, "wasm"],
-  [/\.txt$/, "text"],
-];
+// A file's workerd module kind, by the rule of MODULE_RULES (bench/edge.mjs:
+// Miniflare's names for the same kinds) its name ends as; none for others.
+const WORKERD_KIND = { ESModule: "esModule", CompiledWasm: "wasm", Text: "text" };
+const kindOf = (name) => {
+  const rule = MODULE_RULES.find((r) => r.include.some((glob) => name.endsWith(glob.replace("**/*", ""))));
+  return rule && WORKERD_KIND[rule.type];
+};
 
 // The modules of a built worker directory, `entry` first: every file with a
 // known kind, named as the entry imports it (the directory is flat).
 export function modulesOf(dir, entry) {
-  const names = readdirSync(dir).filter((n) => KINDS.some(([re]) => re.test(n)));
+  const names = readdirSync(dir).filter((n) => kindOf(n));
   return [entry, ...names.filter((n) => n !== entry)].map((name) => ({ name, path: path.join(dir, name) }));
 }
 
@@ -36,8 +38,7 @@ const q = (s) => JSON.stringify(s);
 // (bench/edge.mjs). KV is served by an empty worker (a cold start reads
 // none); the objects' SQLite storage is in memory.
 function config({ modules, bindings = {}, kvNamespaces = [], durableObjects = {} }) {
-  const kind = (name) => KINDS.find(([re]) => re.test(name))[1];
-  const mods = modules.map((m) => `(name = ${q(m.name)}, ${kind(m.name)} = embed ${q(m.name)})`);
+  const mods = modules.map((m) => `(name = ${q(m.name)}, ${kindOf(m.name)} = embed ${q(m.name)})`);
   const binds = [
     ...Object.entries(bindings).map(([name, text]) => `(name = ${q(name)}, text = ${q(text)})`),
     ...Object.entries(durableObjects).map(([name, o]) => `(name = ${q(name)}, durableObjectNamespace = ${q(o.className)})`),
