@@ -250,7 +250,10 @@ pub fn failed_ops(body: &str, ops: usize) -> Vec<(usize, String)> {
     let Ok(value) = serde_json::from_str::<Value>(body) else {
         return Vec::new();
     };
-    let mut failed: Vec<(usize, String)> = value
+    // Each refusal in its operation's slot, the first for an index kept: in
+    // batch order without a slice sort (3.5 KB of wasm per instantiation).
+    let mut slots: Vec<Option<String>> = vec![None; ops];
+    let refusals = value
         .get("errors")
         .and_then(Value::as_array)
         .into_iter()
@@ -277,11 +280,17 @@ pub fn failed_ops(body: &str, ops: usize) -> Vec<(usize, String)> {
                 }
             }
             Some((index, reason))
-        })
-        .collect();
-    failed.sort_by_key(|(i, _)| *i);
-    failed.dedup_by_key(|(i, _)| *i);
-    failed
+        });
+    for (index, reason) in refusals {
+        if let Some(slot @ None) = slots.get_mut(index) {
+            *slot = Some(reason);
+        }
+    }
+    slots
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, reason)| Some((index, reason?)))
+        .collect()
 }
 
 /// Seconds before attempt `attempt` (1 for the first retry): Retry-After when

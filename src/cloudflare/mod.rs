@@ -139,6 +139,20 @@ pub fn detached_store(env: &Env) -> DetachedStore {
 /// Runs what the store queued.
 pub async fn finish(store: DetachedStore) {
     if let Spawn::After(queued) = store.background {
-        futures_util::future::join_all(queued.take()).await;
+        side_by_side(queued.take(), None).await;
     }
+}
+
+/// Work for [`side_by_side`]: a [`Task`] that may borrow.
+pub type Work<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+
+/// Runs `work` concurrently, at most `at_once` at a time (`None`: all), until
+/// all are done. Every site hands over boxed work of one type, so the
+/// combinator is compiled once (each `join_all` or `buffer_unordered` of
+/// another future type was a copy of its own).
+pub async fn side_by_side(work: Vec<Work<'_>>, at_once: Option<usize>) {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(work)
+        .for_each_concurrent(at_once, |w| w)
+        .await;
 }

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use base64::Engine;
-use futures_util::future::join_all;
 use serde_json::{json, Value};
 use worker::{event, Context, Env, MessageBatch, Method, Response};
 
@@ -19,7 +18,7 @@ use crate::cloudflare::cio::{
     answer_object, record, replay, settings, text_message, StatsCall, DEADLETTER_QUEUE,
     OUTBOX_QUEUE,
 };
-use crate::cloudflare::http;
+use crate::cloudflare::{http, side_by_side, Work};
 use crate::config::CioWorkspace as Settings;
 
 /// The dead-letter queue's name in `wrangler.toml`.
@@ -111,7 +110,7 @@ async fn deliver(env: &Env, envelopes_in: Vec<Envelope>) -> worker::Result<()> {
     }
 
     let outbox = env.queue(OUTBOX_QUEUE)?;
-    let mut answers = Vec::new();
+    let mut answers: Vec<Work> = Vec::new();
     for s in &settled {
         match &s.envelope.source {
             Some(source) => {
@@ -120,14 +119,14 @@ async fn deliver(env: &Env, envelopes_in: Vec<Envelope>) -> worker::Result<()> {
                     upto: s.upto(),
                     again: s.again.clone(),
                 };
-                answers.push(async move {
+                answers.push(Box::pin(async move {
                     // Unanswered, the object sends the message again later.
                     if let Err(e) = answer_object(env, source, &ack).await {
                         worker::console_error!(
                             "forwarding: an outbox did not take its answer: {e}"
                         );
                     }
-                });
+                }));
             }
             None => {
                 if let Some(again) = &s.again {
@@ -141,7 +140,7 @@ async fn deliver(env: &Env, envelopes_in: Vec<Envelope>) -> worker::Result<()> {
             }
         }
     }
-    join_all(answers).await;
+    side_by_side(answers, None).await;
     Ok(())
 }
 

@@ -860,12 +860,19 @@ where
 
 /// The index keys an identify may have claimed.
 fn identify_keys(identify: &Identify) -> Vec<IndexKey> {
-    let mut keys: Vec<IndexKey> = IndexKey::of(&identify.identifier).into_iter().collect();
-    keys.extend(IndexKey::all_of(
-        identify.update.id.as_deref(),
-        identify.update.email.as_deref(),
-    ));
-    keys.sort();
-    keys.dedup();
+    let mut keys: Vec<IndexKey> = Vec::new();
+    let all = IndexKey::of(&identify.identifier)
+        .into_iter()
+        .chain(IndexKey::all_of(
+            identify.update.id.as_deref(),
+            identify.update.email.as_deref(),
+        ));
+    // Sorted and without repeats. Inserted in place: a few keys at most, and
+    // a slice sort is a 3.5 KB instantiation of its own in the wasm.
+    for key in all {
+        if let Err(at) = keys.binary_search(&key) {
+            keys.insert(at, key);
+        }
+    }
     keys
 }
