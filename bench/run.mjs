@@ -12,7 +12,7 @@
 import { Miniflare } from "miniflare";
 import { EDGE_STORAGE, EMPTY_CLASSES, MODULE_RULES } from "./edge.mjs";
 import { fork, execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync, mkdtempSync, readdirSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync, mkdtempSync, readdirSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { tmpdir, cpus } from "node:os";
 import path from "node:path";
@@ -189,6 +189,25 @@ const jsBoundFile = () => {
   return file;
 };
 
+// The JS reference inside the edge's own worker: the edge's bundle loaded
+// (its wasm compiled and instantiated, its objects exported) and its
+// bindings, but every request answered by the reference's `fetch`. Against
+// the plain reference, what the edge's worker costs per request before it
+// does anything of its own.
+function startJsInEdge(originUrl) {
+  const dir = mkdtempSync(path.join(tmpdir(), "bench-in-edge-"));
+  for (const name of readdirSync(path.join(root, "build"))) {
+    if (!name.startsWith(".")) copyFileSync(path.join(root, "build", name), path.join(dir, name));
+  }
+  copyFileSync(path.join(here, "js-worker.js"), path.join(dir, "js-worker.js"));
+  const entry = path.join(dir, "reference-in-edge.mjs");
+  writeFileSync(
+    entry,
+    'import edge from "./index.js";\nimport reference from "./js-worker.js";\nexport * from "./index.js";\nexport default { ...edge, fetch: reference.fetch };\n',
+  );
+  return start({ rootPath: dir, modulesRoot: dir, scriptPath: entry, modulesRules: MODULE_RULES, ...EDGE_STORAGE, bindings: { ORIGIN_URL: originUrl, ADMIN_TOKEN } });
+}
+
 function sizes() {
   const wasm = readFileSync(path.join(root, "build/index_bg.wasm"));
   const js = readFileSync(path.join(root, "build/index.js"));
@@ -254,7 +273,9 @@ try {
   const edgeInject = await startEdge(originUrl, { INJECT_SNIPPET: "true" });
   const jsInject = await startJs(originUrl, { INJECT_SNIPPET: "true" });
   const jsSameJob = await startJs(originUrl, { SAME_JOB: "true" });
-  workers.push(edge, js, edgeInject, jsInject, jsSameJob);
+  const jsBound = await startJsBound(originUrl);
+  const jsInEdge = await startJsInEdge(originUrl);
+  workers.push(edge, js, edgeInject, jsInject, jsSameJob, jsBound, jsInEdge);
   for (const w of workers) if (!w.pid) throw new Error("could not find the workerd process of a worker");
 
   // The existing people the identified scenarios spread over.
@@ -276,6 +297,12 @@ try {
     // Like for like: the JS reference also doing the origin timeout and the
     // header hygiene cio-edge does on every forward (not a target).
     { name: "returning visitor, JS doing the same job (timeout, header hygiene)", pair: [edge, jsSameJob], s: returning },
+    // Floors (not targets): the reference's own code in place of the edge,
+    // first beside the edge's bindings, then inside the edge's worker (its
+    // bundle and wasm loaded, unused). What these cost over the plain
+    // reference, the edge pays before its first line of work.
+    { name: "floor: the JS reference with the edge's bindings", pair: [jsBound, js], s: returning },
+    { name: "floor: the JS reference inside the edge's worker", pair: [jsInEdge, js], s: returning },
   ];
   if (ENDPOINTS) {
     scenarios.push(
