@@ -919,6 +919,16 @@ mod tests {
     }
 
     #[test]
+    fn refusals_come_in_batch_order_the_first_for_an_index_kept() {
+        let body = r#"{"errors":[{"batch_index":4,"reason":"d"},{"batch_index":0,"reason":"a"},{"batch_index":4,"reason":"again"},{"batch_index":1,"reason":"b"}]}"#;
+        assert_eq!(
+            failed_ops(body, 5),
+            vec![(0, "a".into()), (1, "b".into()), (4, "d".into())]
+        );
+        assert_eq!(failed_ops(r#"{"errors":[{"batch_index":0}]}"#, 0), vec![]);
+    }
+
+    #[test]
     fn backoff_doubles_honours_retry_after_and_gives_up() {
         assert_eq!(
             (1..=5).map(|a| backoff_secs(a, None)).collect::<Vec<_>>(),
