@@ -15,7 +15,7 @@ pub mod visitor;
 
 use worker::{Context, Env};
 
-use crate::identity::{Background, Store, Task};
+use crate::identity::{Background, Store, Task, Work};
 
 pub use cio::Forwarding;
 pub use index::IdentityIndex;
@@ -142,9 +142,6 @@ pub async fn finish(store: DetachedStore) {
         side_by_side(queued.take(), None).await;
     }
 }
-
-/// Work for [`side_by_side`]: a [`Task`] that may borrow.
-pub type Work<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
 
 /// Runs `work` concurrently, at most `at_once` at a time (`None`: all), until
 /// all are done. Every site hands over boxed work of one type, so the

@@ -18,8 +18,9 @@ use crate::cloudflare::cio::{
     answer_object, record, replay, settings, text_message, StatsCall, DEADLETTER_QUEUE,
     OUTBOX_QUEUE,
 };
-use crate::cloudflare::{http, side_by_side, Work};
+use crate::cloudflare::{http, side_by_side};
 use crate::config::CioWorkspace as Settings;
+use crate::identity::Work;
 
 /// The dead-letter queue's name in `wrangler.toml`.
 pub const DEADLETTER_QUEUE_NAME: &str = crate::bindings::CIO_DEADLETTER_QUEUE;

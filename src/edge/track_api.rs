@@ -11,7 +11,7 @@ use super::error::{json_response, EdgeError, ErrorShape};
 use super::request::Request;
 use super::visit::{authorize, invalid, new_event_id, now_secs};
 use super::Edge;
-use crate::cloudflare::{side_by_side, Work};
+use crate::cloudflare::side_by_side;
 use crate::core::auth::basic_matches;
 use crate::core::body::{parse_object, Object};
 use crate::core::event::{parse_event, Event, EventContext, EventType};
@@ -20,7 +20,7 @@ use crate::core::track_api::{
     parse_anonymous_id, parse_device, parse_merge, parse_v1_identify, parse_v2_op, relay_op,
     PersonOp,
 };
-use crate::identity::IdentifyOptions;
+use crate::identity::{IdentifyOptions, Work};
 
 /// v2 routes answer errors in v2's shape, everything else in v1's.
 pub fn shape(segments: &[String]) -> ErrorShape {

@@ -35,7 +35,12 @@ pub trait Cache {
     ) -> Result<(Vec<String>, Option<String>), StoreError>;
 }
 
-pub type Task = Pin<Box<dyn Future<Output = ()>>>;
+/// Work that returns nothing, boxed, so one type serves every call site; it
+/// may borrow (`'a`).
+pub type Work<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// [`Work`] that owns everything it uses: what can outlive the answer.
+pub type Task = Work<'static>;
 
 /// Work that must not hold up the answer (cache writes, acknowledgements).
 pub trait Background {

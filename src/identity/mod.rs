@@ -27,7 +27,7 @@ mod test_kit;
 #[cfg(test)]
 mod tests;
 
-pub use backend::{Background, Cache, Objects, Task};
+pub use backend::{Background, Cache, Objects, Task, Work};
 pub use key::IndexKey;
 pub use store::{Identified, IdentifyOptions, Store};
 pub use wire::StoreError;
