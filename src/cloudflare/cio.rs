@@ -130,8 +130,7 @@ impl Outbox {
     }
 
     fn count(&self, sql: &SqlStorage) -> Result<u64, StoreError> {
-        let n = super::sql::first_n(sql, "SELECT COUNT(*) FROM outbox")?;
-        Ok(n.map_or(0, |n| n.max(0) as u64))
+        super::sql::count(sql, "SELECT COUNT(*) FROM outbox")
     }
 
     /// Appends an operation (part of the caller's synchronous step).

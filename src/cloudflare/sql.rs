@@ -188,9 +188,13 @@ pub fn first_n(sql: &SqlStorage, query: &str) -> Result<Option<i64>, StoreError>
     Ok(rows.first().map(|&(n,)| n))
 }
 
+/// The count a `SELECT count(*)` query answers.
+pub fn count(sql: &SqlStorage, query: &str) -> Result<u64, StoreError> {
+    Ok(first_n(sql, query)?.map_or(0, |n| n.max(0) as u64))
+}
+
 pub fn event_count(sql: &SqlStorage) -> Result<u64, StoreError> {
-    let n = first_n(sql, "SELECT count(*) FROM events")?;
-    Ok(n.map_or(0, |n| n.max(0) as u64))
+    count(sql, "SELECT count(*) FROM events")
 }
 
 /// An object's tables, each created by the first write to it, so that asking
